@@ -1,0 +1,42 @@
+"""Time one model on real corpus texts: `python -m stages.benchmark NAME` -> results/benchmark/NAME.json.
+
+DVC runs each stage in a fresh process, so peak memory is this model's alone.
+"""
+import argparse
+
+from stages.lib import errors, params as params_lib
+from stages.lib.benchmarking import environment, run_benchmark
+from stages.lib.corpus import load_corpus
+from stages.lib.embedding import open_embedder
+from stages.lib.outputs import write_json, write_text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = params_lib.load(args.params)
+    s = params.benchmark
+    corpus = load_corpus(params.corpus)
+    embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
+    code_ids = embedder.tokenizer.encode(corpus.codes)  # once, outside every timed region
+    embedder.check_ids(code_ids)
+    result = {"model": args.name, "environment": environment(embedder.session.providers_active[0],
+                                                                s.intra_op_threads, s.inter_op_threads)}
+    result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed))
+    write_json(f"results/benchmark/{args.name}.json", result)
+    rows = ["seq_len,batch_size,p50_ms,mean_ms,tokens_per_s"] + [
+        f"{p['seq_len']},{p['batch_size']},{p['p50_ms']:.4f},{p['mean_ms']:.4f},{p['tokens_per_s']:.1f}"
+        for p in result["sweep"] if "skipped" not in p]
+    write_text(f"results/plots/latency/{args.name}.csv", "\n".join(rows) + "\n")
+    rows = ["batch_size,sorted_texts_per_s,unsorted_texts_per_s"] + [
+        f"{t['batch_size']},{t['sorted']['texts_per_s']:.2f},{t['unsorted']['texts_per_s']:.2f}" for t in result["throughput"]]
+    write_text(f"results/plots/throughput/{args.name}.csv", "\n".join(rows) + "\n")
+    lat = result["latency_b1"]
+    print(f"{args.name}: batch-1 latency p50 {lat['p50_ms']:.2f} ms (n={lat['count']}), "
+          f"CPU INT8 support: {result['environment']['int8_support']}")
+
+
+if __name__ == "__main__":
+    errors.run(main)

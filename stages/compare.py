@@ -1,0 +1,30 @@
+"""Quality of one model against the reference: `python -m stages.compare NAME` -> results/compare/NAME.json.
+
+For the reference itself it records task metrics and sanity checks (and stops the run if a text
+embedded alone and in a padded batch disagree: pooling or the mask would be wrong).
+"""
+import argparse
+
+from stages.lib import errors, params as params_lib
+from stages.lib.comparison import compare
+from stages.lib.outputs import write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = params_lib.load(args.params)
+    params.model(args.name)
+    result = compare(params, args.name)
+    write_json(f"results/compare/{args.name}.json", result)
+    line = f"{args.name}: nDCG@10 {result['task']['ndcg@10']:.4f}"
+    if "verdict" in result:
+        line += f", mean cosine to reference {result['agreement'].get('cosine', {}).get('mean', float('nan')):.4f}, " \
+                f"verdict {result['verdict']['status']}"
+    print(line)
+
+
+if __name__ == "__main__":
+    errors.run(main)

@@ -1,0 +1,27 @@
+"""Static facts about one model (sizes with external data, parameters, I/O, ops, quantization).
+
+`python -m stages.inspect NAME` (run as a module: this file's name would shadow the stdlib's as a script).
+"""
+import argparse
+
+from stages.lib import errors, params as params_lib
+from stages.lib.inspection import inspect_model
+from stages.lib.outputs import write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("name")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = params_lib.load(args.params)
+    info = {"model": args.name, **inspect_model(params.model(args.name).path)}
+    write_json(f"results/inspect/{args.name}.json", info)
+    size = info["size"]
+    print(f"{args.name}: {size['total_bytes'] / 1e6:.2f} MB (graph {size['graph_bytes'] / 1e6:.2f} MB + external "
+          f"{size['external_data_bytes'] / 1e6:.2f} MB), {info['parameters']['count']:,} parameters, "
+          f"quantization: {info['quantization']}")
+
+
+if __name__ == "__main__":
+    errors.run(main)

@@ -1,0 +1,189 @@
+"""Latency and throughput of one model on real corpus texts, with the facts needed to trust them.
+
+Inputs are tokenized and fed arrays built before any clock starts; only `session.run` is timed.
+The loop runs warmup calls untimed, then until both a minimum count and a minimum duration are
+reached (a maximum duration caps slow models, and the result says so).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+INT8_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vnni",
+              "avx_vnni", "avxvnni", "amx_tile", "amx_int8", "amx_bf16", "avx512_bf16", "neon", "asimddp", "i8mm")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Summary of timing samples in milliseconds; std is the sample std (ddof=1)."""
+
+    samples_ms: tuple
+
+    @classmethod
+    def from_seconds(cls, samples) -> "Latency":
+        return cls(tuple(float(s) * 1e3 for s in samples))
+
+    def summary(self) -> dict:
+        a = np.asarray(self.samples_ms, dtype=np.float64)
+        if a.size == 0:
+            return {"count": 0}
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return {"count": int(a.size), "mean_ms": float(a.mean()), "std_ms": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+                "min_ms": float(a.min()), "max_ms": float(a.max()), "p50_ms": float(p50), "p90_ms": float(p90),
+                "p99_ms": float(p99)}
+
+
+def measure(fn, warmup: int, min_iterations: int, min_seconds: float, max_seconds: float) -> tuple[list[float], bool]:
+    """Per-call seconds. Returns (samples, capped): capped when max_seconds stopped the loop early."""
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        if len(samples) >= min_iterations and elapsed >= min_seconds:
+            return samples, False
+        if elapsed >= max_seconds and len(samples) >= 3:
+            return samples, True
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+
+
+def int8_support(flags: set[str]) -> str:
+    """What the CPU offers for INT8 matrix math: decides whether dynamic INT8 can be faster at all."""
+    if {"amx_int8", "amx_tile"} <= flags:
+        return "AMX-INT8"
+    if flags & {"avx512_vnni", "avx512vnni"}:
+        return "AVX512-VNNI"
+    if flags & {"avx_vnni", "avxvnni"}:
+        return "AVX-VNNI"
+    if "i8mm" in flags or "asimddp" in flags:
+        return "ARM dot-product/i8mm"
+    if "avx2" in flags:
+        return "AVX2 only (no VNNI)"
+    return "none detected"
+
+
+def environment(provider: str, intra: int, inter: int) -> dict:
+    import cpuinfo
+    import onnxruntime as ort
+    import psutil
+
+    info = cpuinfo.get_cpu_info()
+    flags = set(info.get("flags", []))
+    return {
+        "cpu": info.get("brand_raw", platform.processor()),
+        "arch": info.get("arch_string_raw", platform.machine()),
+        "cores_logical": psutil.cpu_count(logical=True),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "flags": sorted(flags & set(INT8_FLAGS)),
+        "int8_support": int8_support(flags),
+        "memory_bytes": psutil.virtual_memory().total,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "provider": provider,
+        "intra_op_threads": intra if intra else "onnxruntime default (one per physical core)",
+        "inter_op_threads": inter if inter else "onnxruntime default",
+    }
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (each stage is a fresh process, so: of this model)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if platform.system() == "Darwin" else peak * 1024)
+
+
+def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
+    """Exactly `length` real token ids, taken by concatenating corpus texts (no random tokens)."""
+    flat: list[int] = []
+    for ids in pool:
+        flat.extend(ids)
+        if len(flat) >= length:
+            break
+    while len(flat) < length:
+        flat.extend(flat or [0])
+    return flat[:length]
+
+
+def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) -> dict:
+    """Batch-1 latency over real texts, throughput per batch size sorted vs unsorted, a length sweep."""
+    import psutil
+
+    s = settings
+    rng = np.random.default_rng(seed)
+    run = embedder.session.session.run
+    output = [embedder.pooling.output]
+    rss_loaded = psutil.Process().memory_info().rss
+
+    def timed(feeds: list[dict]):
+        counter = iter(range(1 << 62))
+        return lambda: run(output, feeds[next(counter) % len(feeds)])
+
+    # 1. batch-1 latency, cycling through a fixed sample of real texts: sample j times text
+    #    pick[(warmup + j) % len(pick)], so two models' runs pair up text by text
+    pick = rng.choice(len(code_ids), size=min(s.latency_texts, len(code_ids)), replace=False)
+    feeds = [embedder.feed([code_ids[i]])[0] for i in pick]
+    samples, capped = measure(timed(feeds), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+    latency = {**Latency.from_seconds(samples).summary(), "capped": capped, "texts": len(feeds),
+               "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
+               "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
+               "samples_ms": [x * 1e3 for x in samples]}
+
+    # 2. throughput: one pass over the same texts, length-sorted vs corpus order
+    subset = [code_ids[i] for i in rng.permutation(len(code_ids))[:s.throughput_texts]]
+    real_tokens = sum(len(x) for x in subset)
+    throughput = []
+    for bs in s.batch_sizes:
+        row = {"batch_size": int(bs)}
+        for order, sort in (("sorted", True), ("unsorted", False)):
+            groups = embedder.batches(subset, int(bs), sort=sort)
+            pass_feeds = [embedder.feed([subset[i] for i in g])[0] for g in groups]
+            padded = sum(f["input_ids"].size for f in pass_feeds)
+            def one_pass():
+                for f in pass_feeds:
+                    run(output, f)
+            times, _ = measure(one_pass, 1, s.throughput_repeats, 0.0, s.max_seconds)
+            sec = float(np.median(times))
+            row[order] = {"seconds": sec, "texts_per_s": len(subset) / sec, "tokens_per_s": real_tokens / sec,
+                          "padding_fraction": 1 - real_tokens / padded}
+        row["sort_speedup"] = row["unsorted"]["seconds"] / row["sorted"]["seconds"]
+        throughput.append(row)
+
+    # 3. sequence-length sweep on real tokens, at batch 1 and at a larger batch
+    sweep = []
+    max_len = embedder.tokenizer.max_length
+    for length in s.seq_lengths:
+        for bs in (1, s.sweep_batch_size):
+            point = {"seq_len": int(length), "batch_size": int(bs)}
+            if embedder.fixed_seq and length != embedder.fixed_seq:
+                point["skipped"] = f"model input has a fixed sequence length {embedder.fixed_seq}"
+            elif embedder.fixed_batch and bs != embedder.fixed_batch:
+                point["skipped"] = f"model input has a fixed batch size {embedder.fixed_batch}"
+            elif length > max_len:
+                point["skipped"] = f"beyond max_length {max_len}"
+            else:
+                ids = synthetic_ids(code_ids, int(length))
+                feed = embedder.feed([ids] * int(bs))[0]
+                times, capped = measure(lambda: run(output, feed), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+                summary = Latency.from_seconds(times).summary()
+                point.update(summary, capped=capped, tokens_per_s=bs * length / (summary["mean_ms"] / 1e3))
+            sweep.append(point)
+
+    return {
+        "session_create_s": embedder.session.create_seconds,
+        "memory": {"rss_after_load_bytes": int(rss_loaded), "peak_rss_bytes": peak_rss_bytes()},
+        "latency_b1": latency,
+        "throughput": throughput,
+        "sweep": sweep,
+    }

@@ -1,0 +1,151 @@
+"""The compare stage's work: one model against the reference, from files earlier stages wrote."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import load_corpus
+from .errors import UserError
+from .metrics import (cosine_agreement, linear_cka, norms, paired_delta, ratio_interval, retrieval_per_query,
+                      row_cosine, scan_rankings, similarity_agreement)
+from .outputs import read_json
+from .verdict import decide
+
+
+def load_embeddings(folder: Path) -> dict:
+    folder = Path(folder)
+    if not (folder / "manifest.json").is_file():
+        raise UserError(f"{folder}: no embeddings (run: dvc repro embed@{folder.name})")
+    out = {"manifest": read_json(folder / "manifest.json")}
+    for path in sorted(folder.glob("*.npy")):
+        out[path.stem] = np.load(path, allow_pickle=False)
+    return out
+
+
+def task_metrics(emb: dict, k: int) -> tuple[dict, dict]:
+    """Retrieval quality of one model: query i's relevant document is code i."""
+    rankings = scan_rankings(emb["queries"], emb["codes"], max(k, 10))
+    per_query = retrieval_per_query(rankings, np.arange(len(emb["queries"])))
+    return {name: float(v.mean()) for name, v in per_query.items()}, per_query
+
+
+def sanity(emb: dict) -> dict:
+    finite = bool(np.isfinite(emb["queries"]).all() and np.isfinite(emb["codes"]).all())
+    return {"finite": finite, "dim": int(emb["codes"].shape[1]), "norms_codes": norms(emb["codes"]),
+            "norms_queries": norms(emb["queries"]), "batch_invariance": emb["manifest"]["batch_invariance"]}
+
+
+def snippet_view(ref: dict, cand: dict, snippets_path: str | None) -> list[dict]:
+    """The quick view on the hand-written snippets: per-snippet agreement and top-1 hit per model."""
+    if not snippets_path or "snippet_codes" not in ref or "snippet_codes" not in cand:
+        return []
+    snippets = load_corpus(snippets_path)
+    same_dim = ref["snippet_codes"].shape[1] == cand["snippet_codes"].shape[1]
+    rows = []
+    ref_top = scan_rankings(ref["snippet_queries"], ref["snippet_codes"], 1)[:, 0]
+    cand_top = scan_rankings(cand["snippet_queries"], cand["snippet_codes"], 1)[:, 0]
+    cos_code = row_cosine(ref["snippet_codes"], cand["snippet_codes"]) if same_dim else [None] * len(snippets)
+    cos_query = row_cosine(ref["snippet_queries"], cand["snippet_queries"]) if same_dim else [None] * len(snippets)
+    for i, sid in enumerate(snippets.ids):
+        rows.append({"id": sid, "lang": snippets.langs[i], "cosine_code": cos_code[i], "cosine_query": cos_query[i],
+                     "reference_top1": bool(ref_top[i] == i), "candidate_top1": bool(cand_top[i] == i)})
+    return rows
+
+
+def _same_texts(a: dict, b: dict) -> bool:
+    """Did sample j of both timing runs use the same token ids? (Only the shorter run's length matters.)"""
+    return a.get("text_order_sha256") is not None and a.get("text_order_sha256") == b.get("text_order_sha256")
+
+
+def compare(params, name: str, results: Path = Path("results")) -> dict:
+    ref_name = params.reference
+    s = params.compare
+    corpus = load_corpus(params.corpus)
+    ref = load_embeddings(results / "embed" / ref_name)
+    emb = ref if name == ref_name else load_embeddings(results / "embed" / name)
+    for model, e in ((ref_name, ref), (name, emb)):
+        if e["manifest"]["texts_sha256"] != corpus.sha256():
+            raise UserError(f"{results / 'embed' / model}: embeddings are of another corpus than {corpus.path}; rerun embed@{model}")
+    inv = ref["manifest"]["batch_invariance"]
+    if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:
+        raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
+                        f"{inv['min']:.6f} (< {s.batch_invariance_min}): pooling or the attention mask is wrong")
+    task, per_query = task_metrics(emb, s.k)
+    manifest = emb["manifest"]
+    out = {"model": name, "reference": ref_name, "is_reference": name == ref_name,
+           "embedding": {k: manifest[k] for k in ("dim", "pooling", "normalize", "query_prompt", "max_length",
+                                                  "batch_size", "padding_side", "truncated", "batch_invariance",
+                                                  "model_sha256")},
+           "sanity": sanity(emb), "task": task}
+    if name == ref_name:
+        return out
+
+    ref_task, ref_per_query = task_metrics(ref, s.k)
+    out["task_delta"] = {m: paired_delta(per_query[m], ref_per_query[m], s.bootstrap, s.confidence, s.seed)
+                         for m in per_query}
+    inspect_ref = read_json(results / "inspect" / f"{ref_name}.json")
+    inspect_cand = read_json(results / "inspect" / f"{name}.json")
+    bench_ref = read_json(results / "benchmark" / f"{ref_name}.json")
+    bench_cand = read_json(results / "benchmark" / f"{name}.json")
+    mr, mc = ref["manifest"], emb["manifest"]
+    same_dim = mr["dim"] == mc["dim"]
+    consistency = {
+        "same_dim": same_dim,
+        "same_prompt": mr["query_prompt"] == mc["query_prompt"],
+        "same_tokenizer": mr["tokenizer_sha256"] == mc["tokenizer_sha256"],
+        "same_batches": mr["batch_size"] == mc["batch_size"] and mr["tokenizer_sha256"] == mc["tokenizer_sha256"]
+        and mr["max_length"] == mc["max_length"],
+        "same_pooling": mr["pooling"]["mode"] == mc["pooling"]["mode"] and mr["normalize"] == mc["normalize"],
+    }
+    out["consistency"] = consistency
+    params_ratio = inspect_cand["parameters"]["count"] / max(inspect_ref["parameters"]["count"], 1)
+    agreement = None
+    if same_dim:
+        texts_ref = np.vstack([ref["queries"], ref["codes"]])
+        texts_cand = np.vstack([emb["queries"], emb["codes"]])
+        lengths = np.concatenate([emb["query_lengths"], emb["code_lengths"]])
+        agreement = {"cosine": cosine_agreement(texts_ref, texts_cand, corpus.langs * 2, lengths),
+                     "cosine_codes_mean": float(row_cosine(ref["codes"], emb["codes"]).mean()),
+                     "cosine_queries_mean": float(row_cosine(ref["queries"], emb["queries"]).mean()),
+                     "cka_linear": linear_cka(texts_ref, texts_cand)}
+    else:
+        agreement = {"cka_linear": linear_cka(np.vstack([ref["queries"], ref["codes"]]),
+                                              np.vstack([emb["queries"], emb["codes"]]))}
+    agreement["similarity"] = similarity_agreement(ref["queries"], ref["codes"], emb["queries"], emb["codes"],
+                                                   s.k, s.spearman_max_pairs, s.seed)
+    out["agreement"] = agreement
+    cos_mean = agreement.get("cosine", {}).get("mean")
+    related = same_dim and ((cos_mean or 0) >= s.related_min_cosine or abs(params_ratio - 1) < 0.01)
+    out["relation"] = {"related": related, "parameter_ratio": params_ratio,
+                       "reason": "same dimension and agreeing vectors or parameter count" if related else
+                       ("different embedding dimension" if not same_dim else
+                        "low agreement and a different parameter count: not the same network")}
+    lat_ref, lat_cand = bench_ref["latency_b1"], bench_cand["latency_b1"]
+    out["speed"] = {
+        "latency_b1": ratio_interval(lat_ref["samples_ms"], lat_cand["samples_ms"], s.bootstrap, s.confidence, s.seed,
+                                     paired=_same_texts(lat_ref, lat_cand)),
+        "throughput": {str(r["batch_size"]): c["sorted"]["texts_per_s"] / r["sorted"]["texts_per_s"]
+                       for r, c in zip(bench_ref["throughput"], bench_cand["throughput"])
+                       if r["batch_size"] == c["batch_size"]},
+        "int8_support": bench_cand["environment"]["int8_support"],
+        "same_machine": bench_ref["environment"]["cpu"] == bench_cand["environment"]["cpu"],
+    }
+    out["size"] = {"reference_bytes": inspect_ref["size"]["total_bytes"],
+                   "candidate_bytes": inspect_cand["size"]["total_bytes"],
+                   "ratio": inspect_ref["size"]["total_bytes"] / inspect_cand["size"]["total_bytes"],
+                   "quantization": inspect_cand["quantization"]}
+    out["snippets"] = snippet_view(ref, emb, params.snippets)
+    cos = agreement.get("cosine", {})
+    ndcg = out["task_delta"]["ndcg@10"]
+    flat = {"finite": out["sanity"]["finite"], "cosine_mean": cos.get("mean"), "cosine_p1": cos.get("p1"),
+            "spearman": agreement["similarity"]["spearman"], "overlap_at_10": agreement["similarity"].get(f"overlap@{s.k}"),
+            "ndcg_rel_ci_low": ndcg["relative_ci_low"], "ndcg_rel_ci_high": ndcg["relative_ci_high"]}
+    status, reasons = decide(flat, params.verdict, related)
+    for key, label in (("same_prompt", "query prompts differ between the models"),
+                       ("same_batches", "batches differ (tokenizer, max_length or batch size): agreement is not like for like")):
+        if not consistency[key]:
+            reasons.append(label)
+            status = "WARN" if status == "PASS" else status
+    out["verdict"] = {"status": status, "reasons": reasons}
+    return out

@@ -1,0 +1,252 @@
+"""Texts -> vectors with an ONNX session: feeds, length-sorted batches, pooling, checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from .errors import UserError
+from .inspection import embedding_vocab_size
+from .onnxmodel import Session, load_graph
+from .pooling import l2_normalize, pool
+from .tokenizing import TextTokenizer, sentence_transformers_head
+
+TOKEN_OUTPUT_NAMES = ("last_hidden_state", "token_embeddings", "hidden_states")
+SUPPORTED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+@dataclass(frozen=True)
+class PoolingChoice:
+    """Which output is read and how it is pooled, and why: recorded in every manifest."""
+
+    mode: str  # "output" (already pooled), "cls", "mean" or "last"
+    output: str
+    source: str
+
+
+def _rank(output) -> int:
+    return len(output.shape) if output.shape is not None else -1
+
+
+def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
+    """Explicit setting > a rank-2 pooled output > sentence-transformers config > error."""
+    floats = [o for o in outputs if o.type in ("tensor(float)", "tensor(float16)", "tensor(double)")]
+    token_level = [o for o in floats if _rank(o) == 3]
+    pooled = [o for o in floats if _rank(o) == 2]
+    names = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
+
+    def token_output() -> str:
+        if not token_level:
+            raise UserError(f"pooling {mode!r} needs a token-level [batch, seq, dim] output; model has: {names}")
+        for preferred in TOKEN_OUTPUT_NAMES:
+            if any(o.name == preferred for o in token_level):
+                return preferred
+        return token_level[0].name
+
+    if setting in ("cls", "mean", "last"):
+        mode = setting
+        return PoolingChoice(mode, token_output(), "params")
+    if setting != "auto":
+        match = [o for o in outputs if o.name == setting]
+        if not match:
+            raise UserError(f"pooling {setting!r} is neither auto/cls/mean/last nor an output of the model ({names})")
+        if _rank(match[0]) != 2:
+            raise UserError(f"output {setting!r} is not pooled [batch, dim]; set pooling to cls, mean or last")
+        return PoolingChoice("output", setting, "params")
+    if pooled:
+        return PoolingChoice("output", pooled[0].name, "model output")
+    if "pooling" in head:
+        mode = head["pooling"]
+        return PoolingChoice(mode, token_output(), head["pooling_source"])
+    mode = "auto"
+    raise UserError(f"pooling is auto but the model has no pooled output ({names}) and no 1_Pooling/config.json "
+                    "lies next to the tokenizer; set models.NAME.pooling to cls, mean or last")
+
+
+class Embedder:
+    """One model's text encoder. Inputs are fed as the session declares them."""
+
+    def __init__(self, session: Session, tokenizer: TextTokenizer, pooling_setting: str,
+                 normalize_setting, padding_side: str = "right"):
+        self.session = session
+        self.tokenizer = tokenizer
+        self.padding_side = padding_side
+        head = sentence_transformers_head(tokenizer.path)
+        self.pooling = resolve_pooling(pooling_setting, session.session.get_outputs(), head)
+        self.normalize = head.get("normalize", False) if normalize_setting == "auto" else bool(normalize_setting)
+        if normalize_setting != "auto":
+            self.normalize_source = "params"
+        else:
+            self.normalize_source = "modules.json" if "normalize" in head else "auto: no modules.json, off"
+        self.inputs = {i.name: i for i in session.session.get_inputs()}
+        unsupported = [n for n in self.inputs if n not in SUPPORTED_INPUTS]
+        if unsupported or "input_ids" not in self.inputs:
+            raise UserError(f"{session.model_file}: inputs {list(self.inputs)} not supported; need input_ids "
+                            f"and at most {', '.join(SUPPORTED_INPUTS[1:])} (export without past_key_values)")
+        seq_dim = self.inputs["input_ids"].shape[1] if len(self.inputs["input_ids"].shape) > 1 else None
+        batch_dim = self.inputs["input_ids"].shape[0]
+        self.fixed_seq = seq_dim if isinstance(seq_dim, int) else None
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.vocab_size = embedding_vocab_size(load_graph(session.model_file))
+
+    def check_ids(self, id_lists: list[list[int]]) -> None:
+        """A token id past the embedding table is a wrong tokenizer, not a crash deep in onnxruntime."""
+        if self.vocab_size is None or not id_lists:
+            return
+        top = max((max(ids) for ids in id_lists if ids), default=-1)
+        if top >= self.vocab_size:
+            raise UserError(f"{self.tokenizer.path}: token id {top} is beyond the vocabulary of "
+                            f"{self.session.model_file} ({self.vocab_size} rows): wrong tokenizer for this model")
+
+    def feed(self, id_lists: list[list[int]]) -> tuple[dict, np.ndarray]:
+        """Pad a batch (to its longest, or to a fixed sequence length) and build every declared input."""
+        length = self.fixed_seq or max(len(ids) for ids in id_lists)
+        ids = np.full((len(id_lists), length), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(id_lists), length), dtype=np.int64)
+        for row, seq in enumerate(id_lists):
+            seq = seq[:length]
+            if self.padding_side == "left":
+                ids[row, length - len(seq):] = seq
+                mask[row, length - len(seq):] = 1
+            else:
+                ids[row, :len(seq)] = seq
+                mask[row, :len(seq)] = 1
+        values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids),
+                  "position_ids": np.clip(np.cumsum(mask, axis=1) - 1, 0, None)}
+        feed = {}
+        for name, meta in self.inputs.items():
+            dtype = np.int32 if meta.type == "tensor(int32)" else np.int64
+            feed[name] = values[name].astype(dtype, copy=False)
+        return feed, mask
+
+    def run_batch(self, id_lists: list[list[int]]) -> np.ndarray:
+        feed, mask = self.feed(id_lists)
+        try:
+            (out,) = self.session.session.run([self.pooling.output], feed)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise UserError(f"{self.session.model_file}: inference failed: {str(exc).splitlines()[0][:300]}") from None
+        out = out.astype(np.float32, copy=False)
+        vectors = out if self.pooling.mode == "output" else pool(self.pooling.mode, out, mask)
+        return l2_normalize(vectors) if self.normalize else vectors
+
+    def batches(self, id_lists: list[list[int]], batch_size: int, sort: bool = True) -> list[np.ndarray]:
+        """Index groups of one batch each; sorted by length so padding (and time) is small."""
+        if self.fixed_batch:
+            batch_size = self.fixed_batch
+        order = np.argsort([len(x) for x in id_lists], kind="stable") if sort else np.arange(len(id_lists))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def embed_ids(self, id_lists: list[list[int]], batch_size: int, sort: bool = True, progress=None) -> np.ndarray:
+        if not id_lists:
+            raise UserError("nothing to embed: the text list is empty")
+        self.check_ids(id_lists)
+        result = None
+        for idx in self.batches(id_lists, batch_size, sort):
+            group = [id_lists[i] for i in idx]
+            pad_rows = (self.fixed_batch - len(group)) if self.fixed_batch else 0
+            vectors = self.run_batch(group + [group[-1]] * pad_rows)[:len(group)]
+            if result is None:
+                if vectors.ndim != 2:
+                    raise UserError(f"{self.session.model_file}: pooled output has shape {vectors.shape}, expected [batch, dim]")
+                result = np.empty((len(id_lists), vectors.shape[1]), dtype=np.float32)
+            result[idx] = vectors
+            if progress is not None:
+                progress.update(len(idx))
+        bad = np.where(~np.isfinite(result).all(axis=1))[0]
+        if len(bad):
+            raise UserError(f"{self.session.model_file}: {len(bad)} embedding(s) contain NaN or Inf (first: text #{bad[0]})")
+        return result
+
+    def embed_texts(self, texts: list[str], batch_size: int, sort: bool = True, progress=None) -> np.ndarray:
+        return self.embed_ids(self.tokenizer.encode(texts), batch_size, sort, progress)
+
+
+def batch_invariance(embedder: Embedder, id_lists: list[list[int]], sample: int) -> dict:
+    """Cosine between each sampled text embedded alone and inside one padded batch of mixed lengths.
+
+    For a correct FP32 model this is 1 to float precision; below that, pooling or the mask is wrong
+    (or, for dynamic INT8, activations are quantized per batch: a finding, not an error).
+    """
+    if sample <= 0 or not id_lists:
+        return {"sample": 0, "min": None, "mean": None}
+    if embedder.fixed_batch:
+        return {"sample": 0, "min": None, "mean": None, "skipped": "model has a fixed batch size"}
+    by_len = np.argsort([len(x) for x in id_lists], kind="stable")
+    picks = by_len[np.unique(np.linspace(0, len(by_len) - 1, min(sample, len(by_len))).astype(int))]
+    group = [id_lists[i] for i in picks]
+    alone = np.vstack([embedder.run_batch([ids]) for ids in group])
+    together = embedder.run_batch(group)
+    cos = np.sum(l2_normalize(alone) * l2_normalize(together), axis=1)
+    return {"sample": len(group), "min": float(cos.min()), "mean": float(cos.mean()),
+            "padding_side": embedder.padding_side}
+
+
+def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
+    return np.array([len(x) for x in id_lists], dtype=np.int64)
+
+
+
+def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
+                  inter_op_threads: int = 0) -> Embedder:
+    """A model's embedder, built from its params entry (shared `embed` defaults filled in)."""
+    from .onnxmodel import open_session
+    from .tokenizing import find_tokenizer, load_tokenizer
+
+    spec = params.model(name)
+    session = open_session(spec.path, provider, intra_op_threads, inter_op_threads)
+    tok_file = find_tokenizer(session.model_file, spec.tokenizer)
+    tokenizer = load_tokenizer(tok_file, params.setting(name, "max_length"))
+    return Embedder(session, tokenizer, params.setting(name, "pooling"), params.setting(name, "normalize"),
+                    params.setting(name, "padding_side"))
+
+
+def embed_corpus(params, name: str, progress: bool = False) -> dict:
+    """Every file of the embed stage's output folder for one model, computed in memory."""
+    import hashlib
+
+    from tqdm import tqdm
+
+    from .corpus import load_corpus
+    from .onnxmodel import model_sha256
+
+    corpus = load_corpus(params.corpus)
+    embedder = open_embedder(params, name)
+    prompt = params.setting(name, "query_prompt")
+    batch_size = params.embed.batch_size
+    query_ids = embedder.tokenizer.encode([prompt + q for q in corpus.queries])
+    code_ids = embedder.tokenizer.encode(corpus.codes)
+    bar = tqdm(total=len(corpus) * 2, desc=f"embed {name}", unit="text", disable=not progress)
+    queries = embedder.embed_ids(query_ids, batch_size, progress=bar)
+    codes = embedder.embed_ids(code_ids, batch_size, progress=bar)
+    bar.close()
+    files = {"queries.npy": queries, "codes.npy": codes,
+             "query_lengths.npy": text_lengths(query_ids), "code_lengths.npy": text_lengths(code_ids)}
+    if params.snippets:
+        snippets = load_corpus(params.snippets)
+        files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
+        files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
+    max_len = embedder.tokenizer.max_length
+    files["manifest.json"] = {
+        "model": name,
+        "model_file": str(embedder.session.model_file),
+        "model_sha256": model_sha256(embedder.session.model_file),
+        "tokenizer": str(embedder.tokenizer.path),
+        "tokenizer_sha256": hashlib.sha256(embedder.tokenizer.path.read_bytes()).hexdigest(),
+        "corpus": str(corpus.path),
+        "texts_sha256": corpus.sha256(),
+        "count": len(corpus),
+        "dim": int(queries.shape[1]),
+        "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
+        "normalize": embedder.normalize,
+        "normalize_source": embedder.normalize_source,
+        "query_prompt": prompt,
+        "max_length": max_len,
+        "padding_side": embedder.padding_side,
+        "batch_size": batch_size,
+        "batch_order": "sorted by token length (stable), per text kind",
+        "truncated": {"queries": int(sum(len(x) >= max_len for x in query_ids)),
+                      "codes": int(sum(len(x) >= max_len for x in code_ids))},
+        "tokens": {"queries_mean": float(np.mean(text_lengths(query_ids))), "codes_mean": float(np.mean(text_lengths(code_ids)))},
+        "batch_invariance": batch_invariance(embedder, code_ids, params.embed.invariance_sample),
+        "provider": embedder.session.providers_active[0],
+    }
+    return files

@@ -1,0 +1,196 @@
+"""Quality metrics: agreement of a candidate with the reference, and task (retrieval) quality.
+
+Everything that would need an N x N similarity matrix is computed in query blocks, so 100k texts
+never materialise a 100k x 100k matrix. Scores are cosine similarities (vectors normalised here,
+whatever the model's own normalisation), ranked with ties broken by corpus order.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from .pooling import l2_normalize
+
+HIST_EDGES = [-1.0, 0.0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0 + 1e-6]
+LENGTH_BUCKETS = [(0, 32), (33, 64), (65, 128), (129, 256), (257, 10**9)]
+
+
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(l2_normalize(a.astype(np.float64)) * l2_normalize(b.astype(np.float64)), axis=1)
+
+
+def describe(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    p1, p5 = np.percentile(v, [1, 5])
+    return {"count": int(v.size), "mean": float(v.mean()), "min": float(v.min()), "p1": float(p1), "p5": float(p5)}
+
+
+def cosine_agreement(ref: np.ndarray, cand: np.ndarray, langs: list[str], lengths: np.ndarray) -> dict:
+    """Per-text cosine between the two models' vectors, overall, by language and by token length."""
+    cos = row_cosine(ref, cand)
+    counts, _ = np.histogram(cos, bins=HIST_EDGES)
+    out = describe(cos)
+    out["histogram"] = {"edges": HIST_EDGES, "counts": counts.tolist()}
+    langs_arr = np.asarray(langs)
+    out["by_lang"] = {lang: describe(cos[langs_arr == lang]) for lang in sorted(set(langs))}
+    buckets = {}
+    for lo, hi in LENGTH_BUCKETS:
+        sel = (lengths >= lo) & (lengths <= hi)
+        if sel.any():
+            buckets[f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}"] = describe(cos[sel])
+    out["by_length"] = buckets
+    return out
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best scores per row, ties broken by lower index (deterministic)."""
+    k = min(k, scores.shape[1])
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    out = np.empty((scores.shape[0], k), dtype=np.int64)
+    for r in range(scores.shape[0]):
+        cand = np.flatnonzero(scores[r] >= kth[r])
+        out[r] = cand[np.lexsort((cand, -scores[r, cand]))][:k]
+    return out
+
+
+def rbo(a, b, p: float = 0.9) -> float:
+    """Extrapolated rank-biased overlap (Webber et al. 2010, eq. 32) of two equal-length rankings."""
+    k = len(a)
+    if k == 0:
+        return float("nan")
+    seen_a, seen_b, overlap, total = set(), set(), 0, 0.0
+    for d in range(1, k + 1):
+        x, y = a[d - 1], b[d - 1]
+        if x == y:
+            overlap += 1
+        else:
+            overlap += (x in seen_b) + (y in seen_a)
+        seen_a.add(x)
+        seen_b.add(y)
+        total += p ** (d - 1) * overlap / d
+    return float((1 - p) * total + p ** k * overlap / k)
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear CKA (Kornblith et al. 2019) via d x d feature products: no n x n Gram matrix."""
+    x = x.astype(np.float64) - x.mean(axis=0)
+    y = y.astype(np.float64) - y.mean(axis=0)
+    cross = np.linalg.norm(y.T @ x) ** 2
+    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """Top-k code indices for every query, blockwise."""
+    q, c = l2_normalize(queries.astype(np.float32)), l2_normalize(codes.astype(np.float32))
+    return np.vstack([top_k(q[i:i + block] @ c.T, k) for i in range(0, len(q), block)])
+
+
+def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int, block: int = 1024) -> dict:
+    """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours."""
+    rq, rc = l2_normalize(ref_q.astype(np.float32)), l2_normalize(ref_c.astype(np.float32))
+    cq, cc = l2_normalize(cand_q.astype(np.float32)), l2_normalize(cand_c.astype(np.float32))
+    nq, nc = len(rq), len(rc)
+    total = nq * nc
+    rng = np.random.default_rng(seed)
+    sample = None if total <= max_pairs else np.sort(rng.choice(total, size=max_pairs, replace=False))
+    sums = np.zeros(6)  # sx, sy, sxx, syy, sxy, |x-y|
+    xs, ys = [], []
+    ref_top, cand_top = [], []
+    for start in range(0, nq, block):
+        sx = (rq[start:start + block] @ rc.T).astype(np.float64)
+        sy = (cq[start:start + block] @ cc.T).astype(np.float64)
+        sums += [sx.sum(), sy.sum(), (sx * sx).sum(), (sy * sy).sum(), (sx * sy).sum(), np.abs(sx - sy).sum()]
+        if sample is None:
+            xs.append(sx.ravel())
+            ys.append(sy.ravel())
+        else:
+            lo, hi = start * nc, (start + len(sx)) * nc
+            sel = sample[(sample >= lo) & (sample < hi)] - lo
+            xs.append(sx.ravel()[sel])
+            ys.append(sy.ravel()[sel])
+        ref_top.append(top_k(sx, k))
+        cand_top.append(top_k(sy, k))
+    mx, my = sums[0] / total, sums[1] / total
+    cov = sums[4] / total - mx * my
+    pearson = cov / np.sqrt((sums[2] / total - mx * mx) * (sums[3] / total - my * my))
+    spearman = stats.spearmanr(np.concatenate(xs), np.concatenate(ys)).statistic
+    ref_top, cand_top = np.vstack(ref_top), np.vstack(cand_top)
+    overlap = {f"overlap@{kk}": float(np.mean([len(set(a[:kk]) & set(b[:kk])) / kk for a, b in zip(ref_top, cand_top)]))
+               for kk in sorted({1, k})}
+    return {
+        "pairs": int(total),
+        "pearson": float(pearson),
+        "spearman": float(spearman),
+        "spearman_pairs": int(total if sample is None else max_pairs),
+        "score_drift_mean_abs": float(sums[5] / total),
+        **overlap,
+        "top1_agreement": float(np.mean(ref_top[:, 0] == cand_top[:, 0])),
+        f"rbo@{k}": float(np.mean([rbo(a.tolist(), b.tolist()) for a, b in zip(ref_top, cand_top)])),
+    }
+
+
+RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1", "recall@10": "recall_10"}
+
+
+def retrieval_per_query(rankings: np.ndarray, relevant: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-query nDCG@10, MRR@10, recall@1/10 from pytrec_eval, given each query's top-10 code indices.
+
+    The run holds only the top 10, so reciprocal rank is MRR@10. Scores passed to trec_eval strictly
+    decrease with rank, so its own tie-breaking never applies: ours (corpus order) does.
+    """
+    import pytrec_eval
+
+    if rankings.shape[1] < 10:
+        raise ValueError("retrieval metrics need at least 10 ranked documents per query")
+    qrels = {f"q{i}": {f"d{int(rel)}": 1} for i, rel in enumerate(relevant)}
+    run = {f"q{i}": {f"d{int(doc)}": float(10 - r) for r, doc in enumerate(row[:10])} for i, row in enumerate(rankings)}
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(RETRIEVAL_MEASURES.values()))
+    scores = evaluator.evaluate(run)
+    return {name: np.array([scores[f"q{i}"][measure] for i in range(len(relevant))])
+            for name, measure in RETRIEVAL_MEASURES.items()}
+
+
+def paired_delta(cand: np.ndarray, ref: np.ndarray, n_boot: int, confidence: float, seed: int) -> dict:
+    """Relative change of the mean (cand / ref - 1), its paired bootstrap interval, and a Wilcoxon test."""
+    cand, ref = np.asarray(cand, float), np.asarray(ref, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(ref), size=(n_boot, len(ref)))
+    ref_means = ref[idx].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = cand[idx].mean(axis=1) / ref_means - 1
+    alpha = (1 - confidence) / 2
+    lo, hi = np.nanpercentile(rel, [100 * alpha, 100 * (1 - alpha)])
+    diff = cand - ref
+    p = float(stats.wilcoxon(diff, zero_method="zsplit").pvalue) if np.any(diff != 0) else 1.0
+    return {"reference": float(ref.mean()), "candidate": float(cand.mean()), "delta": float(diff.mean()),
+            "relative": float(cand.mean() / ref.mean() - 1) if ref.mean() else None,
+            "relative_ci_low": float(lo), "relative_ci_high": float(hi), "wilcoxon_p": p}
+
+
+def ratio_interval(ref_samples, cand_samples, n_boot: int, confidence: float, seed: int, paired: bool) -> dict:
+    """Speedup of the candidate over the reference from batch-1 timing samples, with a bootstrap interval.
+
+    paired: sample j of both runs timed the same text, so the speedup is the geometric mean of the
+    per-text ratios and the bootstrap resamples texts (text length variety cancels out). Otherwise
+    it is the ratio of medians, each run resampled on its own.
+    """
+    ref, cand = np.asarray(ref_samples, float), np.asarray(cand_samples, float)
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    if paired:
+        n = min(len(ref), len(cand))
+        logs = np.log(ref[:n] / cand[:n])
+        boots = np.exp(logs[rng.integers(0, n, size=(n_boot, n))].mean(axis=1))
+        point = float(np.exp(logs.mean()))
+    else:
+        boots = np.array([np.median(ref[rng.integers(0, len(ref), len(ref))]) /
+                          np.median(cand[rng.integers(0, len(cand), len(cand))]) for _ in range(n_boot)])
+        point = float(np.median(ref) / np.median(cand))
+    lo, hi = np.percentile(boots, [100 * alpha, 100 * (1 - alpha)])
+    return {"speedup": point, "ci_low": float(lo), "ci_high": float(hi), "measurable": bool(lo > 1.0 or hi < 1.0),
+            "method": "paired per-text geometric mean" if paired else "ratio of medians, unpaired"}
+
+
+def norms(x: np.ndarray) -> dict:
+    n = np.linalg.norm(x.astype(np.float64), axis=1)
+    return {"mean": float(n.mean()), "min": float(n.min()), "max": float(n.max())}

@@ -1,0 +1,100 @@
+"""The one place that writes outputs: always to a temp file in the same folder, then rename.
+
+A stage that dies half way never leaves a half-written file that DVC or the next stage would trust.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    text = json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n"
+    return _atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return _atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return _atomic_bytes(path, buf.getvalue())
+
+
+def replace_dir(final: str | os.PathLike, files: dict[str, bytes | np.ndarray | dict | str]) -> Path:
+    """Write a whole output folder next to its final place, then swap it in."""
+    import shutil
+
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        for name, content in files.items():
+            if isinstance(content, np.ndarray):
+                write_npy(tmp / name, content)
+            elif isinstance(content, (dict, list)):
+                write_json(tmp / name, content)
+            elif isinstance(content, str):
+                write_text(tmp / name, content)
+            else:
+                _atomic_bytes(tmp / name, content)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    from .errors import UserError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found (did the stage that writes it run?)") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None

@@ -1,0 +1,245 @@
+"""The one place that reads params.yaml: typed records, defaults, and a clear error for a typo.
+
+Every stage reads its settings through `load()`, so a misspelt key fails in every stage the same
+way, naming the key and what was allowed, instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+POOLING_MODES = ("auto", "cls", "mean", "last")
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _check_keys(where: str, given: dict, allowed: list[str], required: tuple[str, ...] = ()) -> None:
+    if not isinstance(given, dict):
+        raise UserError(f"params.yaml: '{where}' must be a mapping, got {type(given).__name__}")
+    for key in given:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(
+                f"params.yaml: unknown key '{where}.{key}'{hint}; allowed: {', '.join(allowed)}"
+            )
+    for key in required:
+        if key not in given:
+            raise UserError(f"params.yaml: missing key '{where}.{key}'")
+
+
+def _typed(where: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise UserError(f"params.yaml: '{where}' must be {kinds[0].__name__}, got {value!r}")
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise UserError(f"params.yaml: '{where}' must be {names}, got {value!r}")
+    return value
+
+
+def _section(cls, where: str, raw: dict | None, required: tuple[str, ...] = ()):
+    """Build a dataclass from a params mapping: unknown keys and wrong types are errors."""
+    raw = {} if raw is None else raw
+    allowed = [f.name for f in fields(cls) if not f.name.startswith("_") and f.init]
+    _check_keys(where, raw, allowed, required)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in raw:
+            kind = f.metadata.get("type")
+            kwargs[f.name] = _typed(f"{where}.{f.name}", raw[f.name], kind) if kind else raw[f.name]
+    return cls(**kwargs)
+
+
+def _f(default, kind):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"type": kind})
+    return field(default=default, metadata={"type": kind})
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How texts become vectors. Shared by all models so reference and candidate see identical batches."""
+
+    batch_size: int = _f(32, int)
+    max_length: int = _f(128, int)
+    pooling: str = _f("auto", str)
+    normalize: Any = _f("auto", (str, bool))
+    query_prompt: str = _f("", str)
+    padding_side: str = _f("right", str)
+    invariance_sample: int = _f(16, int)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to measure. Settings left out fall back to the `embed` section."""
+
+    name: str = ""
+    path: str = _f("", str)
+    tokenizer: str | None = _f(None, str)
+    pooling: str | None = _f(None, str)
+    normalize: Any = _f(None, (str, bool))
+    max_length: int | None = _f(None, int)
+    query_prompt: str | None = _f(None, str)
+    padding_side: str | None = _f(None, str)
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """A candidate made by onnxruntime dynamic quantization of another model."""
+
+    name: str = ""
+    source: str = _f("", str)
+    per_channel: bool = _f(False, bool)
+    reduce_range: bool = _f(False, bool)
+    weight_type: str = _f("QInt8", str)
+    op_types: list = _f(["MatMul", "Gemm", "Attention"], list)
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    provider: str = _f("CPUExecutionProvider", str)
+    intra_op_threads: int = _f(0, int)
+    inter_op_threads: int = _f(0, int)
+    warmup: int = _f(10, int)
+    min_iterations: int = _f(50, int)
+    min_seconds: float = _f(2.0, float)
+    max_seconds: float = _f(30.0, float)
+    latency_texts: int = _f(200, int)
+    batch_sizes: list = _f([1, 8, 32], list)
+    throughput_texts: int = _f(256, int)
+    throughput_repeats: int = _f(3, int)
+    seq_lengths: list = _f([16, 32, 64, 128], list)
+    sweep_batch_size: int = _f(8, int)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    k: int = _f(10, int)
+    bootstrap: int = _f(2000, int)
+    seed: int = _f(0, int)
+    confidence: float = _f(0.95, float)
+    spearman_max_pairs: int = _f(2_000_000, int)
+    related_min_cosine: float = _f(0.5, float)
+    batch_invariance_min: float = _f(0.9999, float)
+
+
+@dataclass(frozen=True)
+class VerdictThresholds:
+    """PASS needs every pass_* bound met; any fail_* bound breached is FAIL; otherwise WARN."""
+
+    pass_cosine_mean: float = _f(0.99, float)
+    pass_cosine_p1: float = _f(0.97, float)
+    pass_spearman: float = _f(0.98, float)
+    pass_overlap_at_10: float = _f(0.90, float)
+    pass_ndcg_delta: float = _f(-0.01, float)
+    fail_cosine_mean: float = _f(0.97, float)
+    fail_overlap_at_10: float = _f(0.80, float)
+    fail_ndcg_delta: float = _f(-0.03, float)
+
+
+@dataclass(frozen=True)
+class Params:
+    corpus: str
+    snippets: str | None
+    reference: str
+    models: dict[str, ModelSpec]
+    quantize: dict[str, QuantizeSpec]
+    embed: EmbedSettings
+    benchmark: BenchmarkSettings
+    compare: CompareSettings
+    verdict: VerdictThresholds
+    demo: dict
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise UserError(f"params.yaml: no model named '{name}' under 'models' (have: {', '.join(self.models)})")
+        return self.models[name]
+
+    def setting(self, name: str, key: str) -> Any:
+        """A model's own setting, else the shared `embed` default."""
+        value = getattr(self.model(name), key)
+        return getattr(self.embed, key) if value is None else value
+
+    @property
+    def candidates(self) -> list[str]:
+        return [n for n in self.models if n != self.reference]
+
+
+TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo"]
+
+
+def parse(raw: dict) -> Params:
+    """Validate a params mapping (already parsed YAML)."""
+    if not isinstance(raw, dict):
+        raise UserError("params.yaml: top level must be a mapping")
+    _check_keys("params", raw, TOP_KEYS, required=("corpus", "reference", "models"))
+    models_raw = raw["models"]
+    if not isinstance(models_raw, dict) or not models_raw:
+        raise UserError("params.yaml: 'models' must map at least one model name to its entry")
+    models = {}
+    for name, entry in models_raw.items():
+        _valid_name("models", name)
+        spec = _section(ModelSpec, f"models.{name}", entry, required=("path",))
+        models[name] = ModelSpec(**{**spec.__dict__, "name": name})
+    quantize = {}
+    for name, entry in (raw.get("quantize") or {}).items():
+        _valid_name("quantize", name)
+        spec = _section(QuantizeSpec, f"quantize.{name}", entry, required=("source",))
+        quantize[name] = QuantizeSpec(**{**spec.__dict__, "name": name})
+        if spec.weight_type not in ("QInt8", "QUInt8"):
+            raise UserError(f"params.yaml: 'quantize.{name}.weight_type' must be QInt8 or QUInt8, got {spec.weight_type!r}")
+        if name not in models:
+            raise UserError(f"params.yaml: 'quantize.{name}' makes a model that 'models' does not list; add models.{name}.path: models/{name}")
+    params = Params(
+        corpus=_typed("corpus", raw["corpus"], str),
+        snippets=_typed("snippets", raw["snippets"], str) if raw.get("snippets") else None,
+        reference=_typed("reference", raw["reference"], str),
+        models=models,
+        quantize=quantize,
+        embed=_section(EmbedSettings, "embed", raw.get("embed")),
+        benchmark=_section(BenchmarkSettings, "benchmark", raw.get("benchmark")),
+        compare=_section(CompareSettings, "compare", raw.get("compare")),
+        verdict=_section(VerdictThresholds, "verdict", raw.get("verdict")),
+        demo=raw.get("demo") or {},
+    )
+    params.model(params.reference)  # the reference must be one of the models
+    for name in models:
+        # pooling: one of POOLING_MODES, or the name of an already-pooled output (checked
+        # against the model's outputs when the model is loaded).
+        if params.setting(name, "padding_side") not in ("left", "right"):
+            raise UserError(f"params.yaml: 'models.{name}.padding_side' must be left or right")
+        normalize = params.setting(name, "normalize")
+        if normalize not in (True, False, "auto"):
+            raise UserError(f"params.yaml: 'models.{name}.normalize' must be true, false or auto")
+    for key in ("batch_size", "max_length"):
+        if getattr(params.embed, key) < 1:
+            raise UserError(f"params.yaml: 'embed.{key}' must be at least 1")
+    return params
+
+
+def _valid_name(where: str, name: Any) -> None:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise UserError(f"params.yaml: '{where}.{name}': names may use only letters, digits, '-' and '_'")
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return parse(raw)
+    except UserError as exc:
+        raise UserError(str(exc).replace("params.yaml:", f"{path}:", 1)) from None

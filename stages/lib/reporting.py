@@ -1,0 +1,200 @@
+"""The report: one JSON document built from the stage outputs, rendered as console text or Markdown.
+
+Plain ASCII markers ([+] better, [-] worse, [!] look here) so a Windows console prints it as is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from .outputs import read_json
+
+SCHEMA_VERSION = 1
+
+
+def _mb(n) -> str:
+    return f"{n / 1e6:,.2f}"
+
+
+def _f(x, spec=".4f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def build_report(params, results: Path = Path("results")) -> dict:
+    """Gather every model's inspect, benchmark and compare output into one document (schema in README)."""
+    models = {}
+    for name in params.models:
+        ins = read_json(results / "inspect" / f"{name}.json")
+        bench = read_json(results / "benchmark" / f"{name}.json")
+        comp = read_json(results / "compare" / f"{name}.json")
+        lat = {k: v for k, v in bench["latency_b1"].items() if k != "samples_ms"}
+        models[name] = {
+            "path": params.models[name].path,
+            "size": ins["size"], "parameters": ins["parameters"]["count"],
+            "bytes_by_dtype": ins["parameters"]["bytes_by_dtype"], "quantization": ins["quantization"],
+            "opset": ins["opset"], "producer": ins["producer"],
+            "inputs": ins["inputs"], "outputs": ins["outputs"],
+            "embedding": comp["embedding"],
+            "benchmark": {"session_create_s": bench["session_create_s"], "memory": bench["memory"],
+                          "latency_b1": lat, "throughput": bench["throughput"], "sweep": bench["sweep"]},
+            "environment": bench["environment"],
+            "task": comp["task"],
+        }
+        if not comp["is_reference"]:
+            models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
+                                                               "task_delta", "speed", "size", "snippets")}
+    return {"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
+            "environment": models[params.reference]["environment"], "models": models}
+
+
+def _table(rows, headers, fmt) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "md" else "grid", disable_numparse=True)
+
+
+def render(report: dict, fmt: str = "text") -> str:
+    """fmt: 'text' for the console, 'md' for results/report.md."""
+    ref = report["reference"]
+    models = report["models"]
+    names = list(models)
+    cands = [n for n in names if n != ref]
+    env = report["environment"]
+    out: list[str] = []
+
+    def section(tag: str, title: str) -> None:
+        out.append("")
+        out.append(f"## [{tag}] {title}" if fmt == "md" else f"[{tag}] {title}")
+        out.append("")
+
+    out.append("# Embedding model comparison" if fmt == "md" else "=" * 78 + "\nEMBEDDING MODEL COMPARISON\n" + "=" * 78)
+    out.append(f"reference: {ref}; corpus: {report['corpus']}")
+
+    section("INFO", "GENERAL INFORMATION")
+    rows = []
+    for n in names:
+        m = models[n]
+        s = m["size"]
+        emb = m["embedding"]
+        pooling = emb["pooling"]
+        rows.append([n + (" (reference)" if n == ref else ""), m["quantization"], _mb(s["total_bytes"]),
+                     f"{_mb(s['graph_bytes'])} + {_mb(s['external_data_bytes'])}", f"{m['parameters']:,}",
+                     emb["dim"], f"{pooling['mode']}:{pooling['output']} ({pooling['source']})",
+                     "yes" if emb["normalize"] else "no", ", ".join(f"{k} {v}" for k, v in m["opset"].items())])
+    out.append(_table(rows, ["model", "quantization", "total MB", "graph + external MB", "parameters", "dim",
+                             "pooling", "L2 norm", "opset"], fmt))
+
+    section("PERF", "PERFORMANCE")
+    out.append(f"CPU: {env['cpu']} ({env['cores_logical']} logical cores), INT8 support: {env['int8_support']}, "
+               f"onnxruntime {env['onnxruntime']}, {env['provider']}, intra-op threads: {env['intra_op_threads']}")
+    rows = []
+    for n in names:
+        b = models[n]["benchmark"]
+        lat = b["latency_b1"]
+        tput = {t["batch_size"]: t for t in b["throughput"]}
+        big = max(tput)
+        speed = models[n].get("comparison", {}).get("speed", {}).get("latency_b1")
+        rows.append([n, f"{b['session_create_s']:.2f}", f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+                     f"{lat['p99_ms']:.2f}", f"{lat['mean_ms']:.2f} +- {lat['std_ms']:.2f}", lat["count"],
+                     f"{tput[big]['sorted']['texts_per_s']:.1f}", f"{tput[big]['sort_speedup']:.2f}x",
+                     _mb(b["memory"]["peak_rss_bytes"]),
+                     "baseline" if speed is None else f"{speed['speedup']:.2f}x [{speed['ci_low']:.2f}, {speed['ci_high']:.2f}]"])
+    big = max(t["batch_size"] for t in models[ref]["benchmark"]["throughput"])
+    out.append(_table(rows, ["model", "session s", "p50 ms", "p90 ms", "p99 ms", "mean +- std ms", "n",
+                             f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "speedup b1 [95% CI]"], fmt))
+    methods = sorted({models[n]["comparison"]["speed"]["latency_b1"]["method"] for n in cands})
+    out.append("Latency: batch 1 on real corpus texts after warmup. Speedup: " + "; ".join(methods) +
+               " of reference/candidate time, 95% bootstrap interval over texts. Each model ran in its own "
+               "process at another moment: drift between runs is not inside the interval.")
+
+    section("QUALITY", "EMBEDDING QUALITY")
+    rows = []
+    for n in names:
+        t = models[n]["task"]
+        c = models[n].get("comparison")
+        d = c["task_delta"]["ndcg@10"] if c else None
+        rows.append([n, _f(t["ndcg@10"]), _f(t["mrr@10"]), _f(t["recall@1"]), _f(t["recall@10"]),
+                     "baseline" if d is None else f"{d['relative']:+.2%} [{d['relative_ci_low']:+.2%}, {d['relative_ci_high']:+.2%}] p={d['wilcoxon_p']:.3f}"])
+    out.append(_table(rows, ["model", "nDCG@10", "MRR@10", "recall@1", "recall@10", "nDCG@10 change vs reference [95% CI]"], fmt))
+    if cands:
+        out.append("")
+        rows = []
+        for n in cands:
+            a = models[n]["comparison"]["agreement"]
+            cos = a.get("cosine", {})
+            sim = a["similarity"]
+            inv = models[n]["embedding"]["batch_invariance"]
+            rows.append([n, _f(cos.get("mean")), _f(cos.get("p1")), _f(cos.get("min")), _f(sim["pearson"]),
+                         _f(sim["spearman"]), _f(sim.get("overlap@10")), _f(sim["top1_agreement"]), _f(sim.get("rbo@10")),
+                         _f(a["cka_linear"]), _f(inv.get("min"), ".6f")])
+        out.append(_table(rows, ["candidate", "cos mean", "cos p1", "cos min", "sim Pearson", "sim Spearman",
+                                 "overlap@10", "top-1 agree", "RBO@10", "CKA", "batch-invariance min"], fmt))
+        out.append("Agreement: each text's vector from the candidate vs the reference (same batches); "
+                   "similarity matrices are query x code cosine scores.")
+        snippet_rows = []
+        for i, s in enumerate(models[cands[0]]["comparison"]["snippets"]):
+            row = [s["id"], s["lang"], "hit" if s["reference_top1"] else "miss"]
+            for n in cands:
+                sn = models[n]["comparison"]["snippets"][i]
+                row.append(f"{_f(sn['cosine_code'])} / {'hit' if sn['candidate_top1'] else 'miss'}")
+            snippet_rows.append(row)
+        if snippet_rows:
+            out.append("")
+            out.append("Quick view, hand-written snippets (cosine to reference / own code ranked first among snippets):")
+            out.append(_table(snippet_rows, ["snippet", "lang", f"{ref} top-1"] + cands, fmt))
+
+    section("VERDICT", "VERDICT")
+    for n in cands:
+        v = models[n]["comparison"]["verdict"]
+        marker = {"PASS": "[+]", "WARN": "[!]", "FAIL": "[-]"}[v["status"]]
+        out.append(f"{marker} {n}: {v['status']}")
+        out.extend(f"    - {r}" for r in v["reasons"])
+
+    section("SUMMARY", "SUMMARY")
+    rows = []
+    for n in cands:
+        c = models[n]["comparison"]
+        size = c["size"]["ratio"]
+        sp = c["speed"]["latency_b1"]
+        d = c["task_delta"]["ndcg@10"]
+        cos = c["agreement"].get("cosine", {}).get("mean")
+        speed_txt = (f"[+] {sp['speedup']:.2f}x faster" if sp["ci_low"] > 1 else
+                     f"[-] {1 / sp['speedup']:.2f}x slower" if sp["ci_high"] < 1 else
+                     f"[!] no measurable difference ({sp['speedup']:.2f}x, CI [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}])")
+        qual_txt = (f"[-] nDCG@10 {d['relative']:+.2%}" if d["relative_ci_high"] < 0 else
+                    f"[+] nDCG@10 {d['relative']:+.2%} (not significantly lower)")
+        rows.append([n, f"[+] {size:.2f}x smaller" if size > 1 else f"[-] {1 / size:.2f}x larger", speed_txt,
+                     qual_txt + (f", cosine {cos:.4f}" if cos is not None else ""), c["verdict"]["status"]])
+    if rows:
+        out.append(_table(rows, ["candidate", "size vs reference", "speed (batch 1)", "quality", "verdict"], fmt))
+
+    section("RECOMMENDATIONS", "RECOMMENDATIONS")
+    out.extend(recommendations(report))
+    return "\n".join(out) + "\n"
+
+
+def recommendations(report: dict) -> list[str]:
+    lines = []
+    env = report["environment"]
+    models = report["models"]
+    cands = [n for n in models if n != report["reference"]]
+    if "no VNNI" in env["int8_support"] or env["int8_support"] == "none detected":
+        lines.append(f"[!] INT8 support of this CPU: {env['int8_support']}. INT8 matrix products run on plain "
+                     "AVX2 here; on CPUs with AVX512-VNNI or AMX the INT8/FP32 ratio differs (usually larger). "
+                     "Measure speed on the deployment CPU.")
+    for n in cands:
+        c = models[n]["comparison"]
+        inv = models[n]["embedding"]["batch_invariance"]
+        if inv.get("min") is not None and inv["min"] < 0.9999:
+            lines.append(f"[!] {n}: a text's vector depends on its batch-mates (cosine alone vs batched min "
+                         f"{inv['min']:.4f}, mean {inv['mean']:.4f}); expected for dynamic INT8, which quantizes "
+                         "activations per batch. Agreement numbers use identical batches for both models.")
+        if not c["speed"]["latency_b1"]["measurable"]:
+            lines.append(f"[!] {n}: speed difference is within noise; raise benchmark.min_seconds or run on an idle machine.")
+        if c["verdict"]["status"] == "FAIL" and c["relation"]["related"]:
+            lines.append(f"[-] {n}: do not replace the reference; try per-channel weights, excluding sensitive "
+                         "layers (nodes_to_exclude) or static/QDQ quantization with calibration data.")
+        elif c["verdict"]["status"] == "PASS":
+            lines.append(f"[+] {n}: can replace the reference on this corpus.")
+        if not c["relation"]["related"]:
+            lines.append(f"[!] {n}: {c['relation']['reason']}; only task metrics are meaningful.")
+    return lines or ["[+] nothing to flag."]

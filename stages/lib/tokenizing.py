@@ -1,0 +1,83 @@
+"""Tokenizer discovery and sentence-transformers head config, from files on disk (never a hub)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from .errors import UserError
+
+PAD_CANDIDATES = ("[PAD]", "<pad>", "<|endoftext|>", "</s>", "<|end_of_text|>")
+
+
+def find_tokenizer(model_file: Path, explicit: str | None) -> Path:
+    """Explicit path > tokenizer.json next to the model > an error naming every place searched."""
+    searched = []
+    if explicit:
+        p = Path(explicit)
+        candidate = p / "tokenizer.json" if p.is_dir() else p
+        if candidate.is_file():
+            return candidate
+        raise UserError(f"{candidate}: tokenizer not found (set by params 'tokenizer')")
+    for folder in (model_file.parent, model_file.parent.parent):
+        candidate = folder / "tokenizer.json"
+        searched.append(str(candidate))
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"no tokenizer for {model_file}: searched {', '.join(searched)}; set models.NAME.tokenizer")
+
+
+@dataclass
+class TextTokenizer:
+    """A `tokenizers` tokenizer with truncation only: batching and padding are done by the embedder."""
+
+    path: Path
+    tokenizer: Tokenizer
+    max_length: int
+    pad_id: int
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+
+def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+        raise UserError(f"{path}: not a readable tokenizer.json ({str(exc)[:200]})") from None
+    pad_id = None
+    if tok.padding:
+        pad_id = tok.padding.get("pad_id")
+    for token in PAD_CANDIDATES:
+        if pad_id is None:
+            pad_id = tok.token_to_id(token)
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    return TextTokenizer(path, tok, max_length, 0 if pad_id is None else int(pad_id))
+
+
+def sentence_transformers_head(tokenizer_file: Path) -> dict:
+    """Pooling mode and normalisation declared by a sentence-transformers folder, if there is one."""
+    folder = tokenizer_file.parent
+    head: dict = {}
+    modules_file = folder / "modules.json"
+    modules = []
+    if modules_file.is_file():
+        modules = json.loads(modules_file.read_text())
+        head["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+    pool_dirs = [folder / m["path"] for m in modules if m.get("type", "").endswith("Pooling")] or [folder / "1_Pooling"]
+    for pool_dir in pool_dirs:
+        config = pool_dir / "config.json"
+        if config.is_file():
+            cfg = json.loads(config.read_text())
+            for key, mode in (("pooling_mode_lasttoken", "last"), ("pooling_mode_cls_token", "cls"),
+                              ("pooling_mode_mean_tokens", "mean")):
+                if cfg.get(key):
+                    head["pooling"] = mode
+                    head["pooling_source"] = str(config)
+                    break
+            else:
+                raise UserError(f"{config}: pooling mode not supported here (only cls, mean, lasttoken)")
+    return head
