@@ -1,0 +1,66 @@
+"""Bad input through the real command lines: one line naming the file and cause, exit 2, no outputs."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stage(cwd, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture
+def work(tmp_path):
+    tiny.build_model(tmp_path / "models" / "m")
+    tiny.write_jsonl(tmp_path / "data" / "corpus.jsonl", tiny.corpus_rows(6))
+    params = {"corpus": "data/corpus.jsonl", "reference": "m", "models": {"m": {"path": "models/m"}},
+              "embed": {"pooling": "mean", "max_length": 16}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def _error_line(proc):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_typo_in_params_names_the_key(work):
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["embed"]["max_lenght"] = 8
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    line = _error_line(_stage(work, "stages.inspect", "m"))
+    assert "embed.max_lenght" in line and "max_length" in line and "params.yaml" in line
+    assert not (work / "results").exists()
+
+
+def test_empty_corpus_leaves_no_output(work):
+    (work / "data" / "corpus.jsonl").write_text("")
+    line = _error_line(_stage(work, "stages.embed", "m"))
+    assert "data/corpus.jsonl" in line and "empty" in line
+    assert not (work / "results" / "embed" / "m").exists()
+
+
+def test_missing_model_leaves_no_output(work):
+    (work / "models" / "m" / "model.onnx").unlink()
+    line = _error_line(_stage(work, "stages.inspect", "m"))
+    assert "models/m" in line
+    assert not (work / "results" / "inspect" / "m.json").exists()
+
+
+def test_embed_writes_embeddings_and_manifest(work):
+    proc = _stage(work, "stages.embed", "m")
+    assert proc.returncode == 0, proc.stderr
+    out = work / "results" / "embed" / "m"
+    assert {p.name for p in out.iterdir()} == {"queries.npy", "codes.npy", "query_lengths.npy", "code_lengths.npy",
+                                               "manifest.json"}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers

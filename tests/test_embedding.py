@@ -1,0 +1,133 @@
+"""Pooling and the embedder on tiny models, against numpy computed from the weights alone."""
+import numpy as np
+import pytest
+
+from stages.lib.embedding import Embedder, batch_invariance, resolve_pooling
+from stages.lib.errors import UserError
+from stages.lib.onnxmodel import open_session
+from stages.lib.pooling import cls_pool, l2_normalize, last_pool, mean_pool
+from stages.lib.tokenizing import find_tokenizer, load_tokenizer
+from tests import tiny
+
+TEXTS = ["return sort list", "read file", "find max value in binary search tree node",
+         "select name from user where id", "http get"]
+
+
+def _pad(seqs, side):
+    length = max(len(s) for s in seqs)
+    mask = np.zeros((len(seqs), length), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        if side == "right":
+            mask[i, :len(s)] = 1
+        else:
+            mask[i, length - len(s):] = 1
+    return mask
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_pooling_functions_match_loops(side):
+    rng = np.random.default_rng(1)
+    lengths = [3, 7, 1, 5]
+    mask = _pad([[0] * n for n in lengths], side)
+    tokens = rng.normal(size=(len(lengths), mask.shape[1], 6)).astype(np.float32)
+    for i, n in enumerate(lengths):
+        real = [j for j in range(mask.shape[1]) if mask[i, j]]
+        assert len(real) == n
+        np.testing.assert_allclose(mean_pool(tokens, mask)[i], tokens[i, real].sum(0) / n, rtol=1e-6)
+        np.testing.assert_array_equal(cls_pool(tokens, mask)[i], tokens[i, real[0]])
+        np.testing.assert_array_equal(last_pool(tokens, mask)[i], tokens[i, real[-1]])
+    x = rng.normal(size=(4, 6))
+    np.testing.assert_allclose(np.linalg.norm(l2_normalize(x), axis=1), 1.0)
+
+
+def _embedder(folder, pooling="mean", normalize=False, side="right", max_length=32):
+    session = open_session(folder)
+    tok = load_tokenizer(find_tokenizer(session.model_file, None), max_length)
+    return Embedder(session, tok, pooling, normalize, side)
+
+
+@pytest.mark.parametrize("mode", ["cls", "mean", "last"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_embedder_matches_numpy(tmp_path, mode, side):
+    tiny.build_model(tmp_path / "m")
+    emb = _embedder(tmp_path / "m", pooling=mode, normalize=True, side=side)
+    got = emb.embed_texts(TEXTS, batch_size=3)
+    for text, vec in zip(TEXTS, got):
+        ids = emb.tokenizer.encode([text])[0]
+        tokens = tiny.expected_tokens(ids)
+        want = {"cls": tokens[0], "mean": tokens.mean(0), "last": tokens[-1]}[mode]
+        np.testing.assert_allclose(vec, want / np.linalg.norm(want), rtol=1e-4, atol=1e-5)
+    # the same vectors whatever the batch size and order
+    np.testing.assert_allclose(emb.embed_texts(TEXTS, batch_size=1, sort=False), got, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_pooling_prefers_pooled_output_then_sentence_transformers_config(tmp_path):
+    tiny.build_model(tmp_path / "pooled", pooled="masked_mean")
+    emb = _embedder(tmp_path / "pooled", pooling="auto")
+    assert (emb.pooling.mode, emb.pooling.output, emb.pooling.source) == ("output", "sentence_embedding", "model output")
+    tokens_mean = _embedder(tmp_path / "pooled", pooling="mean").embed_texts(TEXTS, 2)
+    np.testing.assert_allclose(emb.embed_texts(TEXTS, 2), tokens_mean, rtol=1e-5, atol=1e-6)
+
+    tiny.build_model(tmp_path / "st")
+    tiny.write_pooling_config(tmp_path / "st", "last", normalize=True)
+    emb = _embedder(tmp_path / "st", pooling="auto", normalize="auto")
+    assert emb.pooling.mode == "last" and emb.pooling.source.endswith("config.json")
+    assert emb.normalize is True and emb.normalize_source == "modules.json"
+
+    tiny.build_model(tmp_path / "bare")
+    with pytest.raises(UserError, match="pooling is auto but the model has no pooled output"):
+        _embedder(tmp_path / "bare", pooling="auto")
+    with pytest.raises(UserError, match="neither auto/cls/mean/last nor an output"):
+        _embedder(tmp_path / "bare", pooling="meen")
+
+
+def test_resolve_pooling_explicit_output_must_be_pooled(tmp_path):
+    tiny.build_model(tmp_path / "m", pooled="masked_mean")
+    outputs = open_session(tmp_path / "m").session.get_outputs()
+    assert resolve_pooling("sentence_embedding", outputs, {}).mode == "output"
+    with pytest.raises(UserError, match="not pooled"):
+        resolve_pooling("last_hidden_state", outputs, {})
+
+
+def test_token_id_beyond_vocabulary_is_a_clear_error(tmp_path):
+    tiny.build_model(tmp_path / "m", vocab_size=10)  # the tokenizer knows ~60 words
+    emb = _embedder(tmp_path / "m")
+    with pytest.raises(UserError, match=r"beyond the vocabulary .* \(10 rows\): wrong tokenizer"):
+        emb.embed_texts(TEXTS, 2)
+
+
+def test_missing_tokenizer_names_what_was_searched(tmp_path):
+    path = tiny.build_model(tmp_path / "a" / "m", tokenizer=False)
+    with pytest.raises(UserError) as err:
+        find_tokenizer(path, None)
+    assert str(tmp_path / "a" / "m" / "tokenizer.json") in str(err.value)
+    assert str(tmp_path / "a" / "tokenizer.json") in str(err.value)
+    with pytest.raises(UserError, match="tokenizer not found"):
+        find_tokenizer(path, str(tmp_path / "nowhere"))
+
+
+def test_nan_outputs_are_an_error(tmp_path):
+    tiny.build_model(tmp_path / "m", nan=True)
+    with pytest.raises(UserError, match="NaN or Inf"):
+        _embedder(tmp_path / "m").embed_texts(TEXTS, 2)
+
+
+def test_batch_invariance_flags_pooling_that_ignores_the_mask(tmp_path):
+    tiny.build_model(tmp_path / "good", pooled="masked_mean")
+    tiny.build_model(tmp_path / "bad", pooled="unmasked_mean")
+    for side in ("left", "right"):
+        good = _embedder(tmp_path / "good", pooling="auto", side=side)
+        ids = good.tokenizer.encode(TEXTS)
+        assert batch_invariance(good, ids, 5)["min"] > 0.9999
+        bad = _embedder(tmp_path / "bad", pooling="auto", side=side)
+        assert batch_invariance(bad, ids, 5)["min"] < 0.999
+
+
+def test_fixed_sequence_length_model_is_padded_to_its_length(tmp_path):
+    tiny.build_model(tmp_path / "m", fixed_seq=16)
+    emb = _embedder(tmp_path / "m", pooling="mean", max_length=16)
+    assert emb.fixed_seq == 16
+    dynamic = tmp_path / "d"
+    tiny.build_model(dynamic)
+    np.testing.assert_allclose(emb.embed_texts(TEXTS, 2), _embedder(dynamic, pooling="mean").embed_texts(TEXTS, 2),
+                               rtol=1e-5, atol=1e-6)

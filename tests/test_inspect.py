@@ -1,0 +1,96 @@
+"""inspect: sizes with external data and exact parameter counts, checked against independent sums."""
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from stages.lib.errors import UserError
+from stages.lib.inspection import inspect_model
+from stages.lib.modelprep import quantize_dynamic_int8
+from tests import tiny
+
+
+def _independent_counts(model_file):
+    """Element counts and bytes by dtype, from arrays onnx itself loads (external data included)."""
+    model = onnx.load(str(model_file), load_external_data=True)
+    counts, nbytes = {}, {}
+    for t in model.graph.initializer:
+        arr = numpy_helper.to_array(t)
+        key = str(arr.dtype).replace("float32", "float")
+        counts[key] = counts.get(key, 0) + arr.size
+        nbytes[key] = nbytes.get(key, 0) + arr.nbytes
+    return counts, nbytes
+
+
+def test_external_data_counted_and_not_loaded(tmp_path, monkeypatch):
+    path = tiny.build_model(tmp_path / "m", external_data=True, dim=16)
+    data = tmp_path / "m" / "model.onnx_data"
+    assert data.is_file()
+    counts, nbytes = _independent_counts(path)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("inspect must not load external weights")
+    monkeypatch.setattr(onnx, "load_external_data_for_model", no_weights)
+    monkeypatch.setattr(onnx.external_data_helper, "load_external_data_for_model", no_weights)
+    info = inspect_model(tmp_path / "m")
+
+    size = info["size"]
+    assert size["graph_bytes"] == os.path.getsize(path)
+    assert size["external_data_bytes"] == os.path.getsize(data)
+    assert size["total_bytes"] == os.path.getsize(path) + os.path.getsize(data)
+    assert size["external_data_files"] == {"model.onnx_data": os.path.getsize(data)}
+    assert info["parameters"]["count"] == sum(counts.values())
+    emb, w = tiny.weights(len(tiny.vocab()), 16)
+    assert info["parameters"]["count"] == emb.size + w.size
+    assert info["parameters"]["bytes_by_dtype"]["float"] == nbytes["float"]
+    assert info["parameters"]["external_initializers"] == 2
+    assert info["quantization"] == "none"
+    assert info["vocab_size"] == len(tiny.vocab())
+    assert [i["name"] for i in info["inputs"]] == ["input_ids", "attention_mask"]
+    assert info["inputs"][0]["dims"] == ["batch", "seq"] and info["inputs"][0]["dynamic"] == [True, True]
+    assert info["outputs"][0]["dims"] == ["batch", "seq", 16]
+
+
+def test_int8_model_counts(tmp_path):
+    tiny.build_model(tmp_path / "fp32", dim=16)
+    spec = SimpleNamespace(source=str(tmp_path / "fp32"), per_channel=True, reduce_range=False,
+                           weight_type="QInt8", op_types=["MatMul"])
+    quantize_dynamic_int8(spec, tmp_path / "int8")
+    info = inspect_model(tmp_path / "int8")
+    counts, nbytes = _independent_counts(tmp_path / "int8" / "model.onnx")
+    assert info["parameters"]["count"] == sum(counts.values())
+    assert info["parameters"]["elements_by_dtype"]["int8"] == counts["int8"] == 16 * 16 + 16  # weights + per-channel zero points
+    assert info["parameters"]["bytes_by_dtype"]["int8"] == nbytes["int8"]
+    assert info["size"]["total_bytes"] == os.path.getsize(tmp_path / "int8" / "model.onnx")
+    assert info["quantization"] == "QOperator"
+    assert (tmp_path / "int8" / "tokenizer.json").is_file()  # the candidate folder is self-contained
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("missing_data", "external data file referenced by"),
+    ("short_data", "external data is truncated"),
+    ("truncated_graph", "truncated or corrupt"),
+    ("empty_graph", "file is empty"),
+    ("no_model", "folder has no model.onnx"),
+])
+def test_bad_models_give_one_clear_line(tmp_path, damage, needle):
+    path = tiny.build_model(tmp_path / "m", external_data=True)
+    data = tmp_path / "m" / "model.onnx_data"
+    if damage == "missing_data":
+        data.unlink()
+    elif damage == "short_data":
+        data.write_bytes(data.read_bytes()[:100])
+    elif damage == "truncated_graph":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif damage == "empty_graph":
+        path.write_bytes(b"")
+    elif damage == "no_model":
+        path.unlink()
+    with pytest.raises(UserError) as err:
+        inspect_model(tmp_path / "m")
+    message = str(err.value)
+    assert needle in message and "\n" not in message
+    assert str(tmp_path / "m") in message
