@@ -106,13 +106,15 @@ def peak_rss_bytes() -> int:
 
 def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
     """Exactly `length` real token ids, taken by concatenating corpus texts (no random tokens)."""
+    if not any(pool):
+        raise ValueError("synthetic_ids needs at least one non-empty token sequence")
     flat: list[int] = []
     for ids in pool:
         flat.extend(ids)
         if len(flat) >= length:
             break
     while len(flat) < length:
-        flat.extend(flat or [0])
+        flat.extend(flat)
     return flat[:length]
 
 

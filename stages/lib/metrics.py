@@ -45,6 +45,7 @@ def cosine_agreement(ref: np.ndarray, cand: np.ndarray, langs: list[str], length
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best scores per row, ties broken by lower index (deterministic)."""
     k = min(k, scores.shape[1])
+    scores = np.where(np.isnan(scores), -np.inf, scores)  # a NaN vector ranks last, it does not crash
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
     out = np.empty((scores.shape[0], k), dtype=np.int64)
     for r in range(scores.shape[0]):

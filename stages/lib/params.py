@@ -49,7 +49,7 @@ def _typed(where: str, value: Any, kind: type | tuple[type, ...]) -> Any:
 def _section(cls, where: str, raw: dict | None, required: tuple[str, ...] = ()):
     """Build a dataclass from a params mapping: unknown keys and wrong types are errors."""
     raw = {} if raw is None else raw
-    allowed = [f.name for f in fields(cls) if not f.name.startswith("_") and f.init]
+    allowed = [f.name for f in fields(cls) if "type" in f.metadata]  # not `name`: that is the mapping key
     _check_keys(where, raw, allowed, required)
     kwargs = {}
     for f in fields(cls):

@@ -9,7 +9,11 @@ import math
 
 
 def _bad(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+    """None or NaN of any float type (numpy's included)."""
+    try:
+        return x is None or math.isnan(float(x))
+    except (TypeError, ValueError):
+        return True
 
 
 def decide(m: dict, t, related: bool) -> tuple[str, list[str]]:

@@ -1,0 +1,237 @@
+"""stages/lib/params.py: the repo's params.yaml loads, and every kind of mistake is a one-line UserError."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib import params
+from stages.lib.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    """The repo's own params.yaml as plain YAML (independent of params.py)."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def load_error(tmp_path: Path, data: dict) -> str:
+    with pytest.raises(UserError) as info:
+        params.load(write(tmp_path, data))
+    message = str(info.value)
+    assert "\n" not in message, message  # one line
+    assert message.strip() == message and message
+    return message
+
+
+def minimal(**extra) -> dict:
+    data = {"corpus": "data/corpus.jsonl", "reference": "ref", "models": {"ref": {"path": "models/ref"}}}
+    data.update(extra)
+    return data
+
+
+# ---------------------------------------------------------------- the repo's file
+
+def test_repo_params_load(monkeypatch, raw):
+    monkeypatch.chdir(ROOT)
+    p = params.load("params.yaml")
+    assert isinstance(p, params.Params)
+    assert p.reference == raw["reference"]
+    assert p.corpus == raw["corpus"] and p.snippets == raw["snippets"]
+    assert list(p.models) == list(raw["models"])
+    assert p.candidates == [n for n in raw["models"] if n != raw["reference"]]
+    for name, entry in raw["models"].items():
+        assert p.models[name].name == name
+        assert p.models[name].path == entry["path"]
+    assert set(p.quantize) == set(raw.get("quantize") or {})
+    for name, entry in (raw.get("quantize") or {}).items():
+        assert p.quantize[name].source == entry["source"]
+        assert p.quantize[name].per_channel == entry.get("per_channel", False)
+    for section, record in (("embed", p.embed), ("benchmark", p.benchmark), ("compare", p.compare),
+                            ("verdict", p.verdict)):
+        for key, value in raw.get(section, {}).items():
+            assert getattr(record, key) == value, f"{section}.{key}"
+    assert p.demo == raw.get("demo", {})
+
+
+def test_repo_params_parse_equals_load(raw):
+    assert params.parse(copy.deepcopy(raw)) == params.load(ROOT / "params.yaml")
+
+
+def test_minimal_file_gets_all_defaults(tmp_path):
+    p = params.load(write(tmp_path, minimal()))
+    assert p.embed == params.EmbedSettings()
+    assert p.benchmark == params.BenchmarkSettings()
+    assert p.compare == params.CompareSettings()
+    assert p.verdict == params.VerdictThresholds()
+    assert p.quantize == {} and p.snippets is None and p.demo == {}
+    assert p.candidates == []
+
+
+def test_int_is_accepted_for_a_float(tmp_path):
+    p = params.load(write(tmp_path, minimal(benchmark={"min_seconds": 3})))
+    assert p.benchmark.min_seconds == 3.0 and isinstance(p.benchmark.min_seconds, float)
+
+
+# ---------------------------------------------------------------- typos
+
+@pytest.mark.parametrize("mutate,key,suggestion", [
+    (lambda d: d["models"]["fp32"].__setitem__("pooing", "mean"), "models.fp32.pooing", "pooling"),
+    (lambda d: d["benchmark"].__setitem__("min_iteration", 5), "benchmark.min_iteration", "min_iterations"),
+    (lambda d: d.__setitem__("refrence", "fp32"), "refrence", "reference"),
+    (lambda d: d["embed"].__setitem__("batchsize", 8), "embed.batchsize", "batch_size"),
+    (lambda d: d["compare"].__setitem__("bootstraps", 10), "compare.bootstraps", "bootstrap"),
+    (lambda d: d["verdict"].__setitem__("pass_cosine_man", 0.9), "verdict.pass_cosine_man", "pass_cosine_mean"),
+    (lambda d: d["quantize"]["int8-pc"].__setitem__("per_chanel", True), "quantize.int8-pc.per_chanel", "per_channel"),
+], ids=["model-key", "benchmark-key", "top-level", "embed-key", "compare-key", "verdict-key", "quantize-key"])
+def test_typo_names_the_key_and_suggests_the_right_one(tmp_path, raw, mutate, key, suggestion):
+    data = copy.deepcopy(raw)
+    mutate(data)
+    message = load_error(tmp_path, data)
+    assert key in message
+    assert f"did you mean '{suggestion}'" in message
+    assert str(tmp_path / "params.yaml") in message  # names the file that was read
+
+
+def test_unknown_key_without_a_close_match_lists_the_allowed(tmp_path, raw):
+    data = copy.deepcopy(raw)
+    data["embed"]["zzzz"] = 1
+    message = load_error(tmp_path, data)
+    assert "embed.zzzz" in message and "did you mean" not in message
+    assert "batch_size" in message and "max_length" in message
+
+
+# ---------------------------------------------------------------- types and structure
+
+@pytest.mark.parametrize("section,key,value,kind", [
+    ("embed", "batch_size", "32", "int"),
+    ("embed", "max_length", 12.5, "int"),
+    ("benchmark", "warmup", True, "int"),       # a bool is not an int here
+    ("benchmark", "min_seconds", "2s", "float"),
+    ("compare", "seed", None, "int"),
+    ("verdict", "pass_spearman", "0.98", "float"),
+    ("embed", "query_prompt", 5, "str"),
+])
+def test_wrong_type_names_the_key(tmp_path, raw, section, key, value, kind):
+    data = copy.deepcopy(raw)
+    data[section][key] = value
+    message = load_error(tmp_path, data)
+    assert f"{section}.{key}" in message
+    assert kind in message
+    assert repr(value) in message
+
+
+def test_wrong_type_in_a_model_entry(tmp_path):
+    data = minimal()
+    data["models"]["ref"]["max_length"] = "64"
+    message = load_error(tmp_path, data)
+    assert "models.ref.max_length" in message and "int" in message
+
+
+def test_reference_must_be_a_model(tmp_path, raw):
+    data = copy.deepcopy(raw)
+    data["reference"] = "fp16"
+    message = load_error(tmp_path, data)
+    assert "fp16" in message and "models" in message
+    for name in raw["models"]:
+        assert name in message  # lists what there is
+
+
+def test_quantize_entry_needs_a_models_entry(tmp_path, raw):
+    data = copy.deepcopy(raw)
+    del data["models"]["int8-pc"]
+    message = load_error(tmp_path, data)
+    assert "quantize.int8-pc" in message
+    assert "models.int8-pc" in message  # says what to add
+
+
+@pytest.mark.parametrize("section", ["models", "quantize"])
+@pytest.mark.parametrize("bad", ["int8.pc", "int8 pc", "a/b", ""])
+def test_invalid_model_names(tmp_path, raw, section, bad):
+    data = copy.deepcopy(raw)
+    if section == "models":
+        data["models"][bad] = {"path": "models/x"}
+    else:
+        data["models"][bad] = {"path": "models/x"}
+        data["quantize"] = {bad: {"source": "models/fp32"}}
+    message = load_error(tmp_path, data)
+    assert f"{bad}" in message and "letters, digits" in message
+
+
+@pytest.mark.parametrize("mutate,words", [
+    (lambda d: d.pop("corpus"), "params.corpus"),
+    (lambda d: d.pop("models"), "params.models"),
+    (lambda d: d.__setitem__("models", {}), "models"),
+    (lambda d: d["models"]["fp32"].pop("path"), "models.fp32.path"),
+    (lambda d: d["quantize"]["int8-pt"].pop("source"), "quantize.int8-pt.source"),
+    (lambda d: d.__setitem__("embed", [1, 2]), "embed"),
+    (lambda d: d["quantize"]["int8-pt"].__setitem__("weight_type", "QInt4"), "weight_type"),
+    (lambda d: d["embed"].__setitem__("padding_side", "top"), "padding_side"),
+    (lambda d: d["models"]["fp32"].__setitem__("normalize", "yes"), "models.fp32.normalize"),
+    (lambda d: d["embed"].__setitem__("batch_size", 0), "embed.batch_size"),
+], ids=["no-corpus", "no-models", "empty-models", "no-path", "no-source", "section-not-mapping", "weight-type",
+        "padding-side", "normalize", "batch-size-zero"])
+def test_structural_mistakes(tmp_path, raw, mutate, words):
+    data = copy.deepcopy(raw)
+    mutate(data)
+    assert words in load_error(tmp_path, data)
+
+
+def test_file_problems_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        params.load(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed\n  - x: {\n", encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        params.load(bad)
+    assert "not valid YAML" in str(info.value) and "\n" not in str(info.value)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(UserError, match="top level must be a mapping"):
+        params.load(top)
+
+
+# ---------------------------------------------------------------- Params.setting
+
+def test_setting_falls_back_to_embed_and_model_overrides(tmp_path):
+    data = minimal(embed={"max_length": 256, "pooling": "mean", "normalize": True, "query_prompt": "query: "})
+    data["models"]["cand"] = {"path": "models/cand", "max_length": 64, "pooling": "cls", "normalize": False,
+                              "query_prompt": "", "padding_side": "left"}
+    p = params.load(write(tmp_path, data))
+    # defaults from `embed`
+    assert p.setting("ref", "max_length") == 256
+    assert p.setting("ref", "pooling") == "mean"
+    assert p.setting("ref", "normalize") is True
+    assert p.setting("ref", "query_prompt") == "query: "
+    assert p.setting("ref", "padding_side") == "right"  # EmbedSettings default, not in the file
+    # overrides, including falsy ones (False, "") that must not fall back
+    assert p.setting("cand", "max_length") == 64
+    assert p.setting("cand", "pooling") == "cls"
+    assert p.setting("cand", "normalize") is False
+    assert p.setting("cand", "query_prompt") == ""
+    assert p.setting("cand", "padding_side") == "left"
+    assert p.candidates == ["cand"]
+
+
+def test_setting_of_an_unknown_model(tmp_path):
+    p = params.load(write(tmp_path, minimal()))
+    with pytest.raises(UserError) as info:
+        p.setting("nope", "pooling")
+    assert "nope" in str(info.value) and "ref" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_internal_name_field_is_not_a_params_key(tmp_path):
+    data = minimal()
+    data["models"]["ref"]["name"] = "something-else"
+    message = load_error(tmp_path, data)
+    assert "models.ref.name" in message
