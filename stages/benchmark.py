@@ -8,7 +8,7 @@ from stages.lib import errors, params as params_lib
 from stages.lib.benchmarking import environment, run_benchmark
 from stages.lib.corpus import load_corpus
 from stages.lib.embedding import open_embedder
-from stages.lib.outputs import write_json, write_text
+from stages.lib.outputs import write_json
 
 
 def main() -> None:
@@ -26,13 +26,6 @@ def main() -> None:
                                                                 s.intra_op_threads, s.inter_op_threads)}
     result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed))
     write_json(f"results/benchmark/{args.name}.json", result)
-    rows = ["seq_len,batch_size,p50_ms,mean_ms,tokens_per_s"] + [
-        f"{p['seq_len']},{p['batch_size']},{p['p50_ms']:.4f},{p['mean_ms']:.4f},{p['tokens_per_s']:.1f}"
-        for p in result["sweep"] if "skipped" not in p]
-    write_text(f"results/plots/latency/{args.name}.csv", "\n".join(rows) + "\n")
-    rows = ["batch_size,sorted_texts_per_s,unsorted_texts_per_s"] + [
-        f"{t['batch_size']},{t['sorted']['texts_per_s']:.2f},{t['unsorted']['texts_per_s']:.2f}" for t in result["throughput"]]
-    write_text(f"results/plots/throughput/{args.name}.csv", "\n".join(rows) + "\n")
     lat = result["latency_b1"]
     print(f"{args.name}: batch-1 latency p50 {lat['p50_ms']:.2f} ms (n={lat['count']}), "
           f"CPU INT8 support: {result['environment']['int8_support']}")

@@ -4,7 +4,7 @@ import sys
 
 from stages.lib import errors, params as params_lib
 from stages.lib.outputs import write_json, write_text
-from stages.lib.reporting import build_report, render
+from stages.lib.reporting import build_report, plot_series, render
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     text = render(report, "text")
     write_json("results/report.json", report)
     write_text("results/report.md", render(report, "md"))
+    for name, rows in plot_series(report).items():
+        write_json(f"results/plots/{name}", rows)
     sys.stdout.write(text.encode("ascii", "replace").decode("ascii") if sys.stdout.encoding.lower() not in ("utf-8", "utf8") else text)
 
 

@@ -48,6 +48,21 @@ def build_report(params, results: Path = Path("results")) -> dict:
             "environment": models[params.reference]["environment"], "models": models}
 
 
+def plot_series(report: dict) -> dict[str, list[dict]]:
+    """Rows for `dvc plots`: one file per chart, a `series` field per model (template .dvc/plots/by_model.json)."""
+    latency, throughput = [], []
+    for name, m in report["models"].items():
+        for p in m["benchmark"]["sweep"]:
+            if "skipped" not in p:
+                latency.append({"series": f"{name} batch {p['batch_size']}", "seq_len": p["seq_len"],
+                                "p50_ms": p["p50_ms"], "tokens_per_s": p["tokens_per_s"]})
+        for t in m["benchmark"]["throughput"]:
+            for order in ("sorted", "unsorted"):
+                throughput.append({"series": f"{name} {order}", "batch_size": t["batch_size"],
+                                   "texts_per_s": t[order]["texts_per_s"], "tokens_per_s": t[order]["tokens_per_s"]})
+    return {"latency.json": latency, "throughput.json": throughput}
+
+
 def _table(rows, headers, fmt) -> str:
     return tabulate(rows, headers=headers, tablefmt="github" if fmt == "md" else "grid", disable_numparse=True)
 
