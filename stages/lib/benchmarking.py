@@ -57,6 +57,19 @@ def measure(fn, warmup: int, min_iterations: int, min_seconds: float, max_second
         samples.append(time.perf_counter() - t0)
 
 
+def repeatability(first, second, tolerance: float) -> dict:
+    """Two back-to-back runs over the same texts: how far apart are their medians?
+
+    Compared on the common prefix, so both medians cover the same texts. Above `tolerance` the
+    machine was not quiet enough, and the report says the measurement is noisy.
+    """
+    n = min(len(first), len(second))
+    a, b = float(np.median(first[:n])), float(np.median(second[:n]))
+    diff = abs(a - b) / min(a, b)
+    return {"median_ms_run1": a * 1e3, "median_ms_run2": b * 1e3, "relative_difference": diff,
+            "tolerance": tolerance, "noisy": bool(diff > tolerance)}
+
+
 def int8_support(flags: set[str]) -> str:
     """What the CPU offers for INT8 matrix math: decides whether dynamic INT8 can be faster at all."""
     if {"amx_int8", "amx_tile"} <= flags:
@@ -137,9 +150,12 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
     pick = rng.choice(len(code_ids), size=min(s.latency_texts, len(code_ids)), replace=False)
     feeds = [embedder.feed([code_ids[i]])[0] for i in pick]
     samples, capped = measure(timed(feeds), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+    # the same measurement again, back to back: sample j of both runs is the same text
+    repeat, _ = measure(timed(feeds), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
     latency = {**Latency.from_seconds(samples).summary(), "capped": capped, "texts": len(feeds),
                "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
                "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
+               "repeatability": repeatability(samples, repeat, s.noise_tolerance),
                "samples_ms": [x * 1e3 for x in samples]}
 
     # 2. throughput: one pass over the same texts, length-sorted vs corpus order

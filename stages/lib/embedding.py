@@ -110,12 +110,13 @@ class Embedder:
             else:
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
-        values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids),
-                  "position_ids": np.clip(np.cumsum(mask, axis=1) - 1, 0, None)}
+        values = {"input_ids": lambda: ids, "attention_mask": lambda: mask,
+                  "token_type_ids": lambda: np.zeros_like(ids),
+                  "position_ids": lambda: np.clip(np.cumsum(mask, axis=1) - 1, 0, None)}
         feed = {}
-        for name, meta in self.inputs.items():
+        for name, meta in self.inputs.items():  # only what the model declares, built only then
             dtype = np.int32 if meta.type == "tensor(int32)" else np.int64
-            feed[name] = values[name].astype(dtype, copy=False)
+            feed[name] = values[name]().astype(dtype, copy=False)
         return feed, mask
 
     def run_batch(self, id_lists: list[list[int]]) -> np.ndarray:

@@ -119,6 +119,7 @@ class BenchmarkSettings:
     throughput_repeats: int = _f(3, int)
     seq_lengths: list = _f([16, 32, 64, 128], list)
     sweep_batch_size: int = _f(8, int)
+    noise_tolerance: float = _f(0.05, float)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,12 @@ def plot_series(report: dict) -> dict[str, list[dict]]:
     return {"latency.json": latency, "throughput.json": throughput}
 
 
+def _repeat_cell(rep) -> str:
+    if not rep:
+        return "n/a"
+    return f"{rep['relative_difference']:.1%}" + (" [!] noisy" if rep["noisy"] else "")
+
+
 def _table(rows, headers, fmt) -> str:
     return tabulate(rows, headers=headers, tablefmt="github" if fmt == "md" else "grid", disable_numparse=True)
 
@@ -112,10 +118,11 @@ def render(report: dict, fmt: str = "text") -> str:
                      f"{lat['p99_ms']:.2f}", f"{lat['mean_ms']:.2f} +- {lat['std_ms']:.2f}", lat["count"],
                      f"{tput[big]['sorted']['texts_per_s']:.1f}", f"{tput[big]['sort_speedup']:.2f}x",
                      _mb(b["memory"]["peak_rss_bytes"]),
+                     _repeat_cell(lat.get("repeatability")),
                      "baseline" if speed is None else f"{speed['speedup']:.2f}x [{speed['ci_low']:.2f}, {speed['ci_high']:.2f}]"])
     big = max(t["batch_size"] for t in models[ref]["benchmark"]["throughput"])
     out.append(_table(rows, ["model", "session s", "p50 ms", "p90 ms", "p99 ms", "mean +- std ms", "n",
-                             f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "speedup b1 [95% CI]"], fmt))
+                             f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "run-to-run", "speedup b1 [95% CI]"], fmt))
     methods = sorted({models[n]["comparison"]["speed"]["latency_b1"]["method"] for n in cands})
     out.append("Latency: batch 1 on real corpus texts after warmup. Speedup: " + "; ".join(methods) +
                " of reference/candidate time, 95% bootstrap interval over texts. Each model ran in its own "
@@ -196,6 +203,11 @@ def recommendations(report: dict) -> list[str]:
         lines.append(f"[!] INT8 support of this CPU: {env['int8_support']}. INT8 matrix products run on plain "
                      "AVX2 here; on CPUs with AVX512-VNNI or AMX the INT8/FP32 ratio differs (usually larger). "
                      "Measure speed on the deployment CPU.")
+    for n, m in models.items():
+        rep = m["benchmark"]["latency_b1"].get("repeatability")
+        if rep and rep["noisy"]:
+            lines.append(f"[!] {n}: timing is noisy: two back-to-back runs' medians differ by "
+                         f"{rep['relative_difference']:.1%} (> {rep['tolerance']:.0%}); rerun on an idle machine.")
     for n in cands:
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
