@@ -156,7 +156,7 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
                "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
                "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
                "repeatability": repeatability(samples, repeat, s.noise_tolerance),
-               "samples_ms": [x * 1e3 for x in samples]}
+               "samples_ms": [x * 1e3 for x in samples], "samples_ms_repeat": [x * 1e3 for x in repeat]}
 
     # 2. throughput: one pass over the same texts, length-sorted vs corpus order
     subset = [code_ids[i] for i in rng.permutation(len(code_ids))[:s.throughput_texts]]

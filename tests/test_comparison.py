@@ -1,0 +1,103 @@
+"""compare() on fabricated stage outputs: a perturbed copy, an unrelated space, NaN, a broken reference."""
+import json
+
+import numpy as np
+import pytest
+
+from stages.lib import params as params_lib
+from stages.lib.comparison import compare, speedup_across_runs
+from stages.lib.corpus import load_corpus
+from stages.lib.errors import UserError
+from tests import tiny
+
+N, DIM = 60, 16
+
+
+def _write_embeddings(results, name, queries, codes):
+    folder = results / "embed" / name
+    folder.mkdir(parents=True)
+    lengths = np.arange(len(codes)) % 40 + 5
+    for fname, arr in (("queries", queries), ("codes", codes), ("query_lengths", lengths), ("code_lengths", lengths)):
+        np.save(folder / f"{fname}.npy", arr)
+    return folder
+
+
+def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0.5):
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(N, DIM)).astype(np.float32)
+    queries = (codes + 0.8 * rng.normal(size=codes.shape)).astype(np.float32)
+    corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(N))
+    texts_sha = load_corpus(corpus).sha256()
+    results = tmp_path / "results"
+    timings = {"ref": 1.0, "cand": cand_time}
+    for name, (q, c), count, inv in (("ref", (queries, codes), 1000, ref_invariance),
+                                     ("cand", cand(queries, codes, rng), cand_params, 0.995)):
+        folder = _write_embeddings(results, name, q, c)
+        manifest = {"texts_sha256": texts_sha, "dim": int(c.shape[1]), "query_prompt": "", "tokenizer_sha256": "t",
+                    "batch_size": 8, "max_length": 32, "pooling": {"mode": "mean", "output": "h", "source": "params"},
+                    "normalize": False, "padding_side": "right", "truncated": {}, "model_sha256": name,
+                    "batch_invariance": {"sample": 8, "min": inv, "mean": inv}}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        (results / "inspect").mkdir(exist_ok=True)
+        (results / "inspect" / f"{name}.json").write_text(json.dumps(
+            {"parameters": {"count": count}, "size": {"total_bytes": count * 4}, "quantization": "none"}))
+        samples = list(np.random.default_rng(1).uniform(1, 3, 200) * timings[name])
+        (results / "benchmark").mkdir(exist_ok=True)
+        (results / "benchmark" / f"{name}.json").write_text(json.dumps({
+            "latency_b1": {"samples_ms": samples, "samples_ms_repeat": samples, "text_order_sha256": "same"},
+            "throughput": [{"batch_size": 8, "sorted": {"texts_per_s": 100 / timings[name]}}],
+            "environment": {"cpu": "x", "int8_support": "AVX2 only (no VNNI)"}}))
+    params = params_lib.parse({"corpus": str(corpus), "reference": "ref", "models": {"ref": {"path": "r"}, "cand": {"path": "c"}},
+                               "compare": {"bootstrap": 300}})
+    return params, results
+
+
+def test_perturbed_copy_is_related_and_close(tmp_path):
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.01 * rng.normal(size=q.shape).astype(np.float32),
+                                                              c + 0.01 * rng.normal(size=c.shape).astype(np.float32)))
+    out = compare(params, "cand", results)
+    assert out["relation"]["related"] is True
+    assert out["agreement"]["cosine"]["mean"] > 0.999
+    assert out["agreement"]["similarity"]["overlap@10"] > 0.9
+    assert out["verdict"]["status"] == "PASS", out["verdict"]
+    assert out["speed"]["latency_b1"]["ci_low"] > 1.5  # the candidate is exactly 2x faster here
+
+
+def test_unrelated_space_is_judged_on_task_metrics_only(tmp_path):
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (rng.normal(size=q.shape).astype(np.float32),
+                                                              rng.normal(size=c.shape).astype(np.float32)),
+                                 cand_params=5000)
+    out = compare(params, "cand", results)
+    assert out["relation"]["related"] is False
+    assert abs(out["agreement"]["cosine"]["mean"]) < 0.2
+    assert any("agreement metrics ignored" in r for r in out["verdict"]["reasons"])
+    assert out["verdict"]["status"] == "FAIL"  # random vectors lose nearly all retrieval quality
+
+
+def test_nan_candidate_fails_instead_of_crashing(tmp_path):
+    def nan_copy(q, c, rng):
+        q = q.copy()
+        q[3] = np.nan
+        return q, c
+    params, results = _fabricate(tmp_path, nan_copy)
+    out = compare(params, "cand", results)
+    assert out["sanity"]["finite"] is False
+    assert out["verdict"]["status"] == "FAIL"
+    assert "NaN" in out["verdict"]["reasons"][0]
+
+
+def test_reference_that_is_not_batch_invariant_stops_the_run(tmp_path):
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q, c), ref_invariance=0.99)
+    with pytest.raises(UserError, match="pooling or the attention mask is wrong"):
+        compare(params, "cand", results)
+
+
+def test_speedup_interval_spans_run_to_run_drift():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1, 3, 300)
+    ref = {"samples_ms": list(base * 2.0), "samples_ms_repeat": list(base * 2.0)}
+    cand = {"samples_ms": list(base * 1.0), "samples_ms_repeat": list(base * 1.25)}  # second run 25% slower
+    s = params_lib.CompareSettings(bootstrap=300)
+    out = speedup_across_runs(ref, cand, s, paired=True)
+    assert out["ci_low"] <= 1.6 and out["ci_high"] >= 2.0  # covers both runs' ratios (2.0 and 1.6)
+    assert len(out["pairings"]) == 4 and out["measurable"] is True
