@@ -63,6 +63,24 @@ def plot_series(report: dict) -> dict[str, list[dict]]:
     return {"latency.json": latency, "throughput.json": throughput}
 
 
+def _cosine_breakdown(models: dict, cands: list[str]) -> list[list[str]]:
+    """Rows 'lang python', 'tokens 0-32', ... with one 'mean / min' cell per candidate."""
+    rows = []
+    for key, label in (("by_lang", "lang"), ("by_length", "tokens")):
+        groups = []
+        for n in cands:
+            for g in models[n]["comparison"]["agreement"].get("cosine", {}).get(key, {}):
+                if g not in groups:
+                    groups.append(g)
+        for g in groups:
+            cells = []
+            for n in cands:
+                d = models[n]["comparison"]["agreement"].get("cosine", {}).get(key, {}).get(g)
+                cells.append(f"{d['mean']:.4f} / {d['min']:.4f} (n={d['count']})" if d else "n/a")
+            rows.append([f"{label} {g}"] + cells)
+    return rows
+
+
 def _repeat_cell(rep) -> str:
     if not rep:
         return "n/a"
@@ -124,9 +142,10 @@ def render(report: dict, fmt: str = "text") -> str:
     out.append(_table(rows, ["model", "session s", "p50 ms", "p90 ms", "p99 ms", "mean +- std ms", "n",
                              f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "run-to-run", "speedup b1 [95% CI]"], fmt))
     methods = sorted({models[n]["comparison"]["speed"]["latency_b1"]["method"] for n in cands})
-    out.append("Latency: batch 1 on real corpus texts after warmup. Speedup: " + "; ".join(methods) +
-               " of reference/candidate time; 95% bootstrap intervals over texts, widened to span every "
-               "pairing of the two back-to-back runs of each model, so run-to-run drift is inside.")
+    out.append("Latency: batch 1 on real corpus texts after warmup, two back-to-back runs per model. "
+               "Speedup = reference time / candidate time (" + "; ".join(methods) + "); 95% bootstrap "
+               "interval over texts, widened to span every pairing of the two runs of each model, so "
+               "run-to-run drift is inside it.")
 
     section("QUALITY", "EMBEDDING QUALITY")
     rows = []
@@ -152,6 +171,11 @@ def render(report: dict, fmt: str = "text") -> str:
                                  "overlap@10", "top-1 agree", "RBO@10", "CKA", "batch-invariance min"], fmt))
         out.append("Agreement: each text's vector from the candidate vs the reference (same batches); "
                    "similarity matrices are query x code cosine scores.")
+        breakdown = _cosine_breakdown(models, cands)
+        if breakdown:
+            out.append("")
+            out.append("Cosine to reference by language and by token length (mean / min):")
+            out.append(_table(breakdown, ["group"] + cands, fmt))
         snippet_rows = []
         for i, s in enumerate(models[cands[0]]["comparison"]["snippets"]):
             row = [s["id"], s["lang"], "hit" if s["reference_top1"] else "miss"]
