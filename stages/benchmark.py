@@ -2,9 +2,7 @@
 
 DVC runs each stage in a fresh process, so peak memory is this model's alone.
 """
-import argparse
-
-from stages.lib import errors, params as params_lib
+from stages.lib import cli
 from stages.lib.benchmarking import environment, run_benchmark
 from stages.lib.corpus import load_corpus
 from stages.lib.embedding import open_embedder
@@ -12,11 +10,7 @@ from stages.lib.outputs import write_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("name")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    params = params_lib.load(args.params)
+    args, params = cli.stage_args(__doc__)
     s = params.benchmark
     corpus = load_corpus(params.corpus)
     embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
@@ -32,4 +26,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    errors.run(main)
+    cli.run(main)

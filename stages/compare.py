@@ -3,20 +3,13 @@
 For the reference itself it records task metrics and sanity checks (and stops the run if a text
 embedded alone and in a padded batch disagree: pooling or the mask would be wrong).
 """
-import argparse
-
-from stages.lib import errors, params as params_lib
+from stages.lib import cli
 from stages.lib.comparison import compare
 from stages.lib.outputs import write_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("name")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    params = params_lib.load(args.params)
-    params.model(args.name)
+    args, params = cli.stage_args(__doc__)
     result = compare(params, args.name)
     write_json(f"results/compare/{args.name}.json", result)
     line = f"{args.name}: nDCG@10 {result['task']['ndcg@10']:.4f}"
@@ -27,4 +20,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    errors.run(main)
+    cli.run(main)

@@ -2,19 +2,13 @@
 
 `python -m stages.inspect NAME` (run as a module: this file's name would shadow the stdlib's as a script).
 """
-import argparse
-
-from stages.lib import errors, params as params_lib
+from stages.lib import cli
 from stages.lib.inspection import inspect_model
 from stages.lib.outputs import write_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("name")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    params = params_lib.load(args.params)
+    args, params = cli.stage_args(__doc__)
     info = {"model": args.name, **inspect_model(params.model(args.name).path)}
     write_json(f"results/inspect/{args.name}.json", info)
     size = info["size"]
@@ -24,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    errors.run(main)
+    cli.run(main)
