@@ -58,6 +58,21 @@ def _same_texts(a: dict, b: dict) -> bool:
     return a.get("text_order_sha256") is not None and a.get("text_order_sha256") == b.get("text_order_sha256")
 
 
+def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> dict:
+    """Per-text cosine needs one space; CKA and the similarity-matrix metrics work across dimensions."""
+    texts_ref = np.vstack([ref["queries"], ref["codes"]])
+    texts_cand = np.vstack([emb["queries"], emb["codes"]])
+    out = {"cka_linear": linear_cka(texts_ref, texts_cand)}
+    if texts_ref.shape[1] == texts_cand.shape[1]:
+        lengths = np.concatenate([emb["query_lengths"], emb["code_lengths"]])
+        out["cosine"] = cosine_agreement(texts_ref, texts_cand, langs * 2, lengths)
+        out["cosine_codes_mean"] = float(row_cosine(ref["codes"], emb["codes"]).mean())
+        out["cosine_queries_mean"] = float(row_cosine(ref["queries"], emb["queries"]).mean())
+    out["similarity"] = similarity_agreement(ref["queries"], ref["codes"], emb["queries"], emb["codes"],
+                                             s.k, s.spearman_max_pairs, s.seed)
+    return out
+
+
 def speedup_across_runs(lat_ref: dict, lat_cand: dict, s, paired: bool) -> dict:
     """Speedup from every pairing of the two back-to-back runs of each model.
 
@@ -98,7 +113,7 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
     if name == ref_name:
         return out
 
-    ref_task, ref_per_query = task_metrics(ref, s.k)
+    _, ref_per_query = task_metrics(ref, s.k)
     out["task_delta"] = {m: paired_delta(per_query[m], ref_per_query[m], s.bootstrap, s.confidence, s.seed)
                          for m in per_query}
     inspect_ref = read_json(results / "inspect" / f"{ref_name}.json")
@@ -117,21 +132,7 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
     }
     out["consistency"] = consistency
     params_ratio = inspect_cand["parameters"]["count"] / max(inspect_ref["parameters"]["count"], 1)
-    agreement = None
-    if same_dim:
-        texts_ref = np.vstack([ref["queries"], ref["codes"]])
-        texts_cand = np.vstack([emb["queries"], emb["codes"]])
-        lengths = np.concatenate([emb["query_lengths"], emb["code_lengths"]])
-        agreement = {"cosine": cosine_agreement(texts_ref, texts_cand, corpus.langs * 2, lengths),
-                     "cosine_codes_mean": float(row_cosine(ref["codes"], emb["codes"]).mean()),
-                     "cosine_queries_mean": float(row_cosine(ref["queries"], emb["queries"]).mean()),
-                     "cka_linear": linear_cka(texts_ref, texts_cand)}
-    else:
-        agreement = {"cka_linear": linear_cka(np.vstack([ref["queries"], ref["codes"]]),
-                                              np.vstack([emb["queries"], emb["codes"]]))}
-    agreement["similarity"] = similarity_agreement(ref["queries"], ref["codes"], emb["queries"], emb["codes"],
-                                                   s.k, s.spearman_max_pairs, s.seed)
-    out["agreement"] = agreement
+    out["agreement"] = agreement = agreement_metrics(ref, emb, corpus.langs, s)
     cos_mean = agreement.get("cosine", {}).get("mean")
     related = same_dim and ((cos_mean or 0) >= s.related_min_cosine or abs(params_ratio - 1) < 0.01)
     out["relation"] = {"related": related, "parameter_ratio": params_ratio,
@@ -155,7 +156,7 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
     cos = agreement.get("cosine", {})
     ndcg = out["task_delta"]["ndcg@10"]
     flat = {"finite": out["sanity"]["finite"], "cosine_mean": cos.get("mean"), "cosine_p1": cos.get("p1"),
-            "spearman": agreement["similarity"]["spearman"], "overlap_at_10": agreement["similarity"].get(f"overlap@{s.k}"),
+            "spearman": agreement["similarity"]["spearman"], "overlap_at_10": agreement["similarity"]["overlap@10"],
             "ndcg_rel_ci_low": ndcg["relative_ci_low"], "ndcg_rel_ci_high": ndcg["relative_ci_high"]}
     status, reasons = decide(flat, params.verdict, related)
     for key, label in (("same_prompt", "query prompts differ between the models"),

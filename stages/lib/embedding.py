@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import UserError
@@ -34,7 +35,7 @@ def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
     pooled = [o for o in floats if _rank(o) == 2]
     names = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
 
-    def token_output() -> str:
+    def token_output(mode: str) -> str:
         if not token_level:
             raise UserError(f"pooling {mode!r} needs a token-level [batch, seq, dim] output; model has: {names}")
         for preferred in TOKEN_OUTPUT_NAMES:
@@ -43,8 +44,7 @@ def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
         return token_level[0].name
 
     if setting in ("cls", "mean", "last"):
-        mode = setting
-        return PoolingChoice(mode, token_output(), "params")
+        return PoolingChoice(setting, token_output(setting), "params")
     if setting != "auto":
         match = [o for o in outputs if o.name == setting]
         if not match:
@@ -55,9 +55,7 @@ def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
     if pooled:
         return PoolingChoice("output", pooled[0].name, "model output")
     if "pooling" in head:
-        mode = head["pooling"]
-        return PoolingChoice(mode, token_output(), head["pooling_source"])
-    mode = "auto"
+        return PoolingChoice(head["pooling"], token_output(head["pooling"]), head["pooling_source"])
     raise UserError(f"pooling is auto but the model has no pooled output ({names}) and no 1_Pooling/config.json "
                     "lies next to the tokenizer; set models.NAME.pooling to cls, mean or last")
 

@@ -87,7 +87,9 @@ def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int = 1
 
 
 def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int, block: int = 1024) -> dict:
-    """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours."""
+    """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours.
+
+    Overlap is reported at 1, 10 (what the verdict reads) and k; RBO at depth k."""
     rq, rc = l2_normalize(ref_q.astype(np.float32)), l2_normalize(ref_c.astype(np.float32))
     cq, cc = l2_normalize(cand_q.astype(np.float32)), l2_normalize(cand_c.astype(np.float32))
     nq, nc = len(rq), len(rc)
@@ -109,15 +111,15 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
             sel = sample[(sample >= lo) & (sample < hi)] - lo
             xs.append(sx.ravel()[sel])
             ys.append(sy.ravel()[sel])
-        ref_top.append(top_k(sx, k))
-        cand_top.append(top_k(sy, k))
+        ref_top.append(top_k(sx, max(k, 10)))
+        cand_top.append(top_k(sy, max(k, 10)))
     mx, my = sums[0] / total, sums[1] / total
     cov = sums[4] / total - mx * my
     pearson = cov / np.sqrt((sums[2] / total - mx * mx) * (sums[3] / total - my * my))
     spearman = stats.spearmanr(np.concatenate(xs), np.concatenate(ys)).statistic
     ref_top, cand_top = np.vstack(ref_top), np.vstack(cand_top)
     overlap = {f"overlap@{kk}": float(np.mean([len(set(a[:kk]) & set(b[:kk])) / kk for a, b in zip(ref_top, cand_top)]))
-               for kk in sorted({1, k})}
+               for kk in sorted({1, 10, k})}
     return {
         "pairs": int(total),
         "pearson": float(pearson),
@@ -126,7 +128,7 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
         "score_drift_mean_abs": float(sums[5] / total),
         **overlap,
         "top1_agreement": float(np.mean(ref_top[:, 0] == cand_top[:, 0])),
-        f"rbo@{k}": float(np.mean([rbo(a.tolist(), b.tolist()) for a, b in zip(ref_top, cand_top)])),
+        f"rbo@{k}": float(np.mean([rbo(a[:k].tolist(), b[:k].tolist()) for a, b in zip(ref_top, cand_top)])),
     }
 
 
