@@ -94,3 +94,45 @@ def test_bad_models_give_one_clear_line(tmp_path, damage, needle):
     message = str(err.value)
     assert needle in message and "\n" not in message
     assert str(tmp_path / "m") in message
+
+
+def _graph_with(tmp_path, name, nodes, inits, opset=21):
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4])
+    model = helper.make_model(helper.make_graph(nodes, name, [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    folder = tmp_path / name
+    folder.mkdir()
+    onnx.save_model(model, str(folder / "model.onnx"))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["FP16", "weight-only int8", "QDQ", "4-bit"])
+def test_quantization_format_detection(tmp_path, kind):
+    from onnx import TensorProto, helper
+    w = np.arange(16, dtype=np.float32).reshape(4, 4)
+    scale = numpy_helper.from_array(np.array(0.1, dtype=np.float32), "scale")
+    zero = numpy_helper.from_array(np.array(0, dtype=np.int8), "zero")
+    if kind == "FP16":
+        inits = [numpy_helper.from_array(w.astype(np.float16), "w16")]
+        nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["x", "w"], ["y"])]
+    elif kind == "weight-only int8":
+        inits = [numpy_helper.from_array(w.astype(np.int8), "wq"), scale, zero]
+        nodes = [helper.make_node("DequantizeLinear", ["wq", "scale", "zero"], ["w"]), helper.make_node("MatMul", ["x", "w"], ["y"])]
+    elif kind == "QDQ":
+        inits = [numpy_helper.from_array(w.astype(np.int8), "wq"), scale, zero]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["wq", "scale", "zero"], ["w"]),
+                 helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    else:
+        packed = helper.make_tensor("w4", TensorProto.INT4, [4, 4], np.zeros(16, dtype=np.int8).tolist())
+        inits = [packed, scale, helper.make_tensor("zero4", TensorProto.INT4, [], [0])]
+        nodes = [helper.make_node("DequantizeLinear", ["w4", "scale", "zero4"], ["w"]), helper.make_node("MatMul", ["x", "w"], ["y"])]
+    info = inspect_model(_graph_with(tmp_path, kind.replace(" ", "_"), nodes, inits))
+    assert info["quantization"] == kind
+    if kind == "4-bit":
+        assert info["parameters"]["bytes_by_dtype"]["int4"] == 8 + 1  # 16 weights two per byte + the zero point
+    if kind == "FP16":
+        assert info["parameters"]["bytes_by_dtype"] == {"float16": 32}
