@@ -50,6 +50,7 @@ def _params() -> dict:
     params["benchmark"].update(warmup=1, min_iterations=3, min_seconds=0.0, max_seconds=2.0, latency_texts=5,
                                batch_sizes=[1, 4], throughput_texts=8, throughput_repeats=1,
                                seq_lengths=[4, 8, 32], sweep_batch_size=2)
+    params["benchmark"].update(interleave_rounds=3, interleave_texts=4)
     params["compare"].update(bootstrap=200)
     return params
 
@@ -76,7 +77,8 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     repo, ran = repo
-    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "compare") for m in ("tiny", "cand-a", "cand-b")}
+    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "speedup", "compare")
+                 for m in ("tiny", "cand-a", "cand-b")}
     assert ran == per_model | {"quantize@cand-a", "quantize@cand-b", "report"}
     report = json.loads((repo / "results" / "report.json").read_text())
     ref = report["models"]["tiny"]
@@ -96,6 +98,8 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     for section in ("[INFO]", "[PERF]", "[QUALITY]", "[VERDICT]", "[SUMMARY]", "[RECOMMENDATIONS]"):
         assert section in text
     assert text.isascii()
+    control = report["speed_control"]
+    assert control["ci_low"] <= control["speedup"] <= control["ci_high"]
 
 
 def test_second_repro_does_nothing(repo):
@@ -110,7 +114,7 @@ def test_changing_one_candidate_reruns_only_its_stages(repo):
     params["quantize"]["cand-b"]["reduce_range"] = True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _repro(repo)
-    assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "compare")} | {"report"}
+    assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "speedup", "compare")} | {"report"}
     diff = json.loads(_dvc(repo, "metrics", "diff", "--json").stdout or "{}")
     changed = {path for path, metrics in diff.items() if metrics}
     assert "results/compare/cand-b.json" in changed

@@ -205,3 +205,55 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
         "throughput": throughput,
         "sweep": sweep,
     }
+
+
+def log_interval(ratios, confidence: float) -> tuple[float, float, float]:
+    """Geometric mean of per-round ratios and its Student-t interval (ratios are log-normal-ish)."""
+    from scipy import stats
+
+    logs = np.log(np.asarray(ratios, dtype=np.float64))
+    mean = logs.mean()
+    if len(logs) < 2:
+        return float(np.exp(mean)), float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
+
+
+def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list[int]], settings,
+                        confidence: float = 0.95, seed: int = 0) -> dict:
+    """Reference and candidate timed in one process, in alternating rounds (ABBA order).
+
+    Each round times one batch-1 pass of both models over the same real texts; the round's
+    speedup is the geometric mean of per-text time ratios. Machine drift hits both models of a
+    round alike, and rounds are the unit of the interval, so drift widens it instead of biasing it.
+    """
+    s = settings
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(ref_ids), size=min(s.interleave_texts, len(ref_ids)), replace=False)
+    sides = {"ref": (ref, [ref.feed([ref_ids[i]])[0] for i in pick]),
+             "cand": (cand, [cand.feed([cand_ids[i]])[0] for i in pick])}
+
+    def one_pass(side: str) -> np.ndarray:
+        embedder, feeds = sides[side]
+        run, output = embedder.session.session.run, [embedder.pooling.output]
+        times = np.empty(len(feeds))
+        for j, feed in enumerate(feeds):
+            t0 = time.perf_counter()
+            run(output, feed)
+            times[j] = time.perf_counter() - t0
+        return times
+
+    for side in ("ref", "cand"):  # warmup pass, untimed
+        one_pass(side)
+    rounds = []
+    for r in range(s.interleave_rounds):
+        order = ("ref", "cand") if r % 2 == 0 else ("cand", "ref")
+        times = {side: one_pass(side) for side in order}
+        rounds.append({"speedup": float(np.exp(np.mean(np.log(times["ref"] / times["cand"])))),
+                       "ref_median_ms": float(np.median(times["ref"]) * 1e3),
+                       "cand_median_ms": float(np.median(times["cand"]) * 1e3)})
+    speedup, lo, hi = log_interval([r["speedup"] for r in rounds], confidence)
+    return {"speedup": speedup, "ci_low": lo, "ci_high": hi, "confidence": confidence,
+            "measurable": bool(lo > 1.0 or hi < 1.0), "rounds": rounds, "texts": len(pick),
+            "method": "interleaved ABBA rounds in one process; per-round geometric mean of per-text ratios; "
+                      "t-interval over rounds"}

@@ -120,6 +120,8 @@ class BenchmarkSettings:
     seq_lengths: list = _f([16, 32, 64, 128], list)
     sweep_batch_size: int = _f(8, int)
     noise_tolerance: float = _f(0.05, float)
+    interleave_rounds: int = _f(10, int)
+    interleave_texts: int = _f(100, int)
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ def parse(raw: dict) -> Params:
     for key in ("batch_size", "max_length"):
         if getattr(params.embed, key) < 1:
             raise UserError(f"params.yaml: 'embed.{key}' must be at least 1")
+    if params.benchmark.interleave_rounds < 2:
+        raise UserError("params.yaml: 'benchmark.interleave_rounds' must be at least 2 (the interval needs them)")
     return params
 
 

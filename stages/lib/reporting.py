@@ -23,7 +23,7 @@ def _f(x, spec=".4f") -> str:
 
 def build_report(params, results: Path = Path("results")) -> dict:
     """Gather every model's inspect, benchmark and compare output into one document (schema in README)."""
-    models = {}
+    models, control = {}, None
     for name in params.models:
         ins = read_json(results / "inspect" / f"{name}.json")
         bench = read_json(results / "benchmark" / f"{name}.json")
@@ -41,11 +41,13 @@ def build_report(params, results: Path = Path("results")) -> dict:
             "environment": bench["environment"],
             "task": comp["task"],
         }
-        if not comp["is_reference"]:
+        if comp["is_reference"]:
+            control = comp.get("speed_control")
+        else:
             models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
                                                                "task_delta", "speed", "size", "snippets")}
     return {"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
-            "environment": models[params.reference]["environment"], "models": models}
+            "environment": models[params.reference]["environment"], "speed_control": control, "models": models}
 
 
 def plot_series(report: dict) -> dict[str, list[dict]]:
@@ -141,11 +143,16 @@ def render(report: dict, fmt: str = "text") -> str:
     big = max(t["batch_size"] for t in models[ref]["benchmark"]["throughput"])
     out.append(_table(rows, ["model", "session s", "p50 ms", "p90 ms", "p99 ms", "mean +- std ms", "n",
                              f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "run-to-run", "speedup b1 [95% CI]"], fmt))
-    methods = sorted({models[n]["comparison"]["speed"]["latency_b1"]["method"] for n in cands})
-    out.append("Latency: batch 1 on real corpus texts after warmup, two back-to-back runs per model. "
-               "Speedup = reference time / candidate time (" + "; ".join(methods) + "); 95% bootstrap "
-               "interval over texts, widened to span every pairing of the two runs of each model, so "
-               "run-to-run drift is inside it.")
+    control = report.get("speed_control")
+    out.append("Latency: batch 1 on real corpus texts after warmup (each model in its own process; "
+               "run-to-run = difference of two back-to-back runs' medians). Speedup: reference and "
+               "candidate timed in one process in alternating rounds, reference time / candidate time, "
+               "95% t-interval over rounds.")
+    if control:
+        out.append(f"A/A control (the reference against itself, same protocol): {control['speedup']:.3f}x "
+                   f"[{control['ci_low']:.3f}, {control['ci_high']:.3f}]" +
+                   ("" if not control["measurable"] else " [!] the method sees a difference where there is none: "
+                    "the machine is too noisy for speed conclusions"))
 
     section("QUALITY", "EMBEDDING QUALITY")
     rows = []
@@ -240,7 +247,7 @@ def recommendations(report: dict) -> list[str]:
                          f"{inv['min']:.4f}, mean {inv['mean']:.4f}); expected for dynamic INT8, which quantizes "
                          "activations per batch. Agreement numbers use identical batches for both models.")
         if not c["speed"]["latency_b1"]["measurable"]:
-            lines.append(f"[!] {n}: speed difference is within noise; raise benchmark.min_seconds or run on an idle machine.")
+            lines.append(f"[!] {n}: speed difference is within noise; raise benchmark.interleave_rounds or run on an idle machine.")
         if c["verdict"]["status"] == "FAIL" and c["relation"]["related"]:
             lines.append(f"[-] {n}: do not replace the reference; try per-channel weights, excluding sensitive "
                          "layers (nodes_to_exclude) or static/QDQ quantization with calibration data.")
