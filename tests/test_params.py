@@ -49,7 +49,6 @@ def test_repo_params_load(monkeypatch, raw):
     assert p.reference == raw["reference"]
     assert p.corpus == raw["corpus"] and p.snippets == raw["snippets"]
     assert list(p.models) == list(raw["models"])
-    assert p.candidates == [n for n in raw["models"] if n != raw["reference"]]
     for name, entry in raw["models"].items():
         assert p.models[name].name == name
         assert p.models[name].path == entry["path"]
@@ -75,7 +74,6 @@ def test_minimal_file_gets_all_defaults(tmp_path):
     assert p.compare == params.CompareSettings()
     assert p.verdict == params.VerdictThresholds()
     assert p.quantize == {} and p.snippets is None and p.demo == {}
-    assert p.candidates == []
 
 
 def test_int_is_accepted_for_a_float(tmp_path):
@@ -220,7 +218,6 @@ def test_setting_falls_back_to_embed_and_model_overrides(tmp_path):
     assert p.setting("cand", "normalize") is False
     assert p.setting("cand", "query_prompt") == ""
     assert p.setting("cand", "padding_side") == "left"
-    assert p.candidates == ["cand"]
 
 
 def test_setting_of_an_unknown_model(tmp_path):
@@ -235,3 +232,10 @@ def test_internal_name_field_is_not_a_params_key(tmp_path):
     data["models"]["ref"]["name"] = "something-else"
     message = load_error(tmp_path, data)
     assert "models.ref.name" in message
+
+
+@pytest.mark.parametrize("key, value", [("batch_sizes", [1, "8"]), ("seq_lengths", []), ("batch_sizes", [0])])
+def test_benchmark_lists_must_hold_positive_integers(tmp_path, key, value):
+    data = minimal()
+    data["benchmark"] = {key: value}
+    assert f"benchmark.{key}" in load_error(tmp_path, data)

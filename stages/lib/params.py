@@ -172,10 +172,6 @@ class Params:
         value = getattr(self.model(name), key)
         return getattr(self.embed, key) if value is None else value
 
-    @property
-    def candidates(self) -> list[str]:
-        return [n for n in self.models if n != self.reference]
-
 
 TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo"]
 
@@ -188,16 +184,11 @@ def parse(raw: dict) -> Params:
     models_raw = raw["models"]
     if not isinstance(models_raw, dict) or not models_raw:
         raise UserError("params.yaml: 'models' must map at least one model name to its entry")
-    models = {}
-    for name, entry in models_raw.items():
-        _valid_name("models", name)
-        spec = _section(ModelSpec, f"models.{name}", entry, required=("path",))
-        models[name] = ModelSpec(**{**spec.__dict__, "name": name})
-    quantize = {}
-    for name, entry in (raw.get("quantize") or {}).items():
-        _valid_name("quantize", name)
-        spec = _section(QuantizeSpec, f"quantize.{name}", entry, required=("source",))
-        quantize[name] = QuantizeSpec(**{**spec.__dict__, "name": name})
+    models = _named_sections(ModelSpec, "models", models_raw, required=("path",))
+    quantize = _named_sections(QuantizeSpec, "quantize", raw.get("quantize") or {}, required=("source",))
+    for name, spec in quantize.items():
+        if any(not isinstance(op, str) for op in spec.op_types):
+            raise UserError(f"params.yaml: 'quantize.{name}.op_types' must be a list of op type names")
         if spec.weight_type not in ("QInt8", "QUInt8"):
             raise UserError(f"params.yaml: 'quantize.{name}.weight_type' must be QInt8 or QUInt8, got {spec.weight_type!r}")
         if name not in models:
@@ -226,9 +217,25 @@ def parse(raw: dict) -> Params:
     for key in ("batch_size", "max_length"):
         if getattr(params.embed, key) < 1:
             raise UserError(f"params.yaml: 'embed.{key}' must be at least 1")
+    for key in ("batch_sizes", "seq_lengths"):
+        values = getattr(params.benchmark, key)
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise UserError(f"params.yaml: 'benchmark.{key}' must be a non-empty list of positive integers, got {values!r}")
     if params.benchmark.interleave_rounds < 2:
         raise UserError("params.yaml: 'benchmark.interleave_rounds' must be at least 2 (the interval needs them)")
     return params
+
+
+def _named_sections(cls, where: str, raw: dict, required: tuple[str, ...]) -> dict:
+    """name -> record for `models` and `quantize`: names checked, each entry validated, name filled in."""
+    if not isinstance(raw, dict):
+        raise UserError(f"params.yaml: '{where}' must be a mapping")
+    out = {}
+    for name, entry in raw.items():
+        _valid_name(where, name)
+        spec = _section(cls, f"{where}.{name}", entry, required=required)
+        out[name] = cls(**{**spec.__dict__, "name": name})
+    return out
 
 
 def _valid_name(where: str, name: Any) -> None:
