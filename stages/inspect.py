@@ -2,6 +2,8 @@
 
 `python -m stages.inspect NAME` (run as a module: this file's name would shadow the stdlib's as a script).
 """
+from pathlib import Path
+
 from stages.lib import cli
 from stages.lib.inspection import inspect_model
 from stages.lib.outputs import write_json
@@ -11,6 +13,9 @@ def main() -> None:
     args, params = cli.stage_args(__doc__)
     info = {"model": args.name, **inspect_model(params.model(args.name).path)}
     write_json(f"results/inspect/{args.name}.json", info)
+    if Path(params.model(args.name).path).is_file() and info["size"]["external_data_files"]:
+        print(f"warning: models.{args.name}.path names the graph file only, so DVC does not track its external "
+              f"data ({', '.join(info['size']['external_data_files'])}); point it at the model's folder")
     size = info["size"]
     print(f"{args.name}: {size['total_bytes'] / 1e6:.2f} MB (graph {size['graph_bytes'] / 1e6:.2f} MB + external "
           f"{size['external_data_bytes'] / 1e6:.2f} MB), {info['parameters']['count']:,} parameters, "

@@ -131,3 +131,32 @@ def test_fixed_sequence_length_model_is_padded_to_its_length(tmp_path):
     tiny.build_model(dynamic)
     np.testing.assert_allclose(emb.embed_texts(TEXTS, 2), _embedder(dynamic, pooling="mean").embed_texts(TEXTS, 2),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_decoder_style_position_ids_and_left_padding(tmp_path):
+    """Last-token pooling on a model with position_ids: left and right padding, any batch, same vectors."""
+    tiny.build_model(tmp_path / "m", positions=True)
+    right = _embedder(tmp_path / "m", pooling="last", side="right").embed_texts(TEXTS, 3)
+    left = _embedder(tmp_path / "m", pooling="last", side="left").embed_texts(TEXTS, 3)
+    alone = _embedder(tmp_path / "m", pooling="last", side="left").embed_texts(TEXTS, 1)
+    np.testing.assert_allclose(left, right, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(left, alone, rtol=1e-5, atol=1e-6)
+    emb = _embedder(tmp_path / "m", pooling="last", side="left")
+    assert "position_ids" in emb.inputs
+    assert batch_invariance(emb, emb.tokenizer.encode(TEXTS), 5)["min"] > 0.9999
+
+
+def test_query_prompt_is_applied_to_queries_only(tmp_path):
+    from stages.lib import params as params_lib
+    from stages.lib.embedding import embed_corpus
+
+    tiny.build_model(tmp_path / "m")
+    corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(8))
+    params = params_lib.parse({"corpus": str(corpus), "reference": "m", "models": {"m": {"path": str(tmp_path / "m")}},
+                               "embed": {"pooling": "mean", "query_prompt": "find "}})
+    files = embed_corpus(params, "m")
+    rows = tiny.corpus_rows(8)
+    emb = _embedder(tmp_path / "m", pooling="mean", max_length=128)
+    np.testing.assert_allclose(files["queries.npy"], emb.embed_texts(["find " + r["query"] for r in rows], 4), rtol=1e-5)
+    np.testing.assert_allclose(files["codes.npy"], emb.embed_texts([r["code"] for r in rows], 4), rtol=1e-5)
+    assert files["manifest.json"]["query_prompt"] == "find "

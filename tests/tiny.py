@@ -44,9 +44,11 @@ def weights(vocab_size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 def build_model(folder: Path, *, vocab_size: int | None = None, dim: int = 8, seed: int = 0,
                 pooled: str | None = None, external_data: bool = False, nan: bool = False,
-                fixed_seq: int | None = None, tokenizer: bool = True) -> Path:
+                fixed_seq: int | None = None, tokenizer: bool = True, positions: bool = False) -> Path:
     """Write folder/model.onnx (+ tokenizer.json). pooled: None, 'masked_mean' (correct) or
-    'unmasked_mean' (ignores the attention mask, a bug the batch-invariance check must catch)."""
+    'unmasked_mean' (ignores the attention mask, a bug the batch-invariance check must catch).
+    positions: a decoder-style `position_ids` input adding a position embedding P[position_ids],
+    so left padding gives the same vectors only if position ids are counted from the mask."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size = vocab_size or len(vocab())
@@ -55,8 +57,16 @@ def build_model(folder: Path, *, vocab_size: int | None = None, dim: int = 8, se
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", seq]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", seq])]
     inits = [numpy_helper.from_array(emb, "embeddings.weight"), numpy_helper.from_array(w, "dense.weight")]
-    nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["x"]),
-             helper.make_node("MatMul", ["x", "dense.weight"], ["h"])]
+    nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["x0"])]
+    if positions:
+        inputs.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", seq]))
+        pos = np.random.default_rng(seed + 1).normal(size=(64, dim)).astype(np.float32)
+        inits.append(numpy_helper.from_array(pos, "positions.weight"))
+        nodes += [helper.make_node("Gather", ["positions.weight", "position_ids"], ["p"]),
+                  helper.make_node("Add", ["x0", "p"], ["x"])]
+    else:
+        nodes.append(helper.make_node("Identity", ["x0"], ["x"]))
+    nodes.append(helper.make_node("MatMul", ["x", "dense.weight"], ["h"]))
     if nan:
         inits.append(numpy_helper.from_array(np.array([np.nan], dtype=np.float32), "nan"))
         nodes.append(helper.make_node("Mul", ["h", "nan"], ["last_hidden_state"]))
