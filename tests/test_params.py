@@ -60,7 +60,7 @@ def test_repo_params_load(monkeypatch, raw):
                             ("verdict", p.verdict)):
         for key, value in raw.get(section, {}).items():
             assert getattr(record, key) == value, f"{section}.{key}"
-    assert p.demo == raw.get("demo", {})
+    assert p.demo == params.DemoSettings(**raw["demo"])
 
 
 def test_repo_params_parse_equals_load(raw):
@@ -73,7 +73,7 @@ def test_minimal_file_gets_all_defaults(tmp_path):
     assert p.benchmark == params.BenchmarkSettings()
     assert p.compare == params.CompareSettings()
     assert p.verdict == params.VerdictThresholds()
-    assert p.quantize == {} and p.snippets is None and p.demo == {}
+    assert p.quantize == {} and p.snippets is None and p.demo == params.DemoSettings()
 
 
 def test_int_is_accepted_for_a_float(tmp_path):
@@ -239,3 +239,34 @@ def test_benchmark_lists_must_hold_positive_integers(tmp_path, key, value):
     data = minimal()
     data["benchmark"] = {key: value}
     assert f"benchmark.{key}" in load_error(tmp_path, data)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("compare", "confidence", 95), ("compare", "bootstrap", 0), ("compare", "k", 0),
+    ("benchmark", "min_iterations", 0), ("benchmark", "throughput_repeats", 0),
+    ("embed", "invariance_sample", -1), ("embed", "padding_side", "middle"), ("embed", "normalize", "yes"),
+])
+def test_out_of_range_values_name_their_key(tmp_path, section, key, value):
+    data = minimal()
+    data[section] = {key: value}
+    message = load_error(tmp_path, data)
+    assert f"'{section}.{key}' must be" in message
+
+
+def test_model_override_errors_name_the_model_key(tmp_path):
+    data = minimal()
+    data["models"]["ref"]["max_length"] = 0
+    assert "'models.ref.max_length' must be at least 1" in load_error(tmp_path, data)
+
+
+def test_quantize_output_must_be_the_models_path(tmp_path):
+    data = minimal()
+    data["models"]["q"] = {"path": "elsewhere/q"}
+    data["quantize"] = {"q": {"source": "models/r"}}
+    assert "'models.q.path' must be models/q" in load_error(tmp_path, data)
+
+
+def test_unknown_demo_key_is_an_error(tmp_path):
+    data = minimal()
+    data["demo"] = {"model_pakage": "x"}
+    assert "demo.model_pakage" in load_error(tmp_path, data)

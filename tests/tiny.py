@@ -44,7 +44,8 @@ def weights(vocab_size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 def build_model(folder: Path, *, vocab_size: int | None = None, dim: int = 8, seed: int = 0,
                 pooled: str | None = None, external_data: bool = False, nan: bool = False,
-                fixed_seq: int | None = None, tokenizer: bool = True, positions: bool = False) -> Path:
+                fixed_seq: int | None = None, fixed_batch: int | None = None, tokenizer: bool = True,
+                positions: bool = False) -> Path:
     """Write folder/model.onnx (+ tokenizer.json). pooled: None, 'masked_mean' (correct) or
     'unmasked_mean' (ignores the attention mask, a bug the batch-invariance check must catch).
     positions: a decoder-style `position_ids` input adding a position embedding P[position_ids],
@@ -54,8 +55,9 @@ def build_model(folder: Path, *, vocab_size: int | None = None, dim: int = 8, se
     vocab_size = vocab_size or len(vocab())
     emb, w = weights(vocab_size, dim, seed)
     seq = fixed_seq if fixed_seq else "seq"
-    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", seq]),
-              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", seq])]
+    batch = fixed_batch if fixed_batch else "batch"
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, seq])]
     inits = [numpy_helper.from_array(emb, "embeddings.weight"), numpy_helper.from_array(w, "dense.weight")]
     nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], ["x0"])]
     if positions:

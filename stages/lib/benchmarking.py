@@ -2,10 +2,12 @@
 
 Inputs are tokenized and fed arrays built before any clock starts; only `session.run` is timed.
 The loop runs warmup calls untimed, then until both a minimum count and a minimum duration are
-reached (a maximum duration caps slow models, and the result says so).
+reached (a maximum duration caps slow models, and the result says so). Throughput points are
+whole passes over a text set: one untimed pass, then `throughput_repeats` timed ones (median).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,6 +17,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from .errors import UserError
 
 INT8_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vnni",
               "avx_vnni", "avxvnni", "amx_tile", "amx_int8", "amx_bf16", "avx512_bf16", "neon", "asimddp", "i8mm")
@@ -40,21 +44,29 @@ class Latency:
                 "p99_ms": float(p99)}
 
 
-def measure(fn, warmup: int, min_iterations: int, min_seconds: float, max_seconds: float) -> tuple[list[float], bool]:
-    """Per-call seconds. Returns (samples, capped): capped when max_seconds stopped the loop early."""
-    for _ in range(warmup):
-        fn()
+def measure(call, inputs: list, warmup: int, min_iterations: int, min_seconds: float,
+            max_seconds: float) -> tuple[list[float], bool]:
+    """Seconds of each `call(x)`, x cycling through `inputs` (sample j gets inputs[(warmup + j) % n]).
+
+    Only the call sits between the two clock reads; the input is picked before. Returns
+    (samples, capped): capped when max_seconds stopped the loop before the minimums were met.
+    """
+    n = len(inputs)
+    for j in range(warmup):
+        call(inputs[j % n])
     samples: list[float] = []
-    start = time.perf_counter()
+    clock = time.perf_counter
+    start = clock()
     while True:
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if len(samples) >= min_iterations and elapsed >= min_seconds:
             return samples, False
         if elapsed >= max_seconds and len(samples) >= 3:
             return samples, True
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
+        x = inputs[(warmup + len(samples)) % n]
+        t0 = clock()
+        call(x)
+        samples.append(clock() - t0)
 
 
 def repeatability(first, second, tolerance: float) -> dict:
@@ -137,21 +149,19 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
 
     s = settings
     rng = np.random.default_rng(seed)
-    run = embedder.session.session.run
-    output = [embedder.pooling.output]
+    if embedder.fixed_batch:
+        raise UserError(f"{embedder.session.model_file}: benchmarking a model with a fixed batch size "
+                        f"({embedder.fixed_batch}) is not supported; export it with a dynamic batch axis")
+    call = functools.partial(embedder.session.session.run, [embedder.pooling.output])  # call(feed)
     rss_loaded = psutil.Process().memory_info().rss
-
-    def timed(feeds: list[dict]):
-        counter = iter(range(1 << 62))
-        return lambda: run(output, feeds[next(counter) % len(feeds)])
 
     # 1. batch-1 latency, cycling through a fixed sample of real texts: sample j times text
     #    pick[(warmup + j) % len(pick)], so two models' runs pair up text by text
     pick = rng.choice(len(code_ids), size=min(s.latency_texts, len(code_ids)), replace=False)
     feeds = [embedder.feed([code_ids[i]])[0] for i in pick]
-    samples, capped = measure(timed(feeds), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+    samples, capped = measure(call, feeds, s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
     # the same measurement again, back to back: sample j of both runs is the same text
-    repeat, _ = measure(timed(feeds), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+    repeat, _ = measure(call, feeds, s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
     latency = {**Latency.from_seconds(samples).summary(), "capped": capped, "texts": len(feeds),
                "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
                "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
@@ -168,10 +178,10 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
             groups = embedder.batches(subset, int(bs), sort=sort)
             pass_feeds = [embedder.feed([subset[i] for i in g])[0] for g in groups]
             padded = sum(f["input_ids"].size for f in pass_feeds)
-            def one_pass():
-                for f in pass_feeds:
-                    run(output, f)
-            times, _ = measure(one_pass, 1, s.throughput_repeats, 0.0, s.max_seconds)
+            def one_pass(feeds):
+                for f in feeds:
+                    call(f)
+            times, _ = measure(one_pass, [pass_feeds], 1, s.throughput_repeats, 0.0, s.max_seconds)
             sec = float(np.median(times))
             row[order] = {"seconds": sec, "texts_per_s": len(subset) / sec, "tokens_per_s": real_tokens / sec,
                           "padding_fraction": 1 - real_tokens / padded}
@@ -193,7 +203,7 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
             else:
                 ids = synthetic_ids(code_ids, int(length))
                 feed = embedder.feed([ids] * int(bs))[0]
-                times, capped = measure(lambda: run(output, feed), s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+                times, capped = measure(call, [feed], s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
                 summary = Latency.from_seconds(times).summary()
                 point.update(summary, capped=capped, tokens_per_s=bs * length / (summary["mean_ms"] / 1e3))
             sweep.append(point)
@@ -228,6 +238,10 @@ def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list
     round alike, and rounds are the unit of the interval, so drift widens it instead of biasing it.
     """
     s = settings
+    for embedder in (ref, cand):
+        if embedder.fixed_batch:
+            raise UserError(f"{embedder.session.model_file}: timing a model with a fixed batch size "
+                            f"({embedder.fixed_batch}) is not supported; export it with a dynamic batch axis")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(ref_ids), size=min(s.interleave_texts, len(ref_ids)), replace=False)
     sides = {"ref": (ref, [ref.feed([ref_ids[i]])[0] for i in pick]),

@@ -25,6 +25,8 @@ def load_embeddings(folder: Path) -> dict:
 
 def task_metrics(emb: dict, k: int) -> tuple[dict, dict]:
     """Retrieval quality of one model: query i's relevant document is code i."""
+    if len(emb["codes"]) < 10:
+        raise UserError(f"corpus has {len(emb['codes'])} pairs: @10 retrieval metrics need at least 10")
     rankings = scan_rankings(emb["queries"], emb["codes"], max(k, 10))
     per_query = retrieval_per_query(rankings, np.arange(len(emb["queries"])))
     return {name: float(v.mean()) for name, v in per_query.items()}, per_query

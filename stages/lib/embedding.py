@@ -1,15 +1,18 @@
 """Texts -> vectors with an ONNX session: feeds, length-sorted batches, pooling, checks."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from .errors import UserError
 from .inspection import embedding_vocab_size
-from .onnxmodel import Session, load_graph
+from .corpus import load_corpus
+from .onnxmodel import Session, load_graph, model_sha256, open_session
 from .pooling import l2_normalize, pool
-from .tokenizing import TextTokenizer, sentence_transformers_head
+from .tokenizing import TextTokenizer, find_tokenizer, load_tokenizer, sentence_transformers_head
 
 TOKEN_OUTPUT_NAMES = ("last_hidden_state", "token_embeddings", "hidden_states")
 SUPPORTED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -55,6 +58,9 @@ def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
     if pooled:
         return PoolingChoice("output", pooled[0].name, "model output")
     if "pooling" in head:
+        if head["pooling"] is None:
+            raise UserError(f"{head['pooling_source']}: pooling mode not supported here (only cls, mean, lasttoken); "
+                            "set models.NAME.pooling")
         return PoolingChoice(head["pooling"], token_output(head["pooling"]), head["pooling_source"])
     raise UserError(f"pooling is auto but the model has no pooled output ({names}) and no 1_Pooling/config.json "
                     "lies next to the tokenizer; set models.NAME.pooling to cls, mean or last")
@@ -187,9 +193,6 @@ def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
                   inter_op_threads: int = 0) -> Embedder:
     """A model's embedder, built from its params entry (shared `embed` defaults filled in)."""
-    from .onnxmodel import open_session
-    from .tokenizing import find_tokenizer, load_tokenizer
-
     spec = params.model(name)
     session = open_session(spec.path, provider, intra_op_threads, inter_op_threads)
     tok_file = find_tokenizer(session.model_file, spec.tokenizer)
@@ -200,19 +203,12 @@ def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", int
 
 def embed_corpus(params, name: str, progress: bool = False) -> dict:
     """Every file of the embed stage's output folder for one model, computed in memory."""
-    import hashlib
-
-    from tqdm import tqdm
-
-    from .corpus import load_corpus
-    from .onnxmodel import model_sha256
-
     corpus = load_corpus(params.corpus)
     embedder = open_embedder(params, name)
     prompt = params.setting(name, "query_prompt")
     batch_size = params.embed.batch_size
-    query_ids = embedder.tokenizer.encode([prompt + q for q in corpus.queries])
-    code_ids = embedder.tokenizer.encode(corpus.codes)
+    query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
+    code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
     bar = tqdm(total=len(corpus) * 2, desc=f"embed {name}", unit="text", disable=not progress)
     queries = embedder.embed_ids(query_ids, batch_size, progress=bar)
     codes = embedder.embed_ids(code_ids, batch_size, progress=bar)
@@ -242,8 +238,9 @@ def embed_corpus(params, name: str, progress: bool = False) -> dict:
         "padding_side": embedder.padding_side,
         "batch_size": batch_size,
         "batch_order": "sorted by token length (stable), per text kind",
-        "truncated": {"queries": int(sum(len(x) >= max_len for x in query_ids)),
-                      "codes": int(sum(len(x) >= max_len for x in code_ids))},
+        "truncated": {"queries": query_cut, "codes": code_cut,
+                      "cut_to_fixed_input_length": int(sum(len(x) > embedder.fixed_seq for x in query_ids + code_ids))
+                      if embedder.fixed_seq else 0},
         "tokens": {"queries_mean": float(np.mean(text_lengths(query_ids))), "codes_mean": float(np.mean(text_lengths(code_ids)))},
         "batch_invariance": batch_invariance(embedder, code_ids, params.embed.invariance_sample),
         "provider": embedder.session.providers_active[0],

@@ -74,7 +74,7 @@ def embedding_vocab_size(model: onnx.ModelProto) -> int | None:
     """Rows of the table that `input_ids` indexes: token ids at or above it would crash the model."""
     inits = {t.name: t for t in model.graph.initializer}
     aliases = {"input_ids"}
-    for node in model.graph.node:  # follow Cast/Identity/Reshape of input_ids
+    for node in model.graph.node:  # follow Cast/Identity of input_ids
         if node.op_type in ("Cast", "Identity") and node.input and node.input[0] in aliases:
             aliases.update(node.output)
     for node in model.graph.node:

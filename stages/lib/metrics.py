@@ -127,7 +127,7 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
         "spearman_pairs": int(total if sample is None else max_pairs),
         "score_drift_mean_abs": float(sums[5] / total),
         **overlap,
-        "top1_agreement": float(np.mean(ref_top[:, 0] == cand_top[:, 0])),
+        "top1_agreement": overlap["overlap@1"],  # the same quantity, under the name the report uses
         f"rbo@{k}": float(np.mean([rbo(a[:k].tolist(), b[:k].tolist()) for a, b in zip(ref_top, cand_top)])),
     }
 
@@ -157,10 +157,12 @@ def paired_delta(cand: np.ndarray, ref: np.ndarray, n_boot: int, confidence: flo
     """Relative change of the mean (cand / ref - 1), its paired bootstrap interval, and a Wilcoxon test."""
     cand, ref = np.asarray(cand, float), np.asarray(ref, float)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(ref), size=(n_boot, len(ref)))
-    ref_means = ref[idx].mean(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = cand[idx].mean(axis=1) / ref_means - 1
+    rel = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // len(ref))  # resample in chunks: n_boot x n indices could be gigabytes
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, len(ref), size=(min(chunk, n_boot - start), len(ref)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel[start:start + len(idx)] = cand[idx].mean(axis=1) / ref[idx].mean(axis=1) - 1
     alpha = (1 - confidence) / 2
     lo, hi = np.nanpercentile(rel, [100 * alpha, 100 * (1 - alpha)])
     diff = cand - ref

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from .errors import UserError
 from .onnxmodel import model_files
+from .outputs import swap_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+# What a candidate made from a bare .onnx file takes along from next to it (a folder source gives all).
+COMPANION_FILES = TOKENIZER_FILES + ("modules.json", "config.json", "config_sentence_transformers.json",
+                                     "sentence_bert_config.json", "1_Pooling", "2_Normalize")
 
 
 def _package_file(package: str, suffix: str) -> Path:
@@ -24,13 +28,6 @@ def _package_file(package: str, suffix: str) -> Path:
     if not matches:
         raise UserError(f"package {package} {dist.version} has no file ending in {suffix}")
     return Path(dist.locate_file(matches[0]))
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    tmp.chmod(0o755)  # mkdtemp makes it private
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def fetch_demo(model_package: str, tokenizer_package: str, out: str | Path) -> Path:
@@ -50,7 +47,7 @@ def fetch_demo(model_package: str, tokenizer_package: str, out: str | Path) -> P
                   "tokenizer": {"package": tokenizer_package, "version": metadata.version(tokenizer_package)}}
         (tmp / "SOURCE.json").write_text(json.dumps(source, indent=2) + "\n")
         model_files(tmp)  # refuse to publish a model we cannot read
-        _swap_in(tmp, out)
+        swap_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -70,8 +67,11 @@ def quantize_dynamic_int8(spec, out: str | Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         skip = {src_file.name, *data_files}
+        source_is_folder = Path(spec.source).is_dir()
         for item in sorted(src_file.parent.iterdir()):
             if item.name in skip or item.suffix == ".onnx" or item.name.startswith("."):
+                continue
+            if not source_is_folder and item.name not in COMPANION_FILES:
                 continue
             if item.is_dir():
                 shutil.copytree(item, tmp / item.name)
@@ -90,7 +90,7 @@ def quantize_dynamic_int8(spec, out: str | Path) -> Path:
             "per_channel": spec.per_channel, "reduce_range": spec.reduce_range,
             "weight_type": spec.weight_type, "op_types": list(spec.op_types)}, indent=2) + "\n")
         model_files(tmp)
-        _swap_in(tmp, out)
+        swap_dir(tmp, out)
     except UserError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

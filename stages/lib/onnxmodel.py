@@ -121,15 +121,8 @@ class Session:
 
     session: object
     model_file: Path
-    provider_requested: str
     providers_active: list[str]
     create_seconds: float
-    intra_op_threads: int
-    inter_op_threads: int
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.session.get_inputs()]
 
 
 def open_session(path: str | Path, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
@@ -155,4 +148,4 @@ def open_session(path: str | Path, provider: str = "CPUExecutionProvider", intra
     active = session.get_providers()
     if active[0] != provider:
         print(f"warning: {model_file}: requested {provider}, running on {active[0]}")
-    return Session(session, model_file, provider, active, seconds, intra_op_threads, inter_op_threads)
+    return Session(session, model_file, active, seconds)

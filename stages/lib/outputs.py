@@ -79,13 +79,26 @@ def replace_dir(final: str | os.PathLike, files: dict[str, bytes | np.ndarray | 
                 write_text(tmp / name, content)
             else:
                 _atomic_bytes(tmp / name, content)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        swap_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def swap_dir(tmp: Path, final: Path) -> None:
+    """Put a finished folder in place: the old one is renamed away first and deleted last, so at
+    every moment `final` is either the complete old folder, absent, or the complete new one."""
+    import shutil
+
+    tmp.chmod(0o755)  # mkdtemp makes it private
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old.{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_json(path: str | os.PathLike) -> Any:

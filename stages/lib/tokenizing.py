@@ -39,7 +39,12 @@ class TextTokenizer:
     pad_id: int
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        return self.encode_counting(texts)[0]
+
+    def encode_counting(self, texts: list[str]) -> tuple[list[list[int]], int]:
+        """Token ids, and how many texts lost tokens to truncation (not those that just fit)."""
+        encodings = self.tokenizer.encode_batch(texts)
+        return [e.ids for e in encodings], sum(bool(e.overflowing) for e in encodings)
 
 
 def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
@@ -58,26 +63,36 @@ def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
     return TextTokenizer(path, tok, max_length, 0 if pad_id is None else int(pad_id))
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
 def sentence_transformers_head(tokenizer_file: Path) -> dict:
-    """Pooling mode and normalisation declared by a sentence-transformers folder, if there is one."""
+    """Pooling mode and normalisation declared by a sentence-transformers folder, if there is one.
+
+    An unsupported pooling mode is recorded, not raised: it only matters if pooling is `auto` and
+    the model has no pooled output (resolve_pooling decides)."""
     folder = tokenizer_file.parent
     head: dict = {}
     modules_file = folder / "modules.json"
     modules = []
     if modules_file.is_file():
-        modules = json.loads(modules_file.read_text())
+        modules = _read_json(modules_file)
         head["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
     pool_dirs = [folder / m["path"] for m in modules if m.get("type", "").endswith("Pooling")] or [folder / "1_Pooling"]
     for pool_dir in pool_dirs:
         config = pool_dir / "config.json"
         if config.is_file():
-            cfg = json.loads(config.read_text())
+            cfg = _read_json(config)
+            head["pooling_source"] = str(config)
             for key, mode in (("pooling_mode_lasttoken", "last"), ("pooling_mode_cls_token", "cls"),
                               ("pooling_mode_mean_tokens", "mean")):
                 if cfg.get(key):
                     head["pooling"] = mode
-                    head["pooling_source"] = str(config)
                     break
             else:
-                raise UserError(f"{config}: pooling mode not supported here (only cls, mean, lasttoken)")
+                head["pooling"] = None  # e.g. max or weighted-mean pooling
     return head
