@@ -69,6 +69,15 @@ def measure(call, inputs: list, warmup: int, min_iterations: int, min_seconds: f
         samples.append(clock() - t0)
 
 
+def timing_call(embedder):
+    """`call(feed)` running the model's session on one prebuilt feed: all a timed region holds.
+    Models with a fixed batch size are refused: the timing plans use batch sizes of their own."""
+    if embedder.fixed_batch:
+        raise UserError(f"{embedder.session.model_file}: timing a model with a fixed batch size "
+                        f"({embedder.fixed_batch}) is not supported; export it with a dynamic batch axis")
+    return functools.partial(embedder.session.session.run, [embedder.pooling.output])
+
+
 def repeatability(first, second, tolerance: float) -> dict:
     """Two back-to-back runs over the same texts: how far apart are their medians?
 
@@ -149,10 +158,7 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
 
     s = settings
     rng = np.random.default_rng(seed)
-    if embedder.fixed_batch:
-        raise UserError(f"{embedder.session.model_file}: benchmarking a model with a fixed batch size "
-                        f"({embedder.fixed_batch}) is not supported; export it with a dynamic batch axis")
-    call = functools.partial(embedder.session.session.run, [embedder.pooling.output])  # call(feed)
+    call = timing_call(embedder)
     rss_loaded = psutil.Process().memory_info().rss
 
     # 1. batch-1 latency, cycling through a fixed sample of real texts: sample j times text
@@ -238,24 +244,16 @@ def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list
     round alike, and rounds are the unit of the interval, so drift widens it instead of biasing it.
     """
     s = settings
-    for embedder in (ref, cand):
-        if embedder.fixed_batch:
-            raise UserError(f"{embedder.session.model_file}: timing a model with a fixed batch size "
-                            f"({embedder.fixed_batch}) is not supported; export it with a dynamic batch axis")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(ref_ids), size=min(s.interleave_texts, len(ref_ids)), replace=False)
-    sides = {"ref": (ref, [ref.feed([ref_ids[i]])[0] for i in pick]),
-             "cand": (cand, [cand.feed([cand_ids[i]])[0] for i in pick])}
+    sides = {"ref": (timing_call(ref), [ref.feed([ref_ids[i]])[0] for i in pick]),
+             "cand": (timing_call(cand), [cand.feed([cand_ids[i]])[0] for i in pick])}
 
     def one_pass(side: str) -> np.ndarray:
-        embedder, feeds = sides[side]
-        run, output = embedder.session.session.run, [embedder.pooling.output]
-        times = np.empty(len(feeds))
-        for j, feed in enumerate(feeds):
-            t0 = time.perf_counter()
-            run(output, feed)
-            times[j] = time.perf_counter() - t0
-        return times
+        """Per-text seconds of one pass over the feeds, in order."""
+        call, feeds = sides[side]
+        times, _ = measure(call, feeds, 0, len(feeds), 0.0, float("inf"))
+        return np.asarray(times)
 
     for side in ("ref", "cand"):  # warmup pass, untimed
         one_pass(side)
