@@ -1,28 +1,32 @@
 """Time one model on real corpus texts: `python -m stages.benchmark NAME` -> results/benchmark/NAME.json.
 
-DVC runs each stage in a fresh process, so peak memory is this model's alone.
+DVC runs each stage in a fresh process, so peak memory is this model's alone. The result names
+the machine it was timed on (results/machine/timing.json, a dependency) and how busy it was.
 """
 from stages.lib import cli
 from stages.lib.benchmarking import environment, run_benchmark
 from stages.lib.corpus import load_corpus
 from stages.lib.embedding import open_embedder
+from stages.lib.layout import RESULTS
+from stages.lib.machine import current, describe, load_cell
 from stages.lib.outputs import write_json
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
+    machine = current("timing", RESULTS.machine("timing"))
     corpus = load_corpus(params.corpus)
     embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
     code_ids = embedder.tokenizer.encode(corpus.codes)  # once, outside every timed region
     embedder.check_ids(code_ids)
-    result = {"model": args.name, "environment": environment(embedder.session.providers_active[0],
-                                                                s.intra_op_threads, s.inter_op_threads)}
+    result = {"model": args.name, "machine": machine,
+              "environment": environment(embedder.session.providers_active[0], s.intra_op_threads, s.inter_op_threads)}
     result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed))
-    write_json(f"results/benchmark/{args.name}.json", result)
+    write_json(RESULTS.benchmark(args.name), result)
     lat = result["latency_b1"]
-    print(f"{args.name}: batch-1 latency p50 {lat['p50_ms']:.2f} ms (n={lat['count']}), "
-          f"CPU INT8 support: {result['environment']['int8_support']}")
+    print(f"{args.name}: batch-1 latency p50 {lat['p50_ms']:.2f} ms (n={lat['count']}) on {describe(machine)}; "
+          f"CPU used by other processes meanwhile: {load_cell(result['load'])}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,26 @@
-"""Quality of one model against the reference: `python -m stages.compare NAME` -> results/compare/NAME.json.
+"""Quality of one model against the reference: `python -m stages.compare NAME`
+-> results/compare/NAME.json (everything) and results/metrics/NAME.json (the headline numbers DVC diffs).
 
 For the reference itself it records task metrics and sanity checks (and stops the run if a text
 embedded alone and in a padded batch disagree: pooling or the mask would be wrong).
 """
 from stages.lib import cli
 from stages.lib.comparison import compare
+from stages.lib.layout import RESULTS
 from stages.lib.outputs import write_json
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     result = compare(params, args.name)
-    write_json(f"results/compare/{args.name}.json", result)
+    write_json(RESULTS.compare(args.name), result)
+    write_json(RESULTS.metrics(args.name), result["headline"])
     line = f"{args.name}: nDCG@10 {result['task']['ndcg@10']:.4f}"
     if "verdict" in result:
         line += f", mean cosine to reference {result['agreement'].get('cosine', {}).get('mean', float('nan')):.4f}, " \
                 f"verdict {result['verdict']['status']}"
+        if result["verdict"]["scope"]:
+            line += f" ({result['verdict']['scope']})"
     print(line)
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from stages.lib import cli
 from stages.lib.inspection import inspect_model
+from stages.lib.layout import RESULTS
 from stages.lib.outputs import write_json
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     info = {"model": args.name, **inspect_model(params.model(args.name).path)}
-    write_json(f"results/inspect/{args.name}.json", info)
+    write_json(RESULTS.inspect(args.name), info)
     if Path(params.model(args.name).path).is_file() and info["size"]["external_data_files"]:
         print(f"warning: models.{args.name}.path names the graph file only, so DVC does not track its external "
               f"data ({', '.join(info['size']['external_data_files'])}); point it at the model's folder")

@@ -2,6 +2,7 @@
 import sys
 
 from stages.lib import cli
+from stages.lib.layout import RESULTS
 from stages.lib.outputs import write_json, write_text
 from stages.lib.reporting import build_report, plot_series, render
 
@@ -10,10 +11,10 @@ def main() -> None:
     _, params = cli.stage_args(__doc__, model=False)
     report = build_report(params)
     text = render(report, "text")
-    write_json("results/report.json", report)
-    write_text("results/report.md", render(report, "md"))
+    write_json(RESULTS.report_json, report)
+    write_text(RESULTS.report_md, render(report, "md"))
     for name, rows in plot_series(report).items():
-        write_json(f"results/plots/{name}", rows)
+        write_json(RESULTS.plot(name), rows)
     sys.stdout.reconfigure(errors="replace")  # a model name a Windows console cannot print must not crash it
     sys.stdout.write(text)
 

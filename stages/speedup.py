@@ -8,12 +8,15 @@ from stages.lib import cli
 from stages.lib.benchmarking import environment, interleaved_speedup
 from stages.lib.corpus import load_corpus
 from stages.lib.embedding import open_embedder
+from stages.lib.layout import RESULTS
+from stages.lib.machine import current, load_cell
 from stages.lib.outputs import write_json
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
+    machine = current("timing", RESULTS.machine("timing"))
     codes = load_corpus(params.corpus).codes
     ref = open_embedder(params, params.reference, s.provider, s.intra_op_threads, s.inter_op_threads)
     cand = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
@@ -22,10 +25,12 @@ def main() -> None:
     cand.check_ids(cand_ids)
     result = {"model": args.name, "reference": params.reference, "control": args.name == params.reference,
               **interleaved_speedup(ref, cand, ref_ids, cand_ids, s, params.compare.confidence, params.compare.seed),
+              "machine": machine,
               "environment": environment(cand.session.providers_active[0], s.intra_op_threads, s.inter_op_threads)}
-    write_json(f"results/speedup/{args.name}.json", result)
+    write_json(RESULTS.speedup(args.name), result)
     print(f"{args.name} vs {params.reference}: {result['speedup']:.2f}x [{result['ci_low']:.2f}, {result['ci_high']:.2f}] "
-          f"over {len(result['rounds'])} interleaved rounds")
+          f"over {len(result['rounds'])} interleaved rounds; CPU used by other processes meanwhile: "
+          f"{load_cell(result['load'])}")
 
 
 if __name__ == "__main__":

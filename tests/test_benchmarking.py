@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stages.lib import benchmarking
-from stages.lib.benchmarking import Latency, environment, int8_support, measure, synthetic_ids
+from stages.lib.benchmarking import Latency, environment, measure, synthetic_ids
 
 
 def linear_percentile(values, q):
@@ -96,64 +96,15 @@ def test_measure_cap_of_zero_still_takes_three_samples():
     assert len(samples) == 3 and fn.calls == 3
 
 
-# ---------------------------------------------------------------- int8_support
-
-@pytest.mark.parametrize("flags,expected", [
-    ({"avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}, "AMX-INT8"),
-    ({"avx2", "avx512f", "avx512_vnni"}, "AVX512-VNNI"),
-    ({"avx2", "avx512vnni"}, "AVX512-VNNI"),
-    ({"avx2", "amx_tile"}, "AVX2 only (no VNNI)"),  # AMX needs both amx_tile and amx_int8
-    ({"avx2", "amx_tile", "avx512_vnni"}, "AVX512-VNNI"),
-    ({"avx2", "fma", "avx_vnni"}, "AVX-VNNI"),
-    ({"avx2", "avxvnni"}, "AVX-VNNI"),
-    ({"avx2", "fma", "f16c"}, "AVX2 only (no VNNI)"),
-    ({"neon", "asimddp"}, "ARM dot-product/i8mm"),
-    ({"neon", "i8mm"}, "ARM dot-product/i8mm"),
-    ({"sse4_2", "neon"}, "none detected"),
-    (set(), "none detected"),
-])
-def test_int8_support(flags, expected):
-    assert int8_support(flags) == expected
-
-
 # ---------------------------------------------------------------- environment
 
-ENV_FIELDS = {"cpu", "arch", "cores_logical", "flags", "int8_support", "onnxruntime", "provider",
-              "intra_op_threads", "inter_op_threads", "os"}
-
-
-def test_environment_fields(monkeypatch):
-    import cpuinfo
-    import onnxruntime
-    import psutil
-
-    fake = {"brand_raw": "Test CPU 9000", "arch_string_raw": "x86_64",
-            "flags": ["sse4_2", "avx2", "fma", "avx512_vnni", "aes", "amx_tile"]}
-    monkeypatch.setattr(cpuinfo, "get_cpu_info", lambda: fake)  # hermetic and fast (the real probe takes ~1 s)
+def test_environment_fields():
     env = environment("CPUExecutionProvider", 4, 0)
-    assert ENV_FIELDS <= set(env)
-    assert env["cpu"] == "Test CPU 9000"
-    assert env["arch"] == "x86_64"
-    assert env["flags"] == ["amx_tile", "avx2", "avx512_vnni", "fma"]  # only INT8-relevant flags, sorted
-    assert env["int8_support"] == "AVX512-VNNI"
-    assert env["onnxruntime"] == onnxruntime.__version__
     assert env["provider"] == "CPUExecutionProvider"
     assert env["intra_op_threads"] == 4
     assert isinstance(env["inter_op_threads"], str) and "default" in env["inter_op_threads"]
-    assert env["cores_logical"] == psutil.cpu_count(logical=True)
-    assert isinstance(env["cores_logical"], int) and env["cores_logical"] >= 1
     assert env["os"] == platform.platform()
-
-
-def test_environment_falls_back_to_platform(monkeypatch):
-    import cpuinfo
-
-    monkeypatch.setattr(cpuinfo, "get_cpu_info", lambda: {})
-    env = environment("CPUExecutionProvider", 0, 2)
-    assert env["cpu"] == platform.processor()
-    assert env["arch"] == platform.machine()
-    assert env["flags"] == [] and env["int8_support"] == "none detected"
-    assert env["inter_op_threads"] == 2 and "default" in env["intra_op_threads"]
+    assert env["memory_bytes"] > 0
 
 
 def test_peak_rss_is_positive():

@@ -24,6 +24,7 @@ def work(tmp_path):
     params = {"corpus": "data/corpus.jsonl", "reference": "m", "models": {"m": {"path": "models/m"}},
               "embed": {"pooling": "mean", "max_length": 16}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _stage(tmp_path, "stages.machine").returncode == 0  # the facts embed/benchmark depend on
     return tmp_path
 
 
@@ -40,7 +41,7 @@ def test_typo_in_params_names_the_key(work):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     line = _error_line(_stage(work, "stages.inspect", "m"))
     assert "embed.max_lenght" in line and "max_length" in line and "params.yaml" in line
-    assert not (work / "results").exists()
+    assert not (work / "results" / "inspect").exists()
 
 
 def test_empty_corpus_leaves_no_output(work):
@@ -64,3 +65,12 @@ def test_embed_writes_embeddings_and_manifest(work):
     assert {p.name for p in out.iterdir()} == {"queries.npy", "codes.npy", "query_lengths.npy", "code_lengths.npy",
                                                "manifest.json"}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_stage_refuses_machine_facts_of_another_machine(work):
+    """`dvc repro -s embed@m` skips the machine stage: facts from elsewhere must not be recorded as this run's."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EMBED_COMPARE_MACHINE": '{"int8_support": "AMX-INT8"}'}
+    proc = subprocess.run([sys.executable, "-m", "stages.embed", "m"], cwd=work, env=env, capture_output=True, text=True)
+    line = _error_line(proc)
+    assert "results/machine/embed.json: describes another machine" in line and "dvc repro machine" in line
+    assert not (work / "results" / "embed" / "m").exists()

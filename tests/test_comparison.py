@@ -8,6 +8,8 @@ from stages.lib import params as params_lib
 from stages.lib.comparison import compare, speedup_across_runs
 from stages.lib.corpus import load_corpus
 from stages.lib.errors import UserError
+from stages.lib.layout import Results
+from stages.lib.machine import machine_id
 from tests import tiny
 
 N, DIM = 60, 16
@@ -22,7 +24,16 @@ def _write_embeddings(results, name, queries, codes):
     return folder
 
 
-def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0.5):
+VNNI = {"arch": "x86_64", "flags": ["avx2", "avx512_vnni"], "int8_support": "AVX512-VNNI", "onnxruntime": "1.0"}
+AVX2 = {"arch": "x86_64", "flags": ["avx2"], "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1.0"}
+
+
+def _timing(facts: dict) -> dict:
+    return {"cpu": "x", "cores_logical": 2, "cores_physical": 2, **facts}
+
+
+def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0.5, quantization="none",
+               machines=(VNNI, VNNI)):
     rng = np.random.default_rng(0)
     codes = rng.normal(size=(N, DIM)).astype(np.float32)
     queries = (codes + 0.8 * rng.normal(size=codes.shape)).astype(np.float32)
@@ -30,31 +41,33 @@ def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0
     texts_sha = load_corpus(corpus).sha256()
     results = tmp_path / "results"
     timings = {"ref": 1.0, "cand": cand_time}
-    for name, (q, c), count, inv in (("ref", (queries, codes), 1000, ref_invariance),
-                                     ("cand", cand(queries, codes, rng), cand_params, 0.995)):
+    for name, (q, c), count, inv, facts in (("ref", (queries, codes), 1000, ref_invariance, machines[0]),
+                                            ("cand", cand(queries, codes, rng), cand_params, 0.995, machines[1])):
         folder = _write_embeddings(results, name, q, c)
         manifest = {"texts_sha256": texts_sha, "dim": int(c.shape[1]), "query_prompt": "", "tokenizer_sha256": "t",
                     "batch_size": 8, "max_length": 32, "pooling": {"mode": "mean", "output": "h", "source": "params"},
                     "normalize": False, "padding_side": "right", "truncated": {}, "model_sha256": name,
-                    "batch_invariance": {"sample": 8, "min": inv, "mean": inv}}
+                    "batch_invariance": {"sample": 8, "min": inv, "mean": inv}, "machine": facts}
         (folder / "manifest.json").write_text(json.dumps(manifest))
         (results / "inspect").mkdir(exist_ok=True)
         (results / "inspect" / f"{name}.json").write_text(json.dumps(
-            {"parameters": {"count": count}, "size": {"total_bytes": count * 4}, "quantization": "none"}))
+            {"parameters": {"count": count}, "size": {"total_bytes": count * 4},
+             "quantization": quantization if name == "cand" else "none"}))
         samples = list(np.random.default_rng(1).uniform(1, 3, 200) * timings[name])
         (results / "benchmark").mkdir(exist_ok=True)
         (results / "benchmark" / f"{name}.json").write_text(json.dumps({
-            "latency_b1": {"samples_ms": samples, "samples_ms_repeat": samples, "text_order_sha256": "same"},
+            "latency_b1": {"samples_ms": samples, "samples_ms_repeat": samples, "text_order_sha256": "same",
+                           "p50_ms": float(np.median(samples))},
             "throughput": [{"batch_size": 8, "sorted": {"texts_per_s": 100 / timings[name]}}],
-            "environment": {"cpu": "x", "int8_support": "AVX2 only (no VNNI)"}}))
+            "machine": _timing(facts), "load": {"other_fraction": 0.01, "busy": False}}))
         ratio = 1.0 / timings[name]
         (results / "speedup").mkdir(exist_ok=True)
         (results / "speedup" / f"{name}.json").write_text(json.dumps({
             "speedup": ratio, "ci_low": ratio * 0.95, "ci_high": ratio * 1.05, "measurable": name != "ref",
-            "method": "interleaved", "texts": 10}))
+            "method": "interleaved", "texts": 10, "machine": _timing(facts)}))
     params = params_lib.parse({"corpus": str(corpus), "reference": "ref", "models": {"ref": {"path": "r"}, "cand": {"path": "c"}},
                                "compare": {"bootstrap": 300}})
-    return params, results
+    return params, Results(results)
 
 
 def test_perturbed_copy_is_related_and_close(tmp_path):
@@ -107,3 +120,41 @@ def test_speedup_interval_spans_run_to_run_drift():
     out = speedup_across_runs(ref, cand, s, paired=True)
     assert out["ci_low"] <= 1.6 and out["ci_high"] >= 2.0  # covers both runs' ratios (2.0 and 1.6)
     assert len(out["pairings"]) == 4 and out["measurable"] is True
+
+
+def test_int8_verdict_names_the_instruction_path_it_holds_on(tmp_path):
+    perturb = lambda q, c, rng: (q + 0.01 * rng.normal(size=q.shape).astype(np.float32), c)  # noqa: E731
+    params, results = _fabricate(tmp_path, perturb, quantization="QOperator", machines=(AVX2, AVX2))
+    out = compare(params, "cand", results)
+    assert out["verdict"]["scope"] == "holds on AVX2 CPUs without VNNI"
+    assert out["consistency"]["same_embed_machine"] and out["consistency"]["same_timing_machine"]
+    params, results = _fabricate(tmp_path / "b", perturb, quantization="none")
+    assert compare(params, "cand", results)["verdict"]["scope"] is None  # FP32 files: no INT8 kernels
+
+
+def test_embeddings_from_two_machines_are_named_not_hidden(tmp_path):
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q, c), quantization="QOperator", machines=(AVX2, VNNI))
+    out = compare(params, "cand", results)
+    assert out["machines"]["embed"]["id"] == machine_id(VNNI) != out["machines"]["embed_reference"]["id"]
+    assert out["consistency"]["same_embed_machine"] is False and out["consistency"]["same_timing_machine"] is False
+    assert any("embedded on different machines" in r and "AVX2 only" in r for r in out["verdict"]["reasons"])
+    assert out["verdict"]["scope"] == "holds on CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"  # the candidate's CPU
+
+
+def test_headline_metrics_are_the_detailed_numbers_rounded(tmp_path):
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.01 * rng.normal(size=q.shape).astype(np.float32),
+                                                              c + 0.01 * rng.normal(size=c.shape).astype(np.float32)))
+    out = compare(params, "cand", results)
+    h = out["headline"]
+    assert h["ndcg@10"] == round(out["task"]["ndcg@10"], 4)
+    assert h["cosine_mean"] == round(out["agreement"]["cosine"]["mean"], 4)
+    assert h["overlap@10"] == round(out["agreement"]["similarity"]["overlap@10"], 4)
+    assert h["ndcg_change"] == round(out["task_delta"]["ndcg@10"]["relative"], 4)
+    assert h["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[out["verdict"]["status"]]
+    assert (h["speedup"], h["speedup_low"], h["speedup_high"]) == (2.0, 1.9, 2.1)
+    assert h["size_mb"] == 0.0 and h["parameters"] == 1000 and h["texts_per_s@8"] == 200.0
+    assert h["p50_ms"] == round(float(np.median(json.loads(results.benchmark("cand").read_text())["latency_b1"]["samples_ms"])), 3)
+    assert h["machine"] == machine_id(_timing(VNNI))
+    assert all(isinstance(v, (int, float, str)) for v in h.values())  # flat: every value a DVC metric
+    ref = compare(params, "ref", results)["headline"]
+    assert not {"verdict", "cosine_mean", "speedup"} & set(ref) and ref["ndcg@10"] == round(out["task_delta"]["ndcg@10"]["reference"], 4)

@@ -154,12 +154,13 @@ def test_query_prompt_is_applied_to_queries_only(tmp_path):
     corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(8))
     params = params_lib.parse({"corpus": str(corpus), "reference": "m", "models": {"m": {"path": str(tmp_path / "m")}},
                                "embed": {"pooling": "mean", "query_prompt": "find "}})
-    files = embed_corpus(params, "m")
+    files = embed_corpus(params, "m", machine={"int8_support": "test"})
     rows = tiny.corpus_rows(8)
     emb = _embedder(tmp_path / "m", pooling="mean", max_length=128)
     np.testing.assert_allclose(files["queries.npy"], emb.embed_texts(["find " + r["query"] for r in rows], 4), rtol=1e-5)
     np.testing.assert_allclose(files["codes.npy"], emb.embed_texts([r["code"] for r in rows], 4), rtol=1e-5)
     assert files["manifest.json"]["query_prompt"] == "find "
+    assert files["manifest.json"]["machine"] == {"int8_support": "test"}  # every manifest names its machine
 
 
 def test_truncation_counts_only_texts_that_lost_tokens(tmp_path):

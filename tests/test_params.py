@@ -199,7 +199,7 @@ def test_file_problems_are_user_errors(tmp_path):
         params.load(top)
 
 
-# ---------------------------------------------------------------- Params.setting
+# ---------------------------------------------------------------- Params.embed_for
 
 def test_setting_falls_back_to_embed_and_model_overrides(tmp_path):
     data = minimal(embed={"max_length": 256, "pooling": "mean", "normalize": True, "query_prompt": "query: "})
@@ -207,23 +207,24 @@ def test_setting_falls_back_to_embed_and_model_overrides(tmp_path):
                               "query_prompt": "", "padding_side": "left"}
     p = params.load(write(tmp_path, data))
     # defaults from `embed`
-    assert p.setting("ref", "max_length") == 256
-    assert p.setting("ref", "pooling") == "mean"
-    assert p.setting("ref", "normalize") is True
-    assert p.setting("ref", "query_prompt") == "query: "
-    assert p.setting("ref", "padding_side") == "right"  # EmbedSettings default, not in the file
+    assert p.embed_for("ref").max_length == 256
+    assert p.embed_for("ref").pooling == "mean"
+    assert p.embed_for("ref").normalize is True
+    assert p.embed_for("ref").query_prompt == "query: "
+    assert p.embed_for("ref").padding_side == "right"  # EmbedSettings default, not in the file
     # overrides, including falsy ones (False, "") that must not fall back
-    assert p.setting("cand", "max_length") == 64
-    assert p.setting("cand", "pooling") == "cls"
-    assert p.setting("cand", "normalize") is False
-    assert p.setting("cand", "query_prompt") == ""
-    assert p.setting("cand", "padding_side") == "left"
+    assert p.embed_for("cand").max_length == 64
+    assert p.embed_for("cand").pooling == "cls"
+    assert p.embed_for("cand").normalize is False
+    assert p.embed_for("cand").query_prompt == ""
+    assert p.embed_for("cand").padding_side == "left"
+    assert p.embed_for("cand").batch_size == p.embed.batch_size  # one batch size for all: identical batches
 
 
 def test_setting_of_an_unknown_model(tmp_path):
     p = params.load(write(tmp_path, minimal()))
     with pytest.raises(UserError) as info:
-        p.setting("nope", "pooling")
+        p.embed_for("nope")
     assert "nope" in str(info.value) and "ref" in str(info.value) and "\n" not in str(info.value)
 
 

@@ -1,7 +1,8 @@
 """End to end: the real `dvc repro` in a temporary git repo, on tiny models built here.
 
-The reference keeps its weights in external data, and two candidates are made by the quantize
-stage, so the whole DAG (quantize, inspect, embed, benchmark, compare, report) runs for real.
+The reference keeps its weights in external data and is added with `dvc add` (the README's own-model
+recipe); two candidates are made by the quantize stage, so the whole DAG runs for real. Other
+machines are simulated with the test-only EMBED_COMPARE_MACHINE override (stages/lib/machine.py).
 """
 import json
 import os
@@ -14,27 +15,42 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stages.lib import machine
 from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
+MODELS = ("tiny", "cand-a", "cand-b")
+MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "speedup", "compare") for m in MODELS} | {"report"}
+TIMING_DEPENDENT = {f"{stage}@{m}" for stage in ("benchmark", "speedup", "compare") for m in MODELS} | {"report"}
 
 
-def _run(cwd, *args, check=True):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+def _run(cwd, *args, check=True, env=None):
+    full = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    full.pop(machine.OVERRIDE_ENV, None)  # this machine unless a test simulates another
+    proc = subprocess.run(args, cwd=cwd, env={**full, **(env or {})}, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-def _dvc(cwd, *args, check=True):
-    return _run(cwd, sys.executable, "-m", "dvc", *args, check=check)
+def _dvc(cwd, *args, check=True, env=None):
+    return _run(cwd, sys.executable, "-m", "dvc", *args, check=check, env=env)
 
 
-def _repro(cwd) -> set[str]:
-    return set(STAGE_RE.findall(_dvc(cwd, "repro", "report").stdout))
+def _repro(cwd, env=None) -> set[str]:
+    """Stages `dvc repro report` ran (fetch_demo is not upstream of it), less `machine`
+    (always_changed: it runs every time and rewrites its facts)."""
+    return set(STAGE_RE.findall(_dvc(cwd, "repro", "report", env=env).stdout)) - {"machine"}
+
+
+def _simulated(**facts) -> dict:
+    return {machine.OVERRIDE_ENV: json.dumps(facts)}
+
+
+def _git_clean(cwd) -> bool:
+    return _run(cwd, "git", "status", "--porcelain").stdout.strip() == ""
 
 
 def _params() -> dict:
@@ -65,10 +81,10 @@ def repo(tmp_path_factory):
     tiny.write_jsonl(repo / "data" / "corpus.jsonl", tiny.corpus_rows(40))
     tiny.write_jsonl(repo / "data" / "snippets.jsonl", tiny.corpus_rows(6, seed=1))
     (repo / "params.yaml").write_text(yaml.safe_dump(_params(), sort_keys=False))
-    (repo / ".gitignore").write_text((repo / ".gitignore").read_text().replace("/models\n", "/models/cand-*\n"))
     _run(repo, "git", "init", "-q")
     _dvc(repo, "init", "-q")
     _dvc(repo, "config", "core.analytics", "false")
+    _dvc(repo, "add", "models/tiny")  # README "Your own model": the recipe as written
     ran = _repro(repo)
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "first run")
@@ -77,9 +93,10 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     repo, ran = repo
-    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "speedup", "compare")
-                 for m in ("tiny", "cand-a", "cand-b")}
+    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "speedup", "compare") for m in MODELS}
     assert ran == per_model | {"quantize@cand-a", "quantize@cand-b", "report"}
+    assert (repo / "models" / "tiny.dvc").is_file()
+    assert "models/tiny.dvc" in _run(repo, "git", "ls-files").stdout  # tracked: the own-model recipe works
     report = json.loads((repo / "results" / "report.json").read_text())
     ref = report["models"]["tiny"]
     graph = (repo / "models" / "tiny" / "model.onnx").stat().st_size
@@ -92,23 +109,54 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert comp["size"]["candidate_bytes"] == report["models"][cand]["size"]["total_bytes"]
         assert 0.5 < comp["agreement"]["cosine"]["mean"] <= 1.0 + 1e-9
         assert comp["speed"]["latency_b1"]["ci_low"] <= comp["speed"]["latency_b1"]["speedup"] <= comp["speed"]["latency_b1"]["ci_high"]
+        assert comp["verdict"]["scope"].startswith("holds on ")  # dynamic INT8: the instruction path is named
     sweep = ref["benchmark"]["sweep"]
     assert any(p.get("skipped", "").startswith("beyond max_length") for p in sweep if p["seq_len"] == 32)
     text = (repo / "results" / "report.md").read_text()
     for section in ("[INFO]", "[PERF]", "[QUALITY]", "[VERDICT]", "[SUMMARY]", "[RECOMMENDATIONS]"):
         assert section in text
     assert text.isascii()
+    here = machine.detect()
+    assert f"Timed on: {machine.describe(here['timing'])}" in text
+    assert f"Embeddings computed on: {machine.describe(here['embed'])}" in text
+    assert report["machines"]["warnings"] == []
     control = report["speed_control"]
     assert control["ci_low"] <= control["speedup"] <= control["ci_high"]
+    headline = json.loads((repo / "results" / "metrics" / "cand-a.json").read_text())
+    assert headline["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[report["models"]["cand-a"]["comparison"]["verdict"]["status"]]
 
 
-def test_second_repro_does_nothing(repo):
+def test_second_repro_does_nothing_and_rewrites_nothing(repo):
     repo, _ = repo
     assert _repro(repo) == set()
     assert _dvc(repo, "status", "-q", "report", check=False).returncode == 0
+    assert _git_clean(repo)  # the machine stage rewrote identical facts
 
 
-def test_changing_one_candidate_reruns_only_its_stages(repo):
+def test_handoff_through_a_remote(repo, tmp_path):
+    """Push from one clone, pull into a fresh one: same facts recompute nothing; other facts
+    recompute exactly the machine-dependent stages, and the report then names only that machine."""
+    repo, _ = repo
+    _dvc(repo, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    _dvc(repo, "push", "--run-cache")
+    _run(repo, "git", "commit", "-qam", "remote")
+    clone = tmp_path / "clone"
+    _run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    _dvc(clone, "pull", "--run-cache", "--allow-missing")  # models/fp32: the demo's fetch_demo never ran here
+    assert _repro(clone) == set()
+    assert _git_clean(clone)
+
+    old = machine.describe(machine.detect()["timing"])
+    other = _simulated(int8_support="AMX-INT8", flags=["avx2", "avx512_vnni", "amx_int8", "amx_tile"], cpu="Simulated Xeon")
+    assert _repro(clone, env=other) == MACHINE_DEPENDENT  # no fetch, quantize or inspect
+    report = (clone / "results" / "report.md").read_text()
+    assert "Simulated Xeon" in report and "simulated:" in report
+    assert old not in report and old not in (clone / "results" / "report.json").read_text()  # no stale machine
+    assert "holds on CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)" in report
+    assert _repro(clone, env=other) == set()  # and that machine, too, reruns nothing a second time
+
+
+def test_changing_one_candidate_reruns_only_its_stages_and_metrics_diff_stays_readable(repo):
     repo, _ = repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["quantize"]["cand-b"]["reduce_range"] = True
@@ -117,5 +165,29 @@ def test_changing_one_candidate_reruns_only_its_stages(repo):
     assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "speedup", "compare")} | {"report"}
     diff = json.loads(_dvc(repo, "metrics", "diff", "--json").stdout or "{}")
     changed = {path for path, metrics in diff.items() if metrics}
-    assert "results/compare/cand-b.json" in changed
-    assert not any("tiny" in p or "cand-a" in p for p in changed)
+    assert changed == {"results/metrics/cand-b.json"}  # only headline files are metrics
+    table = _dvc(repo, "metrics", "diff", "--md", "--all").stdout.strip().splitlines()
+    assert len(table) <= 2 + 42 and max(map(len, table)) <= 120, "\n".join(table)  # every headline of 3 models
+    _run(repo, "git", "commit", "-qam", "reduce_range")
+
+
+def test_a_timing_fact_reruns_only_the_timing_stages(repo):
+    repo, _ = repo
+    assert _repro(repo, env=_simulated(cpu="Simulated EPYC")) == TIMING_DEPENDENT  # embeddings stay
+    _run(repo, "git", "checkout", "-q", ".")  # back to the committed results: they are this machine's
+    assert _repro(repo) == set()
+
+
+def test_a_report_mixing_machines_says_so_per_model(repo):
+    """`dvc repro -s` re-times one model only: the report must not lend the other machine's name to it."""
+    repo, _ = repo
+    other = _simulated(cpu="Simulated EPYC")
+    _dvc(repo, "repro", "machine", env=other)
+    for stage in ("benchmark@cand-a", "speedup@cand-a", "compare@cand-a", "report"):
+        _dvc(repo, "repro", "-s", stage, env=other)
+    text = (repo / "results" / "report.md").read_text()
+    assert "[!] Timed on 2 different machines" in text
+    assert re.search(r"\[!\] cand-a: timing numbers from benchmark on T\d, speedup on T\d", text)
+    assert "Simulated EPYC" in text and machine.describe(machine.detect()["timing"]) in text
+    console = _run(repo, sys.executable, "-m", "stages.report", env=other).stdout
+    assert "[!] Timed on 2 different machines" in console

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import platform
 import resource
 import time
@@ -19,10 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-
-INT8_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vnni",
-              "avx_vnni", "avxvnni", "amx_tile", "amx_int8", "amx_bf16", "avx512_bf16", "neon", "asimddp", "i8mm")
-
+from .machine import LoadMonitor
 
 @dataclass(frozen=True)
 class Latency:
@@ -91,44 +87,19 @@ def repeatability(first, second, tolerance: float) -> dict:
             "tolerance": tolerance, "noisy": bool(diff > tolerance)}
 
 
-def int8_support(flags: set[str]) -> str:
-    """What the CPU offers for INT8 matrix math: decides whether dynamic INT8 can be faster at all."""
-    if {"amx_int8", "amx_tile"} <= flags:
-        return "AMX-INT8"
-    if flags & {"avx512_vnni", "avx512vnni"}:
-        return "AVX512-VNNI"
-    if flags & {"avx_vnni", "avxvnni"}:
-        return "AVX-VNNI"
-    if "i8mm" in flags or "asimddp" in flags:
-        return "ARM dot-product/i8mm"
-    if "avx2" in flags:
-        return "AVX2 only (no VNNI)"
-    return "none detected"
-
-
 def environment(provider: str, intra: int, inter: int) -> dict:
-    import cpuinfo
-    import onnxruntime as ort
+    """What else a reader needs to judge a timing, beside the machine facts (which are a
+    dependency, machine.py): the provider that really ran, threads, memory, OS, versions."""
     import psutil
 
-    info = cpuinfo.get_cpu_info()
-    flags = set(info.get("flags", []))
     return {
-        "cpu": info.get("brand_raw", platform.processor()),
-        "arch": info.get("arch_string_raw", platform.machine()),
-        "cores_logical": psutil.cpu_count(logical=True),
-        "cores_physical": psutil.cpu_count(logical=False),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "flags": sorted(flags & set(INT8_FLAGS)),
-        "int8_support": int8_support(flags),
-        "memory_bytes": psutil.virtual_memory().total,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
         "provider": provider,
         "intra_op_threads": intra if intra else "onnxruntime default (one per physical core)",
         "inter_op_threads": inter if inter else "onnxruntime default",
+        "memory_bytes": psutil.virtual_memory().total,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
     }
 
 
@@ -153,14 +124,22 @@ def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
 
 
 def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) -> dict:
-    """Batch-1 latency over real texts, throughput per batch size sorted vs unsorted, a length sweep."""
+    """Batch-1 latency over real texts, throughput per batch size sorted vs unsorted, a length sweep,
+    and how much CPU other processes used meanwhile (a busy machine's numbers are flagged)."""
     import psutil
 
     s = settings
     rng = np.random.default_rng(seed)
     call = timing_call(embedder)
     rss_loaded = psutil.Process().memory_info().rss
+    with LoadMonitor() as load:
+        timed = _timed_runs(embedder, call, code_ids, s, rng)
+    return {"session_create_s": embedder.session.create_seconds,
+            "memory": {"rss_after_load_bytes": int(rss_loaded), "peak_rss_bytes": peak_rss_bytes()},
+            "load": load.summary(s.busy_tolerance), **timed}
 
+
+def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng) -> dict:
     # 1. batch-1 latency, cycling through a fixed sample of real texts: sample j times text
     #    pick[(warmup + j) % len(pick)], so two models' runs pair up text by text
     pick = rng.choice(len(code_ids), size=min(s.latency_texts, len(code_ids)), replace=False)
@@ -214,13 +193,7 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
                 point.update(summary, capped=capped, tokens_per_s=bs * length / (summary["mean_ms"] / 1e3))
             sweep.append(point)
 
-    return {
-        "session_create_s": embedder.session.create_seconds,
-        "memory": {"rss_after_load_bytes": int(rss_loaded), "peak_rss_bytes": peak_rss_bytes()},
-        "latency_b1": latency,
-        "throughput": throughput,
-        "sweep": sweep,
-    }
+    return {"latency_b1": latency, "throughput": throughput, "sweep": sweep}
 
 
 def log_interval(ratios, confidence: float) -> tuple[float, float, float]:
@@ -258,14 +231,16 @@ def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list
     for side in ("ref", "cand"):  # warmup pass, untimed
         one_pass(side)
     rounds = []
-    for r in range(s.interleave_rounds):
-        order = ("ref", "cand") if r % 2 == 0 else ("cand", "ref")
-        times = {side: one_pass(side) for side in order}
-        rounds.append({"speedup": float(np.exp(np.mean(np.log(times["ref"] / times["cand"])))),
-                       "ref_median_ms": float(np.median(times["ref"]) * 1e3),
-                       "cand_median_ms": float(np.median(times["cand"]) * 1e3)})
+    with LoadMonitor() as load:
+        for r in range(s.interleave_rounds):
+            order = ("ref", "cand") if r % 2 == 0 else ("cand", "ref")
+            times = {side: one_pass(side) for side in order}
+            rounds.append({"speedup": float(np.exp(np.mean(np.log(times["ref"] / times["cand"])))),
+                           "ref_median_ms": float(np.median(times["ref"]) * 1e3),
+                           "cand_median_ms": float(np.median(times["cand"]) * 1e3)})
     speedup, lo, hi = log_interval([r["speedup"] for r in rounds], confidence)
     return {"speedup": speedup, "ci_low": lo, "ci_high": hi, "confidence": confidence,
             "measurable": bool(lo > 1.0 or hi < 1.0), "rounds": rounds, "texts": len(pick),
+            "load": load.summary(s.busy_tolerance),
             "method": "interleaved ABBA rounds in one process; per-round geometric mean of per-text ratios; "
                       "t-interval over rounds"}

@@ -7,6 +7,8 @@ import numpy as np
 
 from .corpus import load_corpus
 from .errors import UserError
+from .layout import RESULTS, Results
+from .machine import int8_path, label as machine_label
 from .metrics import (cosine_agreement, linear_cka, norms, paired_delta, ratio_interval, retrieval_per_query,
                       row_cosine, scan_rankings, similarity_agreement)
 from .outputs import read_json
@@ -93,38 +95,66 @@ def speedup_across_runs(lat_ref: dict, lat_cand: dict, s, paired: bool) -> dict:
             "pairings": [{k: p[k] for k in ("speedup", "ci_low", "ci_high")} for p in parts]}
 
 
-def compare(params, name: str, results: Path = Path("results")) -> dict:
+INT8_KERNEL_FORMATS = ("QOperator", "QDQ", "4-bit")  # run on integer kernels chosen by instruction set
+VERDICT_NUMBER = {"PASS": 1, "WARN": 0, "FAIL": -1}  # for `dvc metrics diff`, where only numbers diff well
+
+
+def verdict_scope(quantization: str, embed_machine: dict | None) -> str | None:
+    """For INT8 kernels: the instruction path the verdict holds on (another path computes other numbers)."""
+    if quantization not in INT8_KERNEL_FORMATS:
+        return None
+    if not embed_machine:
+        return "INT8 kernels on an unrecorded CPU: the verdict's hardware scope is unknown"
+    return f"holds on {int8_path(embed_machine['int8_support'])}"
+
+
+def compare(params, name: str, results: Results = RESULTS) -> dict:
     ref_name = params.reference
     s = params.compare
     corpus = load_corpus(params.corpus)
-    ref = load_embeddings(results / "embed" / ref_name)
-    emb = ref if name == ref_name else load_embeddings(results / "embed" / name)
+    ref = load_embeddings(results.embed(ref_name))
+    emb = ref if name == ref_name else load_embeddings(results.embed(name))
     for model, e in ((ref_name, ref), (name, emb)):
         if e["manifest"]["texts_sha256"] != corpus.sha256():
-            raise UserError(f"{results / 'embed' / model}: embeddings are of another corpus than {corpus.path}; rerun embed@{model}")
+            raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; rerun embed@{model}")
     inv = ref["manifest"]["batch_invariance"]
     if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:
         raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
                         f"{inv['min']:.6f} (< {s.batch_invariance_min}): pooling or the attention mask is wrong")
     task, per_query = task_metrics(emb, s.k)
     manifest = emb["manifest"]
+    speedup = read_json(results.speedup(name))
+    bench_cand, bench_ref = read_json(results.benchmark(name)), read_json(results.benchmark(ref_name))
+    inspect_cand, inspect_ref = read_json(results.inspect(name)), read_json(results.inspect(ref_name))
     out = {"model": name, "reference": ref_name, "is_reference": name == ref_name,
            "embedding": {k: manifest[k] for k in ("dim", "pooling", "normalize", "query_prompt", "max_length",
                                                   "batch_size", "padding_side", "truncated", "batch_invariance",
                                                   "model_sha256")},
+           "machines": {"embed": machine_label(manifest.get("machine")),
+                        "embed_reference": machine_label(ref["manifest"].get("machine")),
+                        "benchmark": machine_label(bench_cand.get("machine")),
+                        "benchmark_reference": machine_label(bench_ref.get("machine")),
+                        "speedup": machine_label(speedup.get("machine"))},
+           "load": {"benchmark": bench_cand.get("load"), "speedup": speedup.get("load")},
            "sanity": sanity(emb), "task": task}
-    speedup = read_json(results / "speedup" / f"{name}.json")
     if name == ref_name:
         out["speed_control"] = {k: speedup[k] for k in ("speedup", "ci_low", "ci_high", "measurable", "method")}
-        return out
+    else:
+        out.update(_against_reference(params, out, ref, emb, corpus, per_query, inspect_ref, inspect_cand,
+                                      bench_ref, bench_cand, speedup))
+    out["headline"] = headline_metrics(out, inspect_cand, bench_cand, speedup, params.embed.batch_size)
+    return out
 
+
+def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_query: dict, inspect_ref: dict,
+                       inspect_cand: dict, bench_ref: dict, bench_cand: dict, speedup: dict) -> dict:
+    """Deltas, agreement, relation, speed, size and the verdict of a candidate."""
+    s = params.compare
+    machines, finite = out["machines"], out["sanity"]["finite"]
+    out = {}
     _, ref_per_query = task_metrics(ref, s.k)
     out["task_delta"] = {m: paired_delta(per_query[m], ref_per_query[m], s.bootstrap, s.confidence, s.seed)
                          for m in per_query}
-    inspect_ref = read_json(results / "inspect" / f"{ref_name}.json")
-    inspect_cand = read_json(results / "inspect" / f"{name}.json")
-    bench_ref = read_json(results / "benchmark" / f"{ref_name}.json")
-    bench_cand = read_json(results / "benchmark" / f"{name}.json")
     mr, mc = ref["manifest"], emb["manifest"]
     same_dim = mr["dim"] == mc["dim"]
     consistency = {
@@ -134,6 +164,9 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
         "same_batches": mr["batch_size"] == mc["batch_size"] and mr["tokenizer_sha256"] == mc["tokenizer_sha256"]
         and mr["max_length"] == mc["max_length"],
         "same_pooling": mr["pooling"]["mode"] == mc["pooling"]["mode"] and mr["normalize"] == mc["normalize"],
+        "same_embed_machine": machines["embed"]["id"] == machines["embed_reference"]["id"],
+        "same_timing_machine": machines["benchmark"]["id"] == machines["benchmark_reference"]["id"]
+        == machines["speedup"]["id"],
     }
     out["consistency"] = consistency
     params_ratio = inspect_cand["parameters"]["count"] / max(inspect_ref["parameters"]["count"], 1)
@@ -151,8 +184,6 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
         "throughput": {str(r["batch_size"]): c["sorted"]["texts_per_s"] / r["sorted"]["texts_per_s"]
                        for r, c in zip(bench_ref["throughput"], bench_cand["throughput"])
                        if r["batch_size"] == c["batch_size"]},
-        "int8_support": bench_cand["environment"]["int8_support"],
-        "same_machine": bench_ref["environment"]["cpu"] == bench_cand["environment"]["cpu"],
     }
     out["size"] = {"reference_bytes": inspect_ref["size"]["total_bytes"],
                    "candidate_bytes": inspect_cand["size"]["total_bytes"],
@@ -161,7 +192,7 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
     out["snippets"] = snippet_view(ref, emb, params.snippets)
     cos = agreement.get("cosine", {})
     ndcg = out["task_delta"]["ndcg@10"]
-    flat = {"finite": out["sanity"]["finite"], "cosine_mean": cos.get("mean"), "cosine_p1": cos.get("p1"),
+    flat = {"finite": finite, "cosine_mean": cos.get("mean"), "cosine_p1": cos.get("p1"),
             "spearman": agreement["similarity"]["spearman"], "overlap_at_10": agreement["similarity"]["overlap@10"],
             "ndcg_rel_ci_low": ndcg["relative_ci_low"], "ndcg_rel_ci_high": ndcg["relative_ci_high"]}
     status, reasons = decide(flat, params.verdict, related)
@@ -170,5 +201,35 @@ def compare(params, name: str, results: Path = Path("results")) -> dict:
         if not consistency[key]:
             reasons.append(label)
             status = "WARN" if status == "PASS" else status
-    out["verdict"] = {"status": status, "reasons": reasons}
+    if not consistency["same_embed_machine"]:
+        reasons.append(f"reference and candidate were embedded on different machines "
+                       f"({machines['embed_reference']['description']} vs {machines['embed']['description']})")
+    out["verdict"] = {"status": status, "reasons": reasons,
+                      "scope": verdict_scope(inspect_cand["quantization"], mc.get("machine"))}
+    return out
+
+
+def _rounded(x, digits: int):
+    return None if x is None else round(float(x), digits)
+
+
+def headline_metrics(result: dict, inspect: dict, bench: dict, speedup: dict, batch_size: int) -> dict:
+    """The few flat numbers per model DVC shows (`metrics diff`, `exp show`); detail stays in compare/.
+
+    Rounded to what the measurement supports, so a diff is readable and shows real changes."""
+    tput = {t["batch_size"]: t for t in bench["throughput"]}
+    main_bs = batch_size if batch_size in tput else max(tput)
+    out = {"size_mb": _rounded(inspect["size"]["total_bytes"] / 1e6, 2), "parameters": inspect["parameters"]["count"],
+           **{m: _rounded(result["task"][m], 4) for m in ("ndcg@10", "mrr@10", "recall@10")}}
+    if not result["is_reference"]:
+        cos, sim = result["agreement"].get("cosine", {}), result["agreement"]["similarity"]
+        out.update({"ndcg_change": _rounded(result["task_delta"]["ndcg@10"]["relative"], 4),
+                    "cosine_mean": _rounded(cos.get("mean"), 4), "cosine_p1": _rounded(cos.get("p1"), 4),
+                    "spearman": _rounded(sim["spearman"], 4), "overlap@10": _rounded(sim["overlap@10"], 4),
+                    "verdict": VERDICT_NUMBER[result["verdict"]["status"]],
+                    "speedup": _rounded(speedup["speedup"], 3), "speedup_low": _rounded(speedup["ci_low"], 3),
+                    "speedup_high": _rounded(speedup["ci_high"], 3)})  # the reference's A/A control stays in compare/
+    out.update({"p50_ms": _rounded(bench["latency_b1"]["p50_ms"], 3),
+                f"texts_per_s@{main_bs}": _rounded(tput[main_bs]["sorted"]["texts_per_s"], 1),
+                "machine": result["machines"]["benchmark"]["id"]})
     return out

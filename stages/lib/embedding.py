@@ -189,23 +189,24 @@ def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
     return np.array([len(x) for x in id_lists], dtype=np.int64)
 
 
-
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
                   inter_op_threads: int = 0) -> Embedder:
-    """A model's embedder, built from its params entry (shared `embed` defaults filled in)."""
-    spec = params.model(name)
+    """A model's embedder, built from its effective settings (`params.embed_for`)."""
+    spec, settings = params.model(name), params.embed_for(name)
     session = open_session(spec.path, provider, intra_op_threads, inter_op_threads)
     tok_file = find_tokenizer(session.model_file, spec.tokenizer)
-    tokenizer = load_tokenizer(tok_file, params.setting(name, "max_length"))
-    return Embedder(session, tokenizer, params.setting(name, "pooling"), params.setting(name, "normalize"),
-                    params.setting(name, "padding_side"))
+    tokenizer = load_tokenizer(tok_file, settings.max_length)
+    return Embedder(session, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
 
 
-def embed_corpus(params, name: str, progress: bool = False) -> dict:
-    """Every file of the embed stage's output folder for one model, computed in memory."""
+def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> dict:
+    """Every file of the embed stage's output folder for one model, computed in memory.
+
+    `machine`: the embed facts of the machine computing them (machine.py), recorded in the
+    manifest: INT8 vectors depend on the instruction set, not only on the file."""
     corpus = load_corpus(params.corpus)
     embedder = open_embedder(params, name)
-    prompt = params.setting(name, "query_prompt")
+    prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
     query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
     code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
@@ -244,5 +245,6 @@ def embed_corpus(params, name: str, progress: bool = False) -> dict:
         "tokens": {"queries_mean": float(np.mean(text_lengths(query_ids))), "codes_mean": float(np.mean(text_lengths(code_ids)))},
         "batch_invariance": batch_invariance(embedder, code_ids, params.embed.invariance_sample),
         "provider": embedder.session.providers_active[0],
+        "machine": machine,
     }
     return files

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,9 @@ class EmbedSettings:
     invariance_sample: int = _f(16, int)
 
 
+MODEL_OVERRIDES = ("max_length", "pooling", "normalize", "query_prompt", "padding_side")  # all of embed but batch_size
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One model to measure. Settings left out fall back to the `embed` section."""
@@ -120,6 +123,7 @@ class BenchmarkSettings:
     seq_lengths: list = _f([16, 32, 64, 128], list)
     sweep_batch_size: int = _f(8, int)
     noise_tolerance: float = _f(0.05, float)
+    busy_tolerance: float = _f(0.10, float)
     interleave_rounds: int = _f(10, int)
     interleave_texts: int = _f(100, int)
 
@@ -175,10 +179,12 @@ class Params:
             raise UserError(f"params.yaml: no model named '{name}' under 'models' (have: {', '.join(self.models)})")
         return self.models[name]
 
-    def setting(self, name: str, key: str) -> Any:
-        """A model's own setting, else the shared `embed` default."""
-        value = getattr(self.model(name), key)
-        return getattr(self.embed, key) if value is None else value
+    def embed_for(self, name: str) -> EmbedSettings:
+        """A model's effective embed settings: its own entry's overrides over the shared `embed`
+        section. embed, benchmark and speedup all read them here, so they cannot disagree."""
+        spec = self.model(name)
+        overrides = {key: getattr(spec, key) for key in MODEL_OVERRIDES if getattr(spec, key) is not None}
+        return replace(self.embed, **overrides)
 
 
 TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo"]
@@ -235,6 +241,7 @@ RULES = {
     ("benchmark", "throughput_repeats"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "sweep_batch_size"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "noise_tolerance"): (lambda v: v > 0, "more than 0"),
+    ("benchmark", "busy_tolerance"): (lambda v: 0 < v <= 1, "between 0 and 1 (a fraction of all cores)"),
     ("benchmark", "interleave_rounds"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
     ("benchmark", "interleave_texts"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "batch_sizes"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),

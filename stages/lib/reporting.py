@@ -8,9 +8,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .layout import RESULTS, Results
+from .machine import int8_path, label as machine_label, load_cell
 from .outputs import read_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _mb(n) -> str:
@@ -21,13 +23,13 @@ def _f(x, spec=".4f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def build_report(params, results: Path = Path("results")) -> dict:
+def build_report(params, results: Results = RESULTS) -> dict:
     """Gather every model's inspect, benchmark and compare output into one document (schema in README)."""
     models, control = {}, None
     for name in params.models:
-        ins = read_json(results / "inspect" / f"{name}.json")
-        bench = read_json(results / "benchmark" / f"{name}.json")
-        comp = read_json(results / "compare" / f"{name}.json")
+        ins = read_json(results.inspect(name))
+        bench = read_json(results.benchmark(name))
+        comp = read_json(results.compare(name))
         lat = {k: v for k, v in bench["latency_b1"].items() if not k.startswith("samples_ms")}
         models[name] = {
             "path": params.models[name].path,
@@ -39,16 +41,48 @@ def build_report(params, results: Path = Path("results")) -> dict:
             "benchmark": {"session_create_s": bench["session_create_s"], "memory": bench["memory"],
                           "latency_b1": lat, "throughput": bench["throughput"], "sweep": bench["sweep"]},
             "environment": bench["environment"],
+            "machines": comp["machines"], "load": comp["load"],
             "task": comp["task"],
+            "recipe": params.quantize[name].__dict__ if name in params.quantize else None,
         }
         if comp["is_reference"]:
             control = comp.get("speed_control")
         else:
             models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
                                                                "task_delta", "speed", "size", "snippets")}
+    here = read_json(results.machine("timing"))
     return {"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
-            "environment": models[params.reference]["environment"], "speed_control": control, "models": models}
+            "busy_tolerance": params.benchmark.busy_tolerance,
+            "machines": machine_summary(models, machine_label(here)), "speed_control": control, "models": models}
+
+
+MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
+
+
+def machine_summary(models: dict, here: dict) -> dict:
+    """Which machines the numbers come from, per kind of number, and a warning per model wherever
+    they are not all from one machine (a report must never lend one machine's numbers to another)."""
+    out = {"current": here, "warnings": []}
+    for kind, roles in MACHINE_ROLES.items():
+        seen: dict[str, dict] = {}
+        for name, m in models.items():
+            for role in roles:
+                label = m["machines"][role]
+                entry = seen.setdefault(str(label["id"]), {"description": label["description"],
+                                                           "int8_support": label["int8_support"], "used_by": []})
+                entry["used_by"].append(f"{name} {role}")
+        tags = {mid: f"{kind[0].upper()}{i}" for i, mid in enumerate(seen, 1)}
+        out[kind] = {tags[mid]: {"id": None if mid == "None" else mid, **entry} for mid, entry in seen.items()}
+        if len(seen) > 1:
+            for name, m in models.items():
+                used = ", ".join(f"{role} on {tags[str(m['machines'][role]['id'])]}" for role in roles)
+                out["warnings"].append(f"{name}: {kind} numbers from {used}; the report combines "
+                                       f"{len(seen)} machines ({', '.join(tags.values())}), not comparable")
+    timing_ids = {v["id"] for v in out["timing"].values()}
+    if here["id"] not in timing_ids:
+        out["warnings"].append(f"the timings come from another machine than this one ({here['description']})")
+    return out
 
 
 def plot_series(report: dict) -> dict[str, list[dict]]:
@@ -96,6 +130,17 @@ def _repeat_cell(rep) -> str:
     return f"{rep['relative_difference']:.1%}" + (" [!] noisy" if rep["noisy"] else "")
 
 
+def _machine_lines(kind: dict, what: str) -> list[str]:
+    """'Timed on: ...' for one machine; a tagged list when the numbers come from several."""
+    if len(kind) == 1:
+        (entry,) = kind.values()
+        return [f"{what}: {entry['description']}"]
+    lines = [f"[!] {what} {len(kind)} different machines: numbers from different machines are not comparable"]
+    for tag, entry in kind.items():
+        lines.append(f"    {tag} = {entry['description']}: {', '.join(entry['used_by'])}")
+    return lines
+
+
 def _table(rows, headers, fmt) -> str:
     return tabulate(rows, headers=headers, tablefmt="github" if fmt == "md" else "grid", disable_numparse=True)
 
@@ -107,7 +152,7 @@ def render(report: dict, fmt: str = "text") -> str:
     names = list(models)
     conf = f"{report['confidence']:.0%}"
     cands = [n for n in names if n != ref]
-    env = report["environment"]
+    machines = report["machines"]
     out: list[str] = []
 
     def section(tag: str, title: str) -> None:
@@ -117,6 +162,9 @@ def render(report: dict, fmt: str = "text") -> str:
 
     out.append("# Embedding model comparison" if fmt == "md" else "=" * 78 + "\nEMBEDDING MODEL COMPARISON\n" + "=" * 78)
     out.append(f"reference: {ref}; corpus: {report['corpus']}")
+    if machines["warnings"]:
+        out.append("")
+        out.extend(f"[!] {w}" for w in machines["warnings"])
 
     section("INFO", "GENERAL INFORMATION")
     rows = []
@@ -133,8 +181,12 @@ def render(report: dict, fmt: str = "text") -> str:
                              "pooling", "L2 norm", "opset"], fmt))
 
     section("PERF", "PERFORMANCE")
-    out.append(f"CPU: {env['cpu']} ({env['cores_logical']} logical cores), INT8 support: {env['int8_support']}, "
-               f"onnxruntime {env['onnxruntime']}, {env['provider']}, intra-op threads: {env['intra_op_threads']}")
+    out.extend(_machine_lines(machines["timing"], "Timed on"))
+    env = models[ref]["environment"]
+    out.append(f"Provider: {env['provider']}, intra-op threads: {env['intra_op_threads']}. CPU used by other "
+               "processes while timing (benchmark / speedup): " +
+               ", ".join(f"{n} {load_cell(models[n]['load']['benchmark'])} / {load_cell(models[n]['load']['speedup'])}"
+                         for n in names))
     rows = []
     for n in names:
         b = models[n]["benchmark"]
@@ -163,6 +215,7 @@ def render(report: dict, fmt: str = "text") -> str:
                     "the machine is too noisy for speed conclusions"))
 
     section("QUALITY", "EMBEDDING QUALITY")
+    out.extend(_machine_lines(machines["embed"], "Embeddings computed on"))
     rows = []
     for n in names:
         t = models[n]["task"]
@@ -207,7 +260,7 @@ def render(report: dict, fmt: str = "text") -> str:
     for n in cands:
         v = models[n]["comparison"]["verdict"]
         marker = {"PASS": "[+]", "WARN": "[!]", "FAIL": "[-]"}[v["status"]]
-        out.append(f"{marker} {n}: {v['status']}")
+        out.append(f"{marker} {n}: {v['status']}" + (f"; {v['scope']}" if v.get("scope") else ""))
         out.extend(f"    - {r}" for r in v["reasons"])
 
     section("SUMMARY", "SUMMARY")
@@ -239,18 +292,24 @@ def render(report: dict, fmt: str = "text") -> str:
 
 def recommendations(report: dict) -> list[str]:
     lines = []
-    env = report["environment"]
     models = report["models"]
     cands = [n for n in models if n != report["reference"]]
-    if "no VNNI" in env["int8_support"] or env["int8_support"] == "none detected":
-        lines.append(f"[!] INT8 support of this CPU: {env['int8_support']}. INT8 matrix products run on plain "
-                     "AVX2 here; on CPUs with AVX512-VNNI or AMX the INT8/FP32 ratio differs (usually larger). "
-                     "Measure speed on the deployment CPU.")
+    for entry in report["machines"]["timing"].values():
+        support = entry["int8_support"] or "unknown"
+        if "no VNNI" in support or support == "none detected":
+            lines.append(f"[!] INT8 support of the timing CPU ({entry['description']}): {support}. INT8 matrix "
+                         "products run on plain AVX2 there; on CPUs with AVX512-VNNI or AMX the INT8/FP32 speed "
+                         "ratio differs (usually larger). Measure speed on the deployment CPU.")
     for n, m in models.items():
         rep = m["benchmark"]["latency_b1"].get("repeatability")
         if rep and rep["noisy"]:
             lines.append(f"[!] {n}: timing is noisy: two back-to-back runs' medians differ by "
                          f"{rep['relative_difference']:.1%} (> {rep['tolerance']:.0%}); rerun on an idle machine.")
+        busy = [role for role, load in m["load"].items() if load and load.get("busy")]
+        if busy:
+            lines.append(f"[!] {n}: the machine was busy while timing ({', '.join(busy)}: other processes used "
+                         f"more than {report['busy_tolerance']:.0%} of the CPU); its timings are unreliable, rerun "
+                         f"them on an idle machine (dvc repro -f -s {busy[0]}@{n}).")
     for n in cands:
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
@@ -264,7 +323,33 @@ def recommendations(report: dict) -> list[str]:
             lines.append(f"[-] {n}: do not replace the reference; try per-channel weights, excluding sensitive "
                          "layers (nodes_to_exclude) or static/QDQ quantization with calibration data.")
         elif c["verdict"]["status"] == "PASS":
-            lines.append(f"[+] {n}: can replace the reference on this corpus.")
+            lines.append(f"[+] {n}: can replace the reference on this corpus"
+                         + (f", {c['verdict']['scope']}." if c["verdict"].get("scope") else "."))
         if not c["relation"]["related"]:
             lines.append(f"[!] {n}: {c['relation']['reason']}; only task metrics are meaningful.")
+        if c["verdict"].get("scope"):
+            lines.append(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
     return lines or ["[+] nothing to flag."]
+
+
+def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> str:
+    """What changes for an INT8 candidate on the other instruction path (measured facts, README)."""
+    reduce_range = bool(recipe and recipe.get("reduce_range"))
+    if support is None:
+        return f"[!] {name}: the CPU its embeddings came from is not recorded; rerun embed to know the INT8 path."
+    if int8_path(support).startswith("AVX2"):
+        return (f"[!] {name}: accuracy measured on {int8_path(support)}, where onnxruntime adds u8 x s8 products in "
+                "saturating 16-bit pairs. On CPUs with VNNI or AMX the same file sums exactly and usually agrees "
+                "better with the reference (the demo's per-channel INT8: cosine 0.978 without VNNI, 0.997 with). "
+                + ("reduce_range is on: it avoids that saturation here but costs accuracy on VNNI CPUs."
+                   if reduce_range else "For AVX2 targets, try quantize.NAME.reduce_range: true (7-bit weights "
+                   "avoid the saturation); on VNNI targets it only costs accuracy."))
+    if support in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI"):
+        return (f"[!] {name}: accuracy measured on {int8_path(support)}, where INT8 products are summed exactly. "
+                "On AVX2 CPUs without VNNI they saturate in 16-bit pairs and accuracy drops (the demo's per-channel "
+                "INT8: cosine 0.997 -> 0.978): rerun this pipeline on such a CPU before shipping there; "
+                "reduce_range: true helps there. "
+                + ("reduce_range is on here, where it only costs accuracy (per-tensor INT8 measured: cosine "
+                   "0.961 -> 0.878 on a VNNI CPU): turn it off for VNNI targets." if reduce_range else
+                   "Here reduce_range would only cost accuracy."))
+    return f"[!] {name}: accuracy measured on {int8_path(support)}; another INT8 instruction path may give other numbers."

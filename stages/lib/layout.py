@@ -1,0 +1,48 @@
+"""The one place that knows where each stage's files live under `results/` (dvc.yaml spells the same paths)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Results:
+    root: Path = Path("results")
+
+    def machine(self, kind: str) -> Path:
+        """Facts of the machine the pipeline runs on: kind 'embed' or 'timing' (see machine.py)."""
+        return self.root / "machine" / f"{kind}.json"
+
+    def inspect(self, name: str) -> Path:
+        return self.root / "inspect" / f"{name}.json"
+
+    def embed(self, name: str) -> Path:
+        """A folder: queries.npy, codes.npy, lengths, snippets, manifest.json."""
+        return self.root / "embed" / name
+
+    def benchmark(self, name: str) -> Path:
+        return self.root / "benchmark" / f"{name}.json"
+
+    def speedup(self, name: str) -> Path:
+        return self.root / "speedup" / f"{name}.json"
+
+    def compare(self, name: str) -> Path:
+        return self.root / "compare" / f"{name}.json"
+
+    def metrics(self, name: str) -> Path:
+        """The headline numbers DVC shows in `metrics diff` and `exp show`."""
+        return self.root / "metrics" / f"{name}.json"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    def plot(self, name: str) -> Path:
+        return self.root / "plots" / name
+
+
+RESULTS = Results()

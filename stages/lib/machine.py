@@ -1,0 +1,223 @@
+"""The machine a result comes from: the facts that change it, as a DVC dependency and as a label.
+
+Two fact sets, because results depend on the machine in two ways:
+- `embed` facts decide the numbers a model computes: onnxruntime picks its kernels by instruction
+  set (dynamic INT8 without VNNI adds u8 x s8 products in saturating 16-bit pairs, so the same
+  INT8 file gives other vectors on an AVX2-only CPU than on one with AVX512-VNNI or AMX).
+- `timing` facts decide how fast it runs: the embed facts plus the CPU model and core counts.
+The `machine` stage writes both files on every `dvc repro`; they only change content on a machine
+that differs, so exactly the stages that depend on them rerun there, and nothing reruns here.
+
+`EMBED_COMPARE_MACHINE` (test-only) is a JSON object whose keys replace detected facts, to
+simulate another machine; results made under it say so (`override`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from importlib import metadata
+
+from .errors import UserError
+
+OVERRIDE_ENV = "EMBED_COMPARE_MACHINE"
+KINDS = ("embed", "timing")
+
+# CPU flags onnxruntime's kernels (MLAS) dispatch on, as /proc/cpuinfo names them; aliases folded.
+KERNEL_FLAGS = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "avx512_bf16", "avx512_fp16",
+                "neon", "asimd", "asimddp", "i8mm", "asimdhp", "bf16", "sve")
+ALIASES = {"avx512vnni": "avx512_vnni", "avxvnni": "avx_vnni", "avx512bf16": "avx512_bf16",
+           "avx512fp16": "avx512_fp16"}
+VNNI_PATHS = ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")
+ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+
+
+def int8_support(flags: set[str]) -> str:
+    """What the CPU offers for INT8 matrix math: decides both speed and (see above) the numbers."""
+    flags = {ALIASES.get(f, f) for f in flags}
+    if {"amx_int8", "amx_tile"} <= flags:
+        return "AMX-INT8"
+    if "avx512_vnni" in flags:
+        return "AVX512-VNNI"
+    if "avx_vnni" in flags:
+        return "AVX-VNNI"
+    if "i8mm" in flags or "asimddp" in flags:
+        return "ARM dot-product/i8mm"
+    if "avx2" in flags:
+        return "AVX2 only (no VNNI)"
+    return "none detected"
+
+
+def int8_path(support: str) -> str:
+    """The INT8 kernel family a verdict holds for: products summed exactly (VNNI/AMX) or not."""
+    if support in VNNI_PATHS:
+        return "CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"
+    if support == "AVX2 only (no VNNI)":
+        return "AVX2 CPUs without VNNI"
+    if support.startswith("ARM"):
+        return "ARM CPUs with dot-product/i8mm"
+    return f"CPUs with INT8 support '{support}'"
+
+
+def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
+    """CPU model and flags from /proc/cpuinfo text (x86 'model name'/'flags', ARM 'Features')."""
+    brand, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model Name") and not brand:
+            brand = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = {ALIASES.get(f, f) for f in value.split()}
+    return brand, flags
+
+
+def _cpu_brand_and_flags() -> tuple[str, set[str]]:
+    """From /proc/cpuinfo where there is one (instant), else py-cpuinfo (about a second)."""
+    try:
+        brand, flags = parse_cpuinfo(open("/proc/cpuinfo", encoding="utf-8", errors="replace").read())
+    except OSError:
+        brand, flags = "", set()
+    if not flags:
+        import cpuinfo
+
+        info = cpuinfo.get_cpu_info()
+        brand, flags = info.get("brand_raw", ""), {ALIASES.get(f, f) for f in info.get("flags", [])}
+    return brand or platform.processor() or "unknown CPU", flags
+
+
+def _package_version(names) -> tuple[str, str]:
+    for name in names:
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "none", "not installed"
+
+
+def detect() -> dict[str, dict]:
+    """Both fact sets of this machine, with the test-only override applied. No load, no clock:
+    the same machine gives the same bytes, so an unchanged machine reruns nothing."""
+    import psutil
+
+    brand, flags = _cpu_brand_and_flags()
+    package, version = _package_version(ORT_PACKAGES)
+    embed = {
+        "arch": platform.machine(),
+        "flags": sorted(flags & set(KERNEL_FLAGS)),
+        "int8_support": int8_support(flags),
+        "onnxruntime": version,
+        "onnxruntime_package": package,
+        "tokenizers": _package_version(("tokenizers",))[1],
+        "provider": "CPUExecutionProvider",
+    }
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    timing = {"cpu": brand, **embed, "cores_logical": psutil.cpu_count(logical=True),
+              "cores_physical": psutil.cpu_count(logical=False), "cpu_affinity": affinity}
+    facts = {"embed": embed, "timing": timing}
+    raw = os.environ.get(OVERRIDE_ENV)
+    if raw:
+        try:
+            override = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{OVERRIDE_ENV}: not a JSON object ({exc.msg})") from None
+        if not isinstance(override, dict) or not set(override) <= set(timing):
+            raise UserError(f"{OVERRIDE_ENV}: must be a JSON object with keys among {', '.join(timing)}")
+        for fset in facts.values():
+            replaced = sorted(k for k in override if k in fset)
+            if replaced:  # a fact set the override does not touch stays byte-identical
+                fset.update({k: override[k] for k in replaced}, override=replaced)
+    return facts
+
+
+def machine_id(facts: dict) -> str:
+    """A short stable name for a fact set: equal ids, equal facts."""
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def describe(facts: dict) -> str:
+    """One line a person reads: CPU (timing facts only), cores, INT8 path, flags, runtime."""
+    parts = []
+    if "cpu" in facts:
+        parts.append(f"{facts['cpu']}, {facts['cores_logical']} logical / {facts['cores_physical']} physical cores")
+    parts.append(f"{facts['arch']} {facts['int8_support']}")
+    extra = [f for f in facts["flags"] if f in ("avx512f", "amx_bf16", "avx512_bf16", "avx512_fp16")]
+    if extra:
+        parts[-1] += f" (+{', '.join(extra)})"
+    parts.append(f"onnxruntime {facts['onnxruntime']}")
+    if facts.get("override"):
+        parts.append(f"simulated: {', '.join(facts['override'])} overridden")
+    return ", ".join(parts)
+
+
+def label(facts: dict | None) -> dict:
+    """id + one readable line for the machine behind a result (None: recorded before machine facts)."""
+    if not facts:
+        return {"id": None, "description": "unknown (result recorded without machine facts)", "int8_support": None}
+    return {"id": machine_id(facts), "description": describe(facts), "int8_support": facts["int8_support"]}
+
+
+def current(kind: str, recorded_path) -> dict:
+    """This machine's facts of one kind, checked against the file the stage depends on.
+
+    A stage run with `dvc repro -s` skips the machine stage; if the file then describes another
+    machine, DVC would record a dependency that is not what the stage ran on. Refuse instead.
+    """
+    from .outputs import read_json
+
+    facts = detect()[kind]
+    recorded = read_json(recorded_path)
+    if recorded != facts:
+        raise UserError(f"{recorded_path}: describes another machine than this one "
+                        f"({describe(recorded)} vs {describe(facts)}); run `dvc repro machine` first")
+    return facts
+
+
+class LoadMonitor:
+    """How busy the machine was with other work while we timed: CPU time used by every other
+    process, as a fraction of all cores over the wall time (system CPU time minus our own)."""
+
+    MIN_SECONDS = 0.5
+
+    def __enter__(self) -> "LoadMonitor":
+        import psutil
+
+        self._proc = psutil.Process()
+        self._start = (time.monotonic(), self._busy(psutil.cpu_times()), self._own())
+        return self
+
+    @staticmethod
+    def _busy(times) -> float:
+        return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(times, f))
+
+    def _own(self) -> float:
+        t = self._proc.cpu_times()  # every thread of this process (onnxruntime's pool included)
+        return t.user + t.system
+
+    def __exit__(self, *exc) -> None:
+        import psutil
+
+        wall0, busy0, own0 = self._start
+        wall = time.monotonic() - wall0
+        cores = psutil.cpu_count(logical=True) or 1
+        busy, own = self._busy(psutil.cpu_times()) - busy0, self._own() - own0
+        others = max(busy - own, 0.0)  # steal (a VM's CPU given to other guests) counts as others'
+        # CPU times tick at 10 ms: below MIN_SECONDS of timing the fraction would be mostly rounding
+        self.result = {"seconds": wall, "cores": cores, "own_cpu_s": own, "other_cpu_s": others,
+                       "other_fraction": others / (wall * cores) if wall >= self.MIN_SECONDS else None}
+
+    def summary(self, tolerance: float) -> dict:
+        frac = self.result["other_fraction"]
+        return {**self.result, "tolerance": tolerance, "busy": bool(frac is not None and frac > tolerance)}
+
+
+def load_cell(load: dict | None) -> str:
+    """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used."""
+    if not load:
+        return "n/a (not recorded)"
+    if load.get("other_fraction") is None:
+        return f"n/a (timed under {LoadMonitor.MIN_SECONDS} s)"
+    return f"{load['other_fraction']:.0%}" + (" [!] busy" if load["busy"] else "")

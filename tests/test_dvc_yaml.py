@@ -1,0 +1,71 @@
+"""dvc.yaml is the map: each stage must declare every module it runs and the machine facts it reads,
+or editing that module (or moving to another machine) would silently rerun nothing."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _imports(path: Path) -> set[Path]:
+    """stages.* modules one file imports (absolute `stages.lib.x` or relative `.x`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level == 1:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            found |= {path.parent / f"{n}.py" for n in names}
+        elif node.module == "stages.lib":
+            found |= {ROOT / "stages" / "lib" / f"{a.name}.py" for a in node.names}
+        elif node.module and node.module.startswith("stages."):
+            found.add(ROOT / (node.module.replace(".", "/") + ".py"))
+    return {p for p in found if p.is_file()}
+
+
+def closure(module_file: Path) -> set[str]:
+    seen, todo = set(), [module_file]
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(_imports(p))
+    return {str(p.relative_to(ROOT)) for p in seen}
+
+
+def _body(name: str) -> dict:
+    stage = STAGES[name]
+    return stage.get("do", stage)
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_declares_every_module_it_imports(name):
+    body = _body(name)
+    module = re.match(r"python -m (stages\.\w+)", body["cmd"]).group(1)
+    needed = closure(ROOT / (module.replace(".", "/") + ".py"))
+    assert "stages/lib/params.py" in needed or name == "machine"  # the walk follows imports
+    missing = needed - set(body["deps"])
+    assert not missing, f"{name}: deps lack {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_depends_on_the_machine_facts_it_reads(name):
+    body = _body(name)
+    if name == "machine":
+        return  # it writes them
+    module = re.match(r"python -m (stages\.\w+)", body["cmd"]).group(1)
+    source = "".join((ROOT / p).read_text() for p in closure(ROOT / (module.replace(".", "/") + ".py")))
+    for kind in ("embed", "timing"):
+        reads = f'current("{kind}"' in source or f'.machine("{kind}")' in source
+        assert reads == (f"results/machine/{kind}.json" in body["deps"]), (name, kind)
+
+
+def test_the_machine_stage_runs_every_time_and_its_facts_are_in_git():
+    machine = STAGES["machine"]
+    assert machine["always_changed"] is True
+    outs = {list(o)[0]: o[list(o)[0]] for o in machine["outs"]}
+    assert outs == {"results/machine/embed.json": {"cache": False}, "results/machine/timing.json": {"cache": False}}

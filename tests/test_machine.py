@@ -1,0 +1,115 @@
+"""Machine facts: what they hold, that they are stable on one machine, the test-only override,
+the refusal to run on facts that do not match the dependency file, and the load monitor."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stages.lib import machine
+from stages.lib.errors import UserError
+from stages.lib.outputs import write_json
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ({"avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}, "AMX-INT8"),
+    ({"avx2", "avx512f", "avx512_vnni"}, "AVX512-VNNI"),
+    ({"avx2", "avx512vnni"}, "AVX512-VNNI"),
+    ({"avx2", "amx_tile"}, "AVX2 only (no VNNI)"),  # AMX needs both amx_tile and amx_int8
+    ({"avx2", "amx_tile", "avx512_vnni"}, "AVX512-VNNI"),
+    ({"avx2", "fma", "avx_vnni"}, "AVX-VNNI"),
+    ({"avx2", "avxvnni"}, "AVX-VNNI"),
+    ({"avx2", "fma", "f16c"}, "AVX2 only (no VNNI)"),
+    ({"neon", "asimddp"}, "ARM dot-product/i8mm"),
+    ({"neon", "i8mm"}, "ARM dot-product/i8mm"),
+    ({"sse4_2", "neon"}, "none detected"),
+    (set(), "none detected"),
+])
+def test_int8_support(flags, expected):
+    assert machine.int8_support(flags) == expected
+
+
+def test_int8_path_groups_the_exact_sum_kernels():
+    vnni = {machine.int8_path(s) for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
+    assert vnni == {"CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"}
+    assert machine.int8_path("AVX2 only (no VNNI)") == "AVX2 CPUs without VNNI"
+
+
+X86 = """processor\t: 0
+model name\t: Test CPU 9000
+flags\t\t: fpu sse4_1 sse4_2 avx avx2 fma aes avx512f avx512vnni amx_tile amx_int8 hypervisor
+processor\t: 1
+model name\t: Test CPU 9000
+flags\t\t: fpu
+"""
+ARM = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\n"
+
+
+def test_parse_cpuinfo_reads_the_first_cpu_and_folds_aliases():
+    brand, flags = machine.parse_cpuinfo(X86)
+    assert brand == "Test CPU 9000"
+    assert {"avx2", "avx512_vnni", "amx_int8"} <= flags and "avx512vnni" not in flags
+    assert machine.int8_support(flags) == "AMX-INT8"
+    brand, flags = machine.parse_cpuinfo(ARM)
+    assert brand == "" and machine.int8_support(flags) == "ARM dot-product/i8mm"
+
+
+def test_detect_is_stable_and_timing_facts_extend_embed_facts(monkeypatch):
+    monkeypatch.delenv(machine.OVERRIDE_ENV, raising=False)
+    monkeypatch.setattr(machine, "_cpu_brand_and_flags", lambda: ("Test CPU 9000", {"avx2", "fma", "aes", "avx512_vnni"}))
+    first, second = machine.detect(), machine.detect()
+    assert first == second  # the same machine gives the same bytes: nothing reruns
+    embed, timing = first["embed"], first["timing"]
+    assert embed["flags"] == ["avx2", "avx512_vnni", "fma"]  # kernel-relevant flags only, sorted
+    assert embed["int8_support"] == "AVX512-VNNI" and embed["provider"] == "CPUExecutionProvider"
+    import onnxruntime
+    assert embed["onnxruntime"] == onnxruntime.__version__
+    assert {k: timing[k] for k in embed} == embed
+    assert timing["cpu"] == "Test CPU 9000" and timing["cores_logical"] >= 1
+    assert "cpu" not in embed and "cores_logical" not in embed  # the CPU model does not change the vectors
+
+
+def test_override_simulates_another_machine(monkeypatch):
+    base = machine.detect()
+    monkeypatch.setenv(machine.OVERRIDE_ENV, json.dumps({"cpu": "Other CPU"}))
+    only_timing = machine.detect()
+    assert only_timing["timing"]["cpu"] == "Other CPU" and only_timing["timing"]["override"] == ["cpu"]
+    assert only_timing["embed"] == base["embed"]  # untouched: embeddings do not rerun
+    monkeypatch.setenv(machine.OVERRIDE_ENV, json.dumps({"int8_support": "AMX-INT8", "flags": ["amx_int8"]}))
+    both = machine.detect()
+    assert both["embed"]["int8_support"] == both["timing"]["int8_support"] == "AMX-INT8"
+    assert "simulated" in machine.describe(both["embed"])
+    monkeypatch.setenv(machine.OVERRIDE_ENV, json.dumps({"cpus": "typo"}))
+    with pytest.raises(UserError, match="EMBED_COMPARE_MACHINE"):
+        machine.detect()
+
+
+def test_machine_id_names_a_fact_set():
+    a = {"arch": "x86_64", "flags": ["avx2"], "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1"}
+    assert machine.machine_id(a) == machine.machine_id(dict(reversed(list(a.items()))))
+    assert machine.machine_id(a) != machine.machine_id({**a, "onnxruntime": "2"})
+    assert machine.label(None)["id"] is None and "unknown" in machine.label(None)["description"]
+
+
+def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkeypatch):
+    monkeypatch.delenv(machine.OVERRIDE_ENV, raising=False)
+    path = write_json(tmp_path / "timing.json", machine.detect()["timing"])
+    assert machine.current("timing", path) == machine.detect()["timing"]
+    write_json(path, {**machine.detect()["timing"], "cpu": "Another CPU"})
+    with pytest.raises(UserError, match=r"timing.json: describes another machine.*dvc repro machine"):
+        machine.current("timing", path)
+
+
+def test_load_monitor_tells_our_cpu_from_other_processes():
+    with machine.LoadMonitor() as idle_self:
+        child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"])
+        child.wait()
+    other = idle_self.summary(0.1)
+    assert other["other_cpu_s"] > 0.5  # the child's busy second is someone else's CPU
+    assert other["busy"] is True and other["other_fraction"] > 0.1
+    with machine.LoadMonitor() as busy_self:
+        t = time.process_time()
+        while time.process_time() - t < 0.5:
+            pass
+    assert busy_self.result["own_cpu_s"] >= 0.45  # our own work is not counted as load
