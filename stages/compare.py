@@ -14,7 +14,9 @@ def main() -> None:
     args, params = cli.stage_args(__doc__)
     result = compare(params, args.name)
     write_json(RESULTS.compare(args.name), result)
-    write_json(RESULTS.metrics(args.name), result["headline"])
+    # under the model's name: metric names that are unique across files are what `dvc exp show`
+    # prints as column headers (shared names get the whole file path prepended)
+    write_json(RESULTS.metrics(args.name), {args.name: result["headline"]})
     line = f"{args.name}: nDCG@10 {result['task']['ndcg@10']:.4f}"
     if "verdict" in result:
         line += f", mean cosine to reference {result['agreement'].get('cosine', {}).get('mean', float('nan')):.4f}, " \

@@ -122,7 +122,7 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     assert report["machines"]["warnings"] == []
     control = report["speed_control"]
     assert control["ci_low"] <= control["speedup"] <= control["ci_high"]
-    headline = json.loads((repo / "results" / "metrics" / "cand-a.json").read_text())
+    headline = json.loads((repo / "results" / "metrics" / "cand-a.json").read_text())["cand-a"]
     assert headline["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[report["models"]["cand-a"]["comparison"]["verdict"]["status"]]
 
 

@@ -216,20 +216,23 @@ def _rounded(x, digits: int):
 def headline_metrics(result: dict, inspect: dict, bench: dict, speedup: dict, batch_size: int) -> dict:
     """The few flat numbers per model DVC shows (`metrics diff`, `exp show`); detail stays in compare/.
 
-    Rounded to what the measurement supports, so a diff is readable and shows real changes."""
+    Rounded to what the measurement supports, so a diff is readable and shows real changes; the
+    deciding numbers first, because `exp show` keeps the leftmost columns when the terminal is narrow."""
     tput = {t["batch_size"]: t for t in bench["throughput"]}
     main_bs = batch_size if batch_size in tput else max(tput)
-    out = {"size_mb": _rounded(inspect["size"]["total_bytes"] / 1e6, 2), "parameters": inspect["parameters"]["count"],
-           **{m: _rounded(result["task"][m], 4) for m in ("ndcg@10", "mrr@10", "recall@10")}}
+    out = {}
     if not result["is_reference"]:
         cos, sim = result["agreement"].get("cosine", {}), result["agreement"]["similarity"]
-        out.update({"ndcg_change": _rounded(result["task_delta"]["ndcg@10"]["relative"], 4),
-                    "cosine_mean": _rounded(cos.get("mean"), 4), "cosine_p1": _rounded(cos.get("p1"), 4),
-                    "spearman": _rounded(sim["spearman"], 4), "overlap@10": _rounded(sim["overlap@10"], 4),
-                    "verdict": VERDICT_NUMBER[result["verdict"]["status"]],
+        out.update({"verdict": VERDICT_NUMBER[result["verdict"]["status"]],
+                    "cosine_mean": _rounded(cos.get("mean"), 4),
+                    "ndcg_change": _rounded(result["task_delta"]["ndcg@10"]["relative"], 4),
                     "speedup": _rounded(speedup["speedup"], 3), "speedup_low": _rounded(speedup["ci_low"], 3),
-                    "speedup_high": _rounded(speedup["ci_high"], 3)})  # the reference's A/A control stays in compare/
-    out.update({"p50_ms": _rounded(bench["latency_b1"]["p50_ms"], 3),
+                    "speedup_high": _rounded(speedup["ci_high"], 3),  # the reference's A/A control stays in compare/
+                    "cosine_p1": _rounded(cos.get("p1"), 4), "spearman": _rounded(sim["spearman"], 4),
+                    "overlap@10": _rounded(sim["overlap@10"], 4)})
+    out.update({**{m: _rounded(result["task"][m], 4) for m in ("ndcg@10", "mrr@10", "recall@10")},
+                "p50_ms": _rounded(bench["latency_b1"]["p50_ms"], 3),
                 f"texts_per_s@{main_bs}": _rounded(tput[main_bs]["sorted"]["texts_per_s"], 1),
+                "size_mb": _rounded(inspect["size"]["total_bytes"] / 1e6, 2), "parameters": inspect["parameters"]["count"],
                 "machine": result["machines"]["benchmark"]["id"]})
     return out
