@@ -22,7 +22,7 @@ def main() -> None:
     embedder.check_ids(code_ids)
     result = {"model": args.name, "machine": machine,
               "environment": environment(embedder.session.providers_active[0], s.intra_op_threads, s.inter_op_threads)}
-    result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed))
+    result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed, label=args.name))
     write_json(RESULTS.benchmark(args.name), result)
     lat = result["latency_b1"]
     print(f"{args.name}: batch-1 latency p50 {lat['p50_ms']:.2f} ms (n={lat['count']}) on {describe(machine)}; "

@@ -10,7 +10,8 @@ def main() -> None:
         raise UserError(f"{args.params}: no entry 'quantize.{args.name}'")
     spec = params.quantize[args.name]
     out = quantize_dynamic_int8(spec, params.model(args.name).path)
-    print(f"{args.name}: dynamic {spec.weight_type} (per_channel={spec.per_channel}) of {spec.source} -> {out}")
+    options = ", ".join(f"{k}={v}" for k, v in spec.__dict__.items() if k not in ("name", "source"))
+    print(f"{args.name}: dynamic INT8 of {spec.source} ({options}) -> {out}")
 
 
 if __name__ == "__main__":

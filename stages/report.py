@@ -1,9 +1,11 @@
-"""Render the comparison: `python -m stages.report` -> console, results/report.json, results/report.md."""
+"""Render the comparison: `python -m stages.report` -> console, results/report.json, results/report.md,
+and the pictures it embeds (results/plots/*.png) with the JSON series `dvc plots` reads."""
 import sys
 
 from stages.lib import cli
 from stages.lib.layout import RESULTS
-from stages.lib.outputs import write_json, write_text
+from stages.lib.outputs import write_bytes, write_json, write_text
+from stages.lib.plotting import render_plots
 from stages.lib.reporting import build_report, plot_series, render
 
 
@@ -12,6 +14,8 @@ def main() -> None:
     report = build_report(params)
     text = render(report, "text")
     write_json(RESULTS.report_json, report)
+    for name, png in render_plots(report, params.report.language).items():
+        write_bytes(RESULTS.plot(name), png)
     write_text(RESULTS.report_md, render(report, "md"))
     for name, rows in plot_series(report).items():
         write_json(RESULTS.plot(name), rows)

@@ -24,7 +24,8 @@ def main() -> None:
     ref.check_ids(ref_ids)
     cand.check_ids(cand_ids)
     result = {"model": args.name, "reference": params.reference, "control": args.name == params.reference,
-              **interleaved_speedup(ref, cand, ref_ids, cand_ids, s, params.compare.confidence, params.compare.seed),
+              **interleaved_speedup(ref, cand, ref_ids, cand_ids, s, params.compare.confidence, params.compare.seed,
+                                   label=f"{args.name} vs {params.reference}"),
               "machine": machine,
               "environment": environment(cand.session.providers_active[0], s.intra_op_threads, s.inter_op_threads)}
     write_json(RESULTS.speedup(args.name), result)

@@ -31,9 +31,12 @@ def test_int8_support(flags, expected):
 
 
 def test_int8_path_groups_the_exact_sum_kernels():
-    vnni = {machine.int8_path(s) for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
+    from stages.lib.i18n import int8_path
+
+    vnni = {int8_path(s) for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
     assert vnni == {"CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"}
-    assert machine.int8_path("AVX2 only (no VNNI)") == "AVX2 CPUs without VNNI"
+    assert int8_path("AVX2 only (no VNNI)") == "AVX2 CPUs without VNNI"
+    assert int8_path("AVX2 only (no VNNI)", "ru") == "ЦП с AVX2 без VNNI"
 
 
 X86 = """processor\t: 0

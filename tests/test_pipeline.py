@@ -116,6 +116,9 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     for section in ("[INFO]", "[PERF]", "[QUALITY]", "[VERDICT]", "[SUMMARY]", "[RECOMMENDATIONS]"):
         assert section in text
     assert text.isascii()
+    for picture in ("tradeoff.png", "cosine.png", "latency.png", "throughput.png"):  # drawn and embedded
+        assert f"(plots/{picture})" in text
+        assert (repo / "results" / "plots" / picture).read_bytes().startswith(b"\x89PNG")
     here = machine.detect()
     assert f"Timed on: {machine.describe(here['timing'])}" in text
     assert f"Embeddings computed on: {machine.describe(here['embed'])}" in text

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import UserError
 from .machine import LoadMonitor
+from .progress import Progress
 
 @dataclass(frozen=True)
 class Latency:
@@ -123,7 +124,7 @@ def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
     return flat[:length]
 
 
-def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) -> dict:
+def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0, label: str | None = None) -> dict:
     """Batch-1 latency over real texts, throughput per batch size sorted vs unsorted, a length sweep,
     and how much CPU other processes used meanwhile (a busy machine's numbers are flagged)."""
     import psutil
@@ -132,21 +133,26 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0) 
     rng = np.random.default_rng(seed)
     call = timing_call(embedder)
     rss_loaded = psutil.Process().memory_info().rss
+    steps = 2 + 2 * len(s.batch_sizes) + 2 * len(s.seq_lengths)  # latency runs, throughput, sweep points
+    progress = Progress(steps, f"benchmark {label}", unit="measurement", enabled=label is not None)
     with LoadMonitor() as load:
-        timed = _timed_runs(embedder, call, code_ids, s, rng)
+        timed = _timed_runs(embedder, call, code_ids, s, rng, progress)
+    progress.close()
     return {"session_create_s": embedder.session.create_seconds,
             "memory": {"rss_after_load_bytes": int(rss_loaded), "peak_rss_bytes": peak_rss_bytes()},
             "load": load.summary(s.busy_tolerance), **timed}
 
 
-def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng) -> dict:
+def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng, progress: Progress) -> dict:
     # 1. batch-1 latency, cycling through a fixed sample of real texts: sample j times text
     #    pick[(warmup + j) % len(pick)], so two models' runs pair up text by text
     pick = rng.choice(len(code_ids), size=min(s.latency_texts, len(code_ids)), replace=False)
     feeds = [embedder.feed([code_ids[i]])[0] for i in pick]
     samples, capped = measure(call, feeds, s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+    progress.update()
     # the same measurement again, back to back: sample j of both runs is the same text
     repeat, _ = measure(call, feeds, s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
+    progress.update()
     latency = {**Latency.from_seconds(samples).summary(), "capped": capped, "texts": len(feeds),
                "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
                "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
@@ -170,6 +176,7 @@ def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng) -> dict:
             sec = float(np.median(times))
             row[order] = {"seconds": sec, "texts_per_s": len(subset) / sec, "tokens_per_s": real_tokens / sec,
                           "padding_fraction": 1 - real_tokens / padded}
+            progress.update()
         row["sort_speedup"] = row["unsorted"]["seconds"] / row["sorted"]["seconds"]
         throughput.append(row)
 
@@ -192,6 +199,7 @@ def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng) -> dict:
                 summary = Latency.from_seconds(times).summary()
                 point.update(summary, capped=capped, tokens_per_s=bs * length / (summary["mean_ms"] / 1e3))
             sweep.append(point)
+            progress.update()
 
     return {"latency_b1": latency, "throughput": throughput, "sweep": sweep}
 
@@ -209,7 +217,7 @@ def log_interval(ratios, confidence: float) -> tuple[float, float, float]:
 
 
 def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list[int]], settings,
-                        confidence: float = 0.95, seed: int = 0) -> dict:
+                        confidence: float = 0.95, seed: int = 0, label: str | None = None) -> dict:
     """Reference and candidate timed in one process, in alternating rounds (ABBA order).
 
     Each round times one batch-1 pass of both models over the same real texts; the round's
@@ -231,6 +239,7 @@ def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list
     for side in ("ref", "cand"):  # warmup pass, untimed
         one_pass(side)
     rounds = []
+    progress = Progress(s.interleave_rounds, f"speedup {label}", unit="round", enabled=label is not None)
     with LoadMonitor() as load:
         for r in range(s.interleave_rounds):
             order = ("ref", "cand") if r % 2 == 0 else ("cand", "ref")
@@ -238,6 +247,8 @@ def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list
             rounds.append({"speedup": float(np.exp(np.mean(np.log(times["ref"] / times["cand"])))),
                            "ref_median_ms": float(np.median(times["ref"]) * 1e3),
                            "cand_median_ms": float(np.median(times["cand"]) * 1e3)})
+            progress.update()
+    progress.close()
     speedup, lo, hi = log_interval([r["speedup"] for r in rounds], confidence)
     return {"speedup": speedup, "ci_low": lo, "ci_high": hi, "confidence": confidence,
             "measurable": bool(lo > 1.0 or hi < 1.0), "rounds": rounds, "texts": len(pick),

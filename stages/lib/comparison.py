@@ -8,11 +8,12 @@ import numpy as np
 from .corpus import load_corpus
 from .errors import UserError
 from .layout import RESULTS, Results
-from .machine import int8_path, label as machine_label
+from .i18n import msg, render
+from .machine import label as machine_label
 from .metrics import (cosine_agreement, linear_cka, norms, paired_delta, ratio_interval, retrieval_per_query,
                       row_cosine, scan_rankings, similarity_agreement)
 from .outputs import read_json
-from .verdict import decide
+from .verdict import Reason, decide
 
 
 def load_embeddings(folder: Path) -> dict:
@@ -99,13 +100,12 @@ INT8_KERNEL_FORMATS = ("QOperator", "QDQ", "4-bit")  # run on integer kernels ch
 VERDICT_NUMBER = {"PASS": 1, "WARN": 0, "FAIL": -1}  # for `dvc metrics diff`, where only numbers diff well
 
 
-def verdict_scope(quantization: str, embed_machine: dict | None) -> str | None:
-    """For INT8 kernels: the instruction path the verdict holds on (another path computes other numbers)."""
+def verdict_scope(quantization: str, embed_machine: dict | None) -> dict | None:
+    """For INT8 kernels, the instruction path the verdict holds on (another path computes other
+    numbers), as a message code; None for formats that do not run on INT8 kernels."""
     if quantization not in INT8_KERNEL_FORMATS:
         return None
-    if not embed_machine:
-        return "INT8 kernels on an unrecorded CPU: the verdict's hardware scope is unknown"
-    return f"holds on {int8_path(embed_machine['int8_support'])}"
+    return msg("scope.holds_on", support=embed_machine["int8_support"] if embed_machine else "unrecorded")
 
 
 def compare(params, name: str, results: Results = RESULTS) -> dict:
@@ -196,16 +196,17 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
             "spearman": agreement["similarity"]["spearman"], "overlap_at_10": agreement["similarity"]["overlap@10"],
             "ndcg_rel_ci_low": ndcg["relative_ci_low"], "ndcg_rel_ci_high": ndcg["relative_ci_high"]}
     status, reasons = decide(flat, params.verdict, related)
-    for key, label in (("same_prompt", "query prompts differ between the models"),
-                       ("same_batches", "batches differ (tokenizer, max_length or batch size): agreement is not like for like")):
+    for key, reason in (("same_prompt", "reason.prompt_differ"), ("same_batches", "reason.batches_differ")):
         if not consistency[key]:
-            reasons.append(label)
+            reasons.append(Reason(reason))
             status = "WARN" if status == "PASS" else status
     if not consistency["same_embed_machine"]:
-        reasons.append(f"reference and candidate were embedded on different machines "
-                       f"({machines['embed_reference']['description']} vs {machines['embed']['description']})")
-    out["verdict"] = {"status": status, "reasons": reasons,
-                      "scope": verdict_scope(inspect_cand["quantization"], mc.get("machine"))}
+        reasons.append(Reason("reason.machines_differ", ref=machines["embed_reference"]["description"],
+                              cand=machines["embed"]["description"]))
+    scope = verdict_scope(inspect_cand["quantization"], mc.get("machine"))
+    out["verdict"] = {"status": status, "reasons": [str(r) for r in reasons],
+                      "reason_codes": [r.code for r in reasons],
+                      "scope": render(scope, "en") if scope else None, "scope_code": scope}
     return out
 
 

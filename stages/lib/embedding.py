@@ -5,13 +5,12 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
-
 from .errors import UserError
 from .inspection import embedding_vocab_size
 from .corpus import load_corpus
 from .onnxmodel import Session, load_graph, model_sha256, open_session
 from .pooling import l2_normalize, pool
+from .progress import Progress
 from .tokenizing import TextTokenizer, find_tokenizer, load_tokenizer, sentence_transformers_head
 
 TOKEN_OUTPUT_NAMES = ("last_hidden_state", "token_embeddings", "hidden_states")
@@ -210,7 +209,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> di
     batch_size = params.embed.batch_size
     query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
     code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
-    bar = tqdm(total=len(corpus) * 2, desc=f"embed {name}", unit="text", disable=not progress)
+    bar = Progress(len(corpus) * 2, f"embed {name}", unit="text", enabled=progress)
     queries = embedder.embed_ids(query_ids, batch_size, progress=bar)
     codes = embedder.embed_ids(code_ids, batch_size, progress=bar)
     bar.close()

@@ -51,17 +51,6 @@ def int8_support(flags: set[str]) -> str:
     return "none detected"
 
 
-def int8_path(support: str) -> str:
-    """The INT8 kernel family a verdict holds for: products summed exactly (VNNI/AMX) or not."""
-    if support in VNNI_PATHS:
-        return "CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"
-    if support == "AVX2 only (no VNNI)":
-        return "AVX2 CPUs without VNNI"
-    if support.startswith("ARM"):
-        return "ARM CPUs with dot-product/i8mm"
-    return f"CPUs with INT8 support '{support}'"
-
-
 def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
     """CPU model and flags from /proc/cpuinfo text (x86 'model name'/'flags', ARM 'Features')."""
     brand, flags = "", set()

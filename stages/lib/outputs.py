@@ -52,6 +52,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return _atomic_bytes(path, text.encode("utf-8"))
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return _atomic_bytes(path, data)
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return _atomic_bytes(path, text.encode("utf-8"))
 

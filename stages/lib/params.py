@@ -162,6 +162,11 @@ class DemoSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    language: str = _f("en", str)
+
+
+@dataclass(frozen=True)
 class Params:
     corpus: str
     snippets: str | None
@@ -173,6 +178,7 @@ class Params:
     compare: CompareSettings
     verdict: VerdictThresholds
     demo: DemoSettings
+    report: ReportSettings = ReportSettings()
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -187,7 +193,8 @@ class Params:
         return replace(self.embed, **overrides)
 
 
-TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo"]
+TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo",
+            "report"]
 
 
 def parse(raw: dict) -> Params:
@@ -218,6 +225,7 @@ def parse(raw: dict) -> Params:
         compare=_section(CompareSettings, "compare", raw.get("compare")),
         verdict=_section(VerdictThresholds, "verdict", raw.get("verdict")),
         demo=_section(DemoSettings, "demo", raw.get("demo")),
+        report=_section(ReportSettings, "report", raw.get("report")),
     )
     params.model(params.reference)  # the reference must be one of the models
     _check_values(params)
@@ -246,6 +254,7 @@ RULES = {
     ("benchmark", "interleave_texts"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "batch_sizes"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
     ("benchmark", "seq_lengths"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
+    ("report", "language"): (lambda v: v in ("en", "ru"), "en or ru"),
     ("compare", "k"): (lambda v: v >= 1, "at least 1"),
     ("compare", "bootstrap"): (lambda v: v >= 100, "at least 100"),
     ("compare", "confidence"): (lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.95"),

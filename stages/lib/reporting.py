@@ -1,26 +1,23 @@
 """The report: one JSON document built from the stage outputs, rendered as console text or Markdown.
 
 Plain ASCII markers ([+] better, [-] worse, [!] look here) so a Windows console prints it as is.
+Each section is one function of (report, Ctx) -> lines, so each can be tested on a fixed report;
+the console stays within 100 columns and report.md within 120: tables are split by concern,
+models are rows, long model names are shortened the same way everywhere, prose is wrapped.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import textwrap
+from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from .i18n import int8_path, msg, render as render_msg, t
 from .layout import RESULTS, Results
-from .machine import int8_path, label as machine_label, load_cell
+from .machine import label as machine_label, load_cell
 from .outputs import read_json
 
 SCHEMA_VERSION = 2
-
-
-def _mb(n) -> str:
-    return f"{n / 1e6:,.2f}"
-
-
-def _f(x, spec=".4f") -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def build_report(params, results: Results = RESULTS) -> dict:
@@ -53,7 +50,8 @@ def build_report(params, results: Results = RESULTS) -> dict:
     here = read_json(results.machine("timing"))
     return {"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
-            "busy_tolerance": params.benchmark.busy_tolerance,
+            "busy_tolerance": params.benchmark.busy_tolerance, "language": params.report.language,
+            "batch_size": params.embed.batch_size,
             "machines": machine_summary(models, machine_label(here)), "speed_control": control, "models": models}
 
 
@@ -63,7 +61,7 @@ MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
 def machine_summary(models: dict, here: dict) -> dict:
     """Which machines the numbers come from, per kind of number, and a warning per model wherever
     they are not all from one machine (a report must never lend one machine's numbers to another)."""
-    out = {"current": here, "warnings": []}
+    out = {"current": here, "warning_codes": []}
     for kind, roles in MACHINE_ROLES.items():
         seen: dict[str, dict] = {}
         for name, m in models.items():
@@ -76,12 +74,13 @@ def machine_summary(models: dict, here: dict) -> dict:
         out[kind] = {tags[mid]: {"id": None if mid == "None" else mid, **entry} for mid, entry in seen.items()}
         if len(seen) > 1:
             for name, m in models.items():
-                used = ", ".join(f"{role} on {tags[str(m['machines'][role]['id'])]}" for role in roles)
-                out["warnings"].append(f"{name}: {kind} numbers from {used}; the report combines "
-                                       f"{len(seen)} machines ({', '.join(tags.values())}), not comparable")
+                roles_on = [[role, tags[str(m["machines"][role]["id"])]] for role in roles]
+                out["warning_codes"].append(msg("warn.mixed", name=name, kind=kind, roles=roles_on, n=len(seen),
+                                                tags=", ".join(tags.values())))
     timing_ids = {v["id"] for v in out["timing"].values()}
     if here["id"] not in timing_ids:
-        out["warnings"].append(f"the timings come from another machine than this one ({here['description']})")
+        out["warning_codes"].append(msg("warn.elsewhere", machine=here["description"]))
+    out["warnings"] = [render_msg(code, "en") for code in out["warning_codes"]]
     return out
 
 
@@ -93,263 +92,430 @@ def plot_series(report: dict) -> dict[str, list[dict]]:
             if "skipped" not in p:
                 latency.append({"series": f"{name} batch {p['batch_size']}", "seq_len": p["seq_len"],
                                 "p50_ms": p["p50_ms"], "tokens_per_s": p["tokens_per_s"]})
-        for t in m["benchmark"]["throughput"]:
+        for row in m["benchmark"]["throughput"]:
             for order in ("sorted", "unsorted"):
-                throughput.append({"series": f"{name} {order}", "batch_size": t["batch_size"],
-                                   "texts_per_s": t[order]["texts_per_s"], "tokens_per_s": t[order]["tokens_per_s"]})
+                throughput.append({"series": f"{name} {order}", "batch_size": row["batch_size"],
+                                   "texts_per_s": row[order]["texts_per_s"], "tokens_per_s": row[order]["tokens_per_s"]})
     return {"latency.json": latency, "throughput.json": throughput}
 
 
-def _cosine_breakdown(models: dict, cands: list[str]) -> list[list[str]]:
-    """Rows 'lang python', 'tokens 0-32', ... with one 'mean / min' cell per candidate."""
-    rows = []
-    for key, label in (("by_lang", "lang"), ("by_length", "tokens")):
-        groups = []
-        for n in cands:
-            for g in models[n]["comparison"]["agreement"].get("cosine", {}).get(key, {}):
-                if g not in groups:
-                    groups.append(g)
-        for g in groups:
-            cells = []
-            for n in cands:
-                d = models[n]["comparison"]["agreement"].get("cosine", {}).get(key, {}).get(g)
-                cells.append(f"{d['mean']:.4f} / {d['min']:.4f} (n={d['count']})" if d else "n/a")
-            rows.append([f"{label} {g}"] + cells)
-    return rows
+@dataclass
+class Ctx:
+    """How to render: 'text' (console, 100 columns) or 'md' (report.md, 120), language, short names."""
+
+    fmt: str = "text"
+    lang: str = "en"
+    names: dict = field(default_factory=dict)  # model name -> the label tables use
+    conf: str = "95%"
+
+    @property
+    def width(self) -> int:
+        return 120 if self.fmt == "md" else 100
+
+    def t(self, key: str, **args) -> str:
+        return t(self.lang, key, **args)
+
+    def n(self, name: str) -> str:
+        return self.names.get(name, name)
 
 
-def _delta_cell(d: dict) -> str:
+NAME_WIDTH = 14
+
+
+def short_names(names: list[str], width: int = NAME_WIDTH) -> dict[str, str]:
+    """name -> label of at most `width` characters, unique, the same in every table; names that fit stay."""
+    out, used = {}, set(n for n in names if len(n) <= width)
+    for name in names:
+        if len(name) <= width:
+            out[name] = name
+            continue
+        i = 1
+        while f"{name[:width - 1 - len(str(i))]}~{i}" in used:
+            i += 1
+        out[name] = f"{name[:width - 1 - len(str(i))]}~{i}"
+        used.add(out[name])
+    return out
+
+
+def _tabulate(ctx: Ctx, rows, headers) -> list[str]:
+    return tabulate(rows, headers=headers, tablefmt="github" if ctx.fmt == "md" else "simple",
+                    disable_numparse=True).splitlines()
+
+
+def _table(ctx: Ctx, rows, headers, keep: int = 1) -> list[str]:
+    """A table within the format's width: if it is wider, the columns after the first `keep` are
+    split over several tables (each repeating the first `keep`), as many as fit side by side."""
+    if not rows:
+        return []
+    groups, current = [], []
+    for col in range(keep, len(headers)):
+        trial = current + [col]
+        cols = list(range(keep)) + trial
+        width = max(map(len, _tabulate(ctx, [[r[c] for c in cols] for r in rows], [headers[c] for c in cols])))
+        if current and width > ctx.width:
+            groups.append(current)
+            trial = [col]
+        current = trial
+    groups.append(current)
+    out = []
+    for group in groups:
+        cols = list(range(keep)) + group
+        out += _tabulate(ctx, [[r[c] for c in cols] for r in rows], [headers[c] for c in cols]) + [""]
+    return out
+
+
+def _para(ctx: Ctx, text: str, bullet: bool = False, indent: int = 0) -> list[str]:
+    """Prose wrapped to the format's width; in Markdown a bullet keeps each note its own line."""
+    lead = "  " * indent + ("- " if ctx.fmt == "md" and bullet else "")
+    return textwrap.wrap(text, ctx.width, initial_indent=lead, subsequent_indent=" " * (len(lead) + (0 if lead else 4)),
+                         break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _picture(ctx: Ctx, title: str, file: str) -> list[str]:
+    return [f"![{title}](plots/{file})", ""] if ctx.fmt == "md" else []
+
+
+def _mb(n) -> str:
+    return f"{n / 1e6:,.2f}"
+
+
+def _f(x, spec=".4f", ctx: Ctx | None = None) -> str:
+    return (ctx.t("cell.na") if ctx else "n/a") if x is None else format(x, spec)
+
+
+def _cands(report: dict) -> list[str]:
+    return [n for n in report["models"] if n != report["reference"]]
+
+
+def _related(m: dict) -> bool:
+    return m["comparison"]["relation"]["related"]
+
+
+def _ratio_cell(ctx: Ctx, ratio: float, more: str, less: str) -> str:
+    """'[+] 1.30x smaller' / 'same size' / '[-] 1.10x larger' (within 0.5 % is the same)."""
+    if abs(ratio - 1) < 0.005:
+        return ctx.t("cell.same_size")
+    return f"[+] {ctx.t(more, x=ratio)}" if ratio > 1 else f"[-] {ctx.t(less, x=1 / ratio)}"
+
+
+def _interval(x: dict, digits: int = 2) -> str:
+    return f"{x['speedup']:.{digits}f}x [{x['ci_low']:.{digits}f}, {x['ci_high']:.{digits}f}]"
+
+
+def _delta_cell(ctx: Ctx, d: dict) -> str:
     if d["relative"] is None or d["relative_ci_low"] is None or d["relative_ci_high"] is None:
-        return "n/a (reference mean is 0 or interval undefined)"
-    return f"{d['relative']:+.2%} [{d['relative_ci_low']:+.2%}, {d['relative_ci_high']:+.2%}] p={d['wilcoxon_p']:.3f}"
+        return ctx.t("cell.unmeasurable")
+    return f"{d['relative']:+.2%} [{d['relative_ci_low']:+.2%}, {d['relative_ci_high']:+.2%}]"
 
 
-def _repeat_cell(rep) -> str:
+def _repeat_cell(ctx: Ctx, rep) -> str:
     if not rep:
-        return "n/a"
-    return f"{rep['relative_difference']:.1%}" + (" [!] noisy" if rep["noisy"] else "")
+        return ctx.t("cell.na")
+    return f"{rep['relative_difference']:.1%}" + (f" [!] {ctx.t('cell.noisy')}" if rep["noisy"] else "")
 
 
-def _machine_lines(kind: dict, what: str) -> list[str]:
+def estimates_disagree(speed: dict) -> bool:
+    """Do the one-process and separate-process speedup intervals fail to overlap?"""
+    a, b = speed["latency_b1"], speed.get("latency_b1_separate_runs")
+    if not b or None in (a["ci_low"], a["ci_high"], b["ci_low"], b["ci_high"]):
+        return False
+    return a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"]
+
+
+def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
     """'Timed on: ...' for one machine; a tagged list when the numbers come from several."""
     if len(kind) == 1:
         (entry,) = kind.values()
-        return [f"{what}: {entry['description']}"]
-    lines = [f"[!] {what} {len(kind)} different machines: numbers from different machines are not comparable"]
+        return _para(ctx, ctx.t(one, machine=entry["description"]), bullet=True)
+    lines = _para(ctx, "[!] " + ctx.t(many, n=len(kind)), bullet=True)
     for tag, entry in kind.items():
-        lines.append(f"    {tag} = {entry['description']}: {', '.join(entry['used_by'])}")
+        used = ", ".join(f"{ctx.n(u.rsplit(' ', 1)[0])} {ctx.t('role.' + u.rsplit(' ', 1)[1])}" for u in entry["used_by"])
+        lines += _para(ctx, ctx.t("note.machine_tag", tag=tag, machine=entry["description"], used=used),
+                       bullet=True, indent=1)
     return lines
 
 
-def _table(rows, headers, fmt) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github" if fmt == "md" else "grid", disable_numparse=True)
+# ---------------------------------------------------------------- sections
+
+def section_header(report: dict, ctx: Ctx) -> list[str]:
+    title = ctx.t("title")
+    out = [f"# {title}", ""] if ctx.fmt == "md" else ["=" * 78, title, "=" * 78]
+    out += _para(ctx, ctx.t("head.reference", ref=report["reference"], corpus=report["corpus"]))
+    shortened = [f"{short} = {name}" for name, short in ctx.names.items() if short != name]
+    if shortened:
+        out += _para(ctx, ctx.t("head.short_names", pairs="; ".join(shortened)))
+    for code in report["machines"]["warning_codes"]:
+        out += _para(ctx, "[!] " + render_msg(code, ctx.lang), bullet=True)
+    return out
 
 
-def render(report: dict, fmt: str = "text") -> str:
-    """fmt: 'text' for the console, 'md' for results/report.md."""
+def section_info(report: dict, ctx: Ctx) -> list[str]:
     ref = report["reference"]
-    models = report["models"]
-    names = list(models)
-    conf = f"{report['confidence']:.0%}"
-    cands = [n for n in names if n != ref]
-    machines = report["machines"]
-    out: list[str] = []
-
-    def section(tag: str, title: str) -> None:
-        out.append("")
-        out.append(f"## [{tag}] {title}" if fmt == "md" else f"[{tag}] {title}")
-        out.append("")
-
-    out.append("# Embedding model comparison" if fmt == "md" else "=" * 78 + "\nEMBEDDING MODEL COMPARISON\n" + "=" * 78)
-    out.append(f"reference: {ref}; corpus: {report['corpus']}")
-    if machines["warnings"]:
-        out.append("")
-        out.extend(f"[!] {w}" for w in machines["warnings"])
-
-    section("INFO", "GENERAL INFORMATION")
-    rows = []
-    for n in names:
-        m = models[n]
+    rows, rows2 = [], []
+    for n, m in report["models"].items():
         s = m["size"]
-        emb = m["embedding"]
-        pooling = emb["pooling"]
-        rows.append([n + (" (reference)" if n == ref else ""), m["quantization"], _mb(s["total_bytes"]),
-                     f"{_mb(s['graph_bytes'])} + {_mb(s['external_data_bytes'])}", f"{m['parameters']:,}",
-                     emb["dim"], f"{pooling['mode']}:{pooling['output']} ({pooling['source']})",
-                     "yes" if emb["normalize"] else "no", ", ".join(f"{k} {v}" for k, v in m["opset"].items())])
-    out.append(_table(rows, ["model", "quantization", "total MB", "graph + external MB", "parameters", "dim",
-                             "pooling", "L2 norm", "opset"], fmt))
+        label = ctx.t("cell.reference", name=ctx.n(n)) if n == ref else ctx.n(n)
+        vs = ctx.t("cell.baseline") if n == ref else _ratio_cell(ctx, m["comparison"]["size"]["ratio"],
+                                                                  "cell.smaller", "cell.larger")
+        rows.append([label, m["quantization"], _mb(s["total_bytes"]),
+                     f"{_mb(s['graph_bytes'])} + {_mb(s['external_data_bytes'])}", f"{m['parameters']:,}", vs])
+        emb, pooling = m["embedding"], m["embedding"]["pooling"]
+        rows2.append([ctx.n(n), emb["dim"], f"{pooling['mode']}:{pooling['output']} ({pooling['source']})",
+                      ctx.t("cell.yes") if emb["normalize"] else ctx.t("cell.no"), emb["max_length"],
+                      ", ".join(f"{k} {v}" for k, v in m["opset"].items())])
+    return (_table(ctx, rows, [ctx.t(k) for k in ("col.model", "col.format", "col.size_mb", "col.graph_ext",
+                                                  "col.parameters", "col.vs_ref_size")])
+            + _table(ctx, rows2, [ctx.t(k) for k in ("col.model", "col.dim", "col.pooling", "col.l2", "col.max_len",
+                                                     "col.opset")]))
 
-    section("PERF", "PERFORMANCE")
-    out.extend(_machine_lines(machines["timing"], "Timed on"))
+
+def section_perf(report: dict, ctx: Ctx) -> list[str]:
+    models, ref = report["models"], report["reference"]
+    out = _machine_lines(ctx, report["machines"]["timing"], "note.timed_on", "note.timed_on_many")
     env = models[ref]["environment"]
-    out.append(f"Provider: {env['provider']}, intra-op threads: {env['intra_op_threads']}. CPU used by other "
-               "processes while timing (benchmark / speedup): " +
-               ", ".join(f"{n} {load_cell(models[n]['load']['benchmark'])} / {load_cell(models[n]['load']['speedup'])}"
-                         for n in names))
-    rows = []
-    for n in names:
-        b = models[n]["benchmark"]
+    out += _para(ctx, ctx.t("note.provider", provider=env["provider"], threads=env["intra_op_threads"]), bullet=True)
+    out.append("")
+    lat_rows, tput_rows, speed_rows = [], [], []
+    big = report.get("batch_size")
+    for n, m in models.items():
+        b = m["benchmark"]
         lat = b["latency_b1"]
-        tput = {t["batch_size"]: t for t in b["throughput"]}
-        big = max(tput)
-        speed = models[n].get("comparison", {}).get("speed", {}).get("latency_b1")
-        rows.append([n, f"{b['session_create_s']:.2f}", f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
-                     f"{lat['p99_ms']:.2f}", f"{lat['mean_ms']:.2f} +- {lat['std_ms']:.2f}", lat["count"],
-                     f"{tput[big]['sorted']['texts_per_s']:.1f}", f"{tput[big]['sort_speedup']:.2f}x",
-                     _mb(b["memory"]["peak_rss_bytes"]),
-                     _repeat_cell(lat.get("repeatability")),
-                     "baseline" if speed is None else f"{speed['speedup']:.2f}x [{speed['ci_low']:.2f}, {speed['ci_high']:.2f}]"])
-    big = max(t["batch_size"] for t in models[ref]["benchmark"]["throughput"])
-    out.append(_table(rows, ["model", "session s", "p50 ms", "p90 ms", "p99 ms", "mean +- std ms", "n",
-                             f"texts/s @bs{big}", "sorted vs unsorted", "peak RSS MB", "run-to-run", f"speedup b1 [{conf} CI]"], fmt))
+        lat_rows.append([ctx.n(n), f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}", f"{lat['p99_ms']:.2f}",
+                         f"{lat['mean_ms']:.2f} +- {lat['std_ms']:.2f}", lat["count"],
+                         _repeat_cell(ctx, lat.get("repeatability")),
+                         f"{load_cell(m['load']['benchmark'])} / {load_cell(m['load']['speedup'])}"])
+        tput = {row["batch_size"]: row for row in b["throughput"]}
+        bs = big if big in tput else max(tput)
+        tput_rows.append([ctx.n(n), f"{b['session_create_s']:.2f}", f"{tput[bs]['sorted']['texts_per_s']:.1f}",
+                          f"{tput[bs]['sort_speedup']:.2f}x", _mb(b["memory"]["peak_rss_bytes"])])
+        if n != ref:
+            speed = m["comparison"]["speed"]
+            sep = speed.get("latency_b1_separate_runs")
+            speed_rows.append([ctx.n(n), _interval(speed["latency_b1"]), _interval(sep) if sep else ctx.t("cell.na"),
+                               f"[!] {ctx.t('cell.disagree')}" if estimates_disagree(speed) else ctx.t("cell.agree")])
+    out += _table(ctx, lat_rows, [ctx.t(k) for k in ("col.model", "col.p50", "col.p90", "col.p99", "col.mean_std",
+                                                     "col.n", "col.run_to_run", "col.other_load")])
+    out += _table(ctx, tput_rows, [ctx.t("col.model"), ctx.t("col.session_s"), ctx.t("col.texts_s", bs=bs),
+                                   ctx.t("col.sorted_gain"), ctx.t("col.peak_rss")])
+    out += _table(ctx, speed_rows, [ctx.t("col.candidate"), ctx.t("col.speedup_il", conf=ctx.conf),
+                                    ctx.t("col.speedup_sep", conf=ctx.conf), ctx.t("col.estimates")])
+    out += _para(ctx, ctx.t("note.latency_method", conf=ctx.conf), bullet=True)
     control = report.get("speed_control")
-    out.append("Latency: batch 1 on real corpus texts after warmup (each model in its own process; "
-               "run-to-run = difference of two back-to-back runs' medians). Speedup: reference and "
-               "candidate timed in one process in alternating rounds, reference time / candidate time, "
-               f"{conf} t-interval over rounds.")
     if control:
-        out.append(f"A/A control (the reference against itself, same protocol): {control['speedup']:.3f}x "
-                   f"[{control['ci_low']:.3f}, {control['ci_high']:.3f}]" +
-                   ("" if not control["measurable"] else " [!] the method sees a difference where there is none: "
-                    "the machine is too noisy for speed conclusions"))
+        line = ctx.t("note.control", x=control["speedup"], lo=control["ci_low"], hi=control["ci_high"])
+        out += _para(ctx, line + (f" [!] {ctx.t('note.control_bad')}" if control["measurable"] else ""), bullet=True)
+    for n in _cands(report):
+        speed = models[n]["comparison"]["speed"]
+        if estimates_disagree(speed):
+            out += _para(ctx, "[!] " + ctx.t("note.disagree", name=n, il=_interval(speed["latency_b1"]),
+                                             sep=_interval(speed["latency_b1_separate_runs"])), bullet=True)
+    out.append("")
+    out += _picture(ctx, ctx.t("fig.latency"), "latency.png") + _picture(ctx, ctx.t("fig.throughput"), "throughput.png")
+    if ctx.fmt == "text":
+        out += _para(ctx, ctx.t("note.pictures", files=", ".join(f"results/plots/{p}" for p in PICTURES)))
+    return out
 
-    section("QUALITY", "EMBEDDING QUALITY")
-    out.extend(_machine_lines(machines["embed"], "Embeddings computed on"))
+
+def _cosine_breakdown(report: dict, ctx: Ctx, cands: list[str]) -> list[list[str]]:
+    """Rows 'lang python (n=...)', 'tokens 0-32', ... with one 'mean/min' cell per candidate."""
     rows = []
-    for n in names:
-        t = models[n]["task"]
-        c = models[n].get("comparison")
-        d = c["task_delta"]["ndcg@10"] if c else None
-        rows.append([n, _f(t["ndcg@10"]), _f(t["mrr@10"]), _f(t["recall@1"]), _f(t["recall@10"]),
-                     "baseline" if d is None else _delta_cell(d)])
-    out.append(_table(rows, ["model", "nDCG@10", "MRR@10", "recall@1", "recall@10", f"nDCG@10 change vs reference [{conf} CI]"], fmt))
-    if cands:
-        out.append("")
-        rows = []
+    for key, label in (("by_lang", "cell.lang_group"), ("by_length", "cell.tokens_group")):
+        groups: dict[str, int] = {}
         for n in cands:
-            a = models[n]["comparison"]["agreement"]
-            cos = a.get("cosine", {})
-            sim = a["similarity"]
-            inv = models[n]["embedding"]["batch_invariance"]
-            rows.append([n, _f(cos.get("mean")), _f(cos.get("p1")), _f(cos.get("min")), _f(sim["pearson"]),
-                         _f(sim["spearman"]), _f(sim.get("overlap@10")), _f(sim["top1_agreement"]), _f(sim.get("rbo@10")),
-                         _f(a["cka_linear"]), _f(inv.get("min"), ".6f")])
-        out.append(_table(rows, ["candidate", "cos mean", "cos p1", "cos min", "sim Pearson", "sim Spearman",
-                                 "overlap@10", "top-1 agree", "RBO@10", "CKA", "batch-invariance min"], fmt))
-        out.append("Agreement: each text's vector from the candidate vs the reference (same batches); "
-                   "similarity matrices are query x code cosine scores.")
-        breakdown = _cosine_breakdown(models, cands)
-        if breakdown:
-            out.append("")
-            out.append("Cosine to reference by language and by token length (mean / min):")
-            out.append(_table(breakdown, ["group"] + cands, fmt))
-        snippet_rows = []
-        for i, s in enumerate(models[cands[0]]["comparison"]["snippets"]):
-            row = [s["id"], s["lang"], "hit" if s["reference_top1"] else "miss"]
+            for g, d in report["models"][n]["comparison"]["agreement"].get("cosine", {}).get(key, {}).items():
+                groups.setdefault(g, d["count"])
+        for g, count in groups.items():
+            cells = []
             for n in cands:
-                sn = models[n]["comparison"]["snippets"][i]
-                row.append(f"{_f(sn['cosine_code'])} / {'hit' if sn['candidate_top1'] else 'miss'}")
-            snippet_rows.append(row)
-        if snippet_rows:
-            out.append("")
-            out.append("Quick view, hand-written snippets (cosine to reference / own code ranked first among snippets):")
-            out.append(_table(snippet_rows, ["snippet", "lang", f"{ref} top-1"] + cands, fmt))
+                d = report["models"][n]["comparison"]["agreement"].get("cosine", {}).get(key, {}).get(g)
+                cells.append(f"{d['mean']:.4f}/{d['min']:.4f}" if d else ctx.t("cell.na"))
+            rows.append([f"{ctx.t(label, g=g)} (n={count})"] + cells)
+    return rows
 
-    section("VERDICT", "VERDICT")
-    for n in cands:
-        v = models[n]["comparison"]["verdict"]
-        marker = {"PASS": "[+]", "WARN": "[!]", "FAIL": "[-]"}[v["status"]]
-        out.append(f"{marker} {n}: {v['status']}" + (f"; {v['scope']}" if v.get("scope") else ""))
-        out.extend(f"    - {r}" for r in v["reasons"])
 
-    section("SUMMARY", "SUMMARY")
+def section_quality(report: dict, ctx: Ctx) -> list[str]:
+    models = report["models"]
+    out = _machine_lines(ctx, report["machines"]["embed"], "note.embedded_on", "note.embedded_on_many") + [""]
     rows = []
+    for n, m in models.items():
+        task, c = m["task"], m.get("comparison")
+        d = c["task_delta"]["ndcg@10"] if c else None
+        rows.append([ctx.n(n), _f(task["ndcg@10"]), _f(task["mrr@10"]), _f(task["recall@1"]), _f(task["recall@10"]),
+                     ctx.t("cell.baseline") if d is None else _delta_cell(ctx, d),
+                     "" if d is None or d.get("wilcoxon_p") is None else f"{d['wilcoxon_p']:.3f}"])
+    out += _table(ctx, rows, [ctx.t("col.model"), ctx.t("col.ndcg"), ctx.t("col.mrr"), ctx.t("col.r1"),
+                              ctx.t("col.r10"), ctx.t("col.ndcg_change", conf=ctx.conf), ctx.t("col.p")])
+    cands = _cands(report)
+    if not cands:
+        return out
+    related = [n for n in cands if _related(models[n])]
+    cos_rows, nb_rows = [], []
     for n in cands:
-        c = models[n]["comparison"]
-        size = c["size"]["ratio"]
-        sp = c["speed"]["latency_b1"]
-        d = c["task_delta"]["ndcg@10"]
-        cos = c["agreement"].get("cosine", {}).get("mean")
-        speed_txt = (f"[+] {sp['speedup']:.2f}x faster" if sp["ci_low"] > 1 else
-                     f"[-] {1 / sp['speedup']:.2f}x slower" if sp["ci_high"] < 1 else
-                     f"[!] no measurable difference ({sp['speedup']:.2f}x, CI [{sp['ci_low']:.2f}, {sp['ci_high']:.2f}])")
-        if d["relative"] is None or d["relative_ci_high"] is None:
-            qual_txt = "[!] nDCG@10 change not measurable"
-        elif d["relative_ci_high"] < 0:
-            qual_txt = f"[-] nDCG@10 {d['relative']:+.2%}"
+        a, inv = models[n]["comparison"]["agreement"], models[n]["embedding"]["batch_invariance"]
+        if n in related:
+            cos = a.get("cosine", {})
+            cos_rows.append([ctx.n(n), _f(cos.get("mean"), ctx=ctx), _f(cos.get("p1"), ctx=ctx),
+                             _f(cos.get("min"), ctx=ctx), _f(inv.get("min"), ".6f", ctx)])
         else:
-            qual_txt = f"[+] nDCG@10 {d['relative']:+.2%} (not significantly lower)"
-        rows.append([n, f"[+] {size:.2f}x smaller" if size > 1 else f"[-] {1 / size:.2f}x larger", speed_txt,
-                     qual_txt + (f", cosine {cos:.4f}" if cos is not None else ""), c["verdict"]["status"]])
-    if rows:
-        out.append(_table(rows, ["candidate", "size vs reference", "speed (batch 1)", "quality", "verdict"], fmt))
+            cos_rows.append([ctx.n(n)] + [ctx.t("cell.na_other_model")] * 3 + [_f(inv.get("min"), ".6f", ctx)])
+        sim = a["similarity"]
+        nb_rows.append([ctx.n(n), _f(sim["pearson"], ctx=ctx), _f(sim["spearman"], ctx=ctx),
+                        _f(sim.get("overlap@10"), ctx=ctx), _f(sim["top1_agreement"], ctx=ctx),
+                        _f(sim.get("rbo@10"), ctx=ctx), _f(a["cka_linear"], ctx=ctx)])
+    out += _table(ctx, cos_rows, [ctx.t(k) for k in ("col.candidate", "col.cos_mean", "col.cos_p1", "col.cos_min",
+                                                     "col.inv_min")])
+    out += _table(ctx, nb_rows, [ctx.t(k) for k in ("col.candidate", "col.pearson", "col.spearman", "col.overlap",
+                                                    "col.top1", "col.rbo", "col.cka")])
+    out += _para(ctx, ctx.t("note.agreement"), bullet=True) + [""]
+    breakdown = _cosine_breakdown(report, ctx, related)
+    if breakdown:
+        out += _para(ctx, ctx.t("note.breakdown")) + [""]
+        out += _table(ctx, breakdown, [ctx.t("col.group")] + [ctx.n(n) for n in related])
+    out += _snippets(report, ctx, cands)
+    out += _picture(ctx, ctx.t("fig.cosine"), "cosine.png")
+    return out
 
-    section("RECOMMENDATIONS", "RECOMMENDATIONS")
-    out.extend(recommendations(report))
+
+def _snippets(report: dict, ctx: Ctx, cands: list[str]) -> list[str]:
+    models, ref = report["models"], report["reference"]
+    rows = []
+    for i, s in enumerate(models[cands[0]]["comparison"]["snippets"]):
+        row = [s["id"], s["lang"], ctx.t("cell.hit") if s["reference_top1"] else ctx.t("cell.miss")]
+        for n in cands:
+            sn = models[n]["comparison"]["snippets"][i]
+            cos = _f(sn["cosine_code"], ctx=ctx) if _related(models[n]) else ctx.t("cell.na")
+            row.append(f"{cos} {ctx.t('cell.hit') if sn['candidate_top1'] else ctx.t('cell.miss')}")
+        rows.append(row)
+    if not rows:
+        return []
+    return (_para(ctx, ctx.t("note.snippets")) + [""]
+            + _table(ctx, rows, [ctx.t("col.snippet"), ctx.t("col.lang"), ctx.t("col.ref_top1", ref=ctx.n(ref))]
+                     + [ctx.n(n) for n in cands]))
+
+
+MARKERS = {"PASS": "[+]", "WARN": "[!]", "FAIL": "[-]"}
+
+
+def section_verdict(report: dict, ctx: Ctx) -> list[str]:
+    out = []
+    for n in _cands(report):
+        v = report["models"][n]["comparison"]["verdict"]
+        status = ctx.t(f"status.{v['status']}")
+        if v.get("scope_code"):
+            line = ctx.t("note.verdict_scope", marker=MARKERS[v["status"]], name=n, status=status,
+                         scope=render_msg(v["scope_code"], ctx.lang))
+        else:
+            line = ctx.t("note.verdict", marker=MARKERS[v["status"]], name=n, status=status)
+        out += _para(ctx, line, bullet=True)
+        for code in v["reason_codes"]:
+            out += _para(ctx, ("" if ctx.fmt == "md" else "    - ") + render_msg(code, ctx.lang), bullet=True, indent=1)
+    return out or _para(ctx, ctx.t("note.no_candidates"))
+
+
+def _speed_cell(ctx: Ctx, sp: dict) -> str:
+    if sp["ci_low"] is not None and sp["ci_low"] > 1:
+        return f"[+] {ctx.t('cell.faster', x=sp['speedup'])}"
+    if sp["ci_high"] is not None and sp["ci_high"] < 1:
+        return f"[-] {ctx.t('cell.slower', x=1 / sp['speedup'])}"
+    return f"[!] {ctx.t('cell.no_difference', x=sp['speedup'])}"
+
+
+def _quality_cell(ctx: Ctx, d: dict) -> str:
+    if d["relative"] is None or d["relative_ci_high"] is None:
+        return f"[!] {ctx.t('cell.unmeasurable')}"
+    if d["relative_ci_high"] < 0:
+        return f"[-] {d['relative']:+.2%} ({ctx.t('cell.lower')})"
+    return f"[+] {d['relative']:+.2%} ({ctx.t('cell.not_lower')})"
+
+
+def section_summary(report: dict, ctx: Ctx) -> list[str]:
+    rows = []
+    for n in _cands(report):
+        m = report["models"][n]
+        c = m["comparison"]
+        cos = c["agreement"].get("cosine", {}).get("mean")
+        rows.append([ctx.n(n), _ratio_cell(ctx, c["size"]["ratio"], "cell.smaller", "cell.larger"),
+                     _speed_cell(ctx, c["speed"]["latency_b1"]), _quality_cell(ctx, c["task_delta"]["ndcg@10"]),
+                     _f(cos, ctx=ctx) if _related(m) else ctx.t("cell.na_other_model"),
+                     ctx.t(f"status.{c['verdict']['status']}")])
+    out = _table(ctx, rows, [ctx.t(k) for k in ("col.candidate", "col.size_vs_ref", "col.speed_b1", "col.quality",
+                                                "col.cosine", "col.verdict")])
+    return out + _picture(ctx, ctx.t("fig.tradeoff", conf=ctx.conf), "tradeoff.png")
+
+
+def section_recommendations(report: dict, ctx: Ctx) -> list[str]:
+    out = []
+    for marker, codes in recommendations(report):
+        codes = codes if isinstance(codes, list) else [codes]
+        out += _para(ctx, f"{marker} " + " ".join(render_msg(code, ctx.lang) for code in codes), bullet=True)
+    return out
+
+
+SECTIONS = [("INFO", section_info), ("PERF", section_perf), ("QUALITY", section_quality), ("VERDICT", section_verdict),
+            ("SUMMARY", section_summary), ("RECOMMENDATIONS", section_recommendations)]
+PICTURES = ("tradeoff.png", "cosine.png", "latency.png", "throughput.png")
+
+
+def render(report: dict, fmt: str = "text", lang: str | None = None) -> str:
+    """fmt: 'text' for the console (100 columns), 'md' for results/report.md (120); lang: en | ru."""
+    ctx = Ctx(fmt, lang or report.get("language", "en"), short_names(list(report["models"])),
+              f"{report['confidence']:.0%}")
+    out = section_header(report, ctx)
+    for tag, section in SECTIONS:
+        heading = f"[{tag}] {ctx.t('sec.' + tag)}"
+        out += ["", f"## {heading}" if fmt == "md" else heading, ""]
+        out += section(report, ctx)
+    while out and out[-1] == "":
+        out.pop()
     return "\n".join(out) + "\n"
 
 
-def recommendations(report: dict) -> list[str]:
-    lines = []
+def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
+    """(marker, message code or codes of one sentence group): what to do next, from the evidence."""
+    out = []
     models = report["models"]
-    cands = [n for n in models if n != report["reference"]]
     for entry in report["machines"]["timing"].values():
         support = entry["int8_support"] or "unknown"
         if "no VNNI" in support or support == "none detected":
-            lines.append(f"[!] INT8 support of the timing CPU ({entry['description']}): {support}. INT8 matrix "
-                         "products run on plain AVX2 there; on CPUs with AVX512-VNNI or AMX the INT8/FP32 speed "
-                         "ratio differs (usually larger). Measure speed on the deployment CPU.")
+            out.append(("[!]", msg("rec.avx2_speed", machine=entry["description"], support=support)))
     for n, m in models.items():
         rep = m["benchmark"]["latency_b1"].get("repeatability")
         if rep and rep["noisy"]:
-            lines.append(f"[!] {n}: timing is noisy: two back-to-back runs' medians differ by "
-                         f"{rep['relative_difference']:.1%} (> {rep['tolerance']:.0%}); rerun on an idle machine.")
+            out.append(("[!]", msg("rec.noisy", name=n, diff=rep["relative_difference"], tol=rep["tolerance"])))
         busy = [role for role, load in m["load"].items() if load and load.get("busy")]
         if busy:
-            lines.append(f"[!] {n}: the machine was busy while timing ({', '.join(busy)}: other processes used "
-                         f"more than {report['busy_tolerance']:.0%} of the CPU); its timings are unreliable, rerun "
-                         f"them on an idle machine (dvc repro -f -s {busy[0]}@{n}).")
-    for n in cands:
+            out.append(("[!]", msg("rec.busy", name=n, roles=", ".join(busy), tol=report["busy_tolerance"],
+                                   stage=f"{busy[0]}@{n}")))
+    for n in _cands(report):
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
         if inv.get("min") is not None and inv["min"] < report["batch_invariance_min"]:
-            lines.append(f"[!] {n}: a text's vector depends on its batch-mates (cosine alone vs batched min "
-                         f"{inv['min']:.4f}, mean {inv['mean']:.4f}); expected for dynamic INT8, which quantizes "
-                         "activations per batch. Agreement numbers use identical batches for both models.")
+            out.append(("[!]", msg("rec.batch_mates", name=n, min=inv["min"], mean=inv["mean"])))
         if not c["speed"]["latency_b1"]["measurable"]:
-            lines.append(f"[!] {n}: speed difference is within noise; raise benchmark.interleave_rounds or run on an idle machine.")
-        if c["verdict"]["status"] == "FAIL" and c["relation"]["related"]:
-            lines.append(f"[-] {n}: do not replace the reference; try per-channel weights, excluding sensitive "
-                         "layers (nodes_to_exclude) or static/QDQ quantization with calibration data.")
-        elif c["verdict"]["status"] == "PASS":
-            lines.append(f"[+] {n}: can replace the reference on this corpus"
-                         + (f", {c['verdict']['scope']}." if c["verdict"].get("scope") else "."))
+            out.append(("[!]", msg("rec.within_noise", name=n)))
+        status, scope = c["verdict"]["status"], c["verdict"].get("scope_code")
+        if status == "FAIL" and c["relation"]["related"]:
+            out.append(("[-]", msg("rec.fail", name=n)))
+        elif status == "PASS":
+            out.append(("[+]", msg("rec.pass_scope", name=n, support=scope["args"]["support"]) if scope
+                        else msg("rec.pass", name=n)))
         if not c["relation"]["related"]:
-            lines.append(f"[!] {n}: {c['relation']['reason']}; only task metrics are meaningful.")
-        if c["verdict"].get("scope"):
-            lines.append(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
-    return lines or ["[+] nothing to flag."]
+            out.append(("[!]", msg("rec.unrelated", name=n, reason=c["relation"]["reason"])))
+        if scope:
+            out.extend(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
+    return out or [("[+]", msg("rec.nothing"))]
 
 
-def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> str:
+def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> list[tuple[str, dict | list[dict]]]:
     """What changes for an INT8 candidate on the other instruction path (measured facts, README)."""
     reduce_range = bool(recipe and recipe.get("reduce_range"))
     if support is None:
-        return f"[!] {name}: the CPU its embeddings came from is not recorded; rerun embed to know the INT8 path."
-    if int8_path(support).startswith("AVX2"):
-        return (f"[!] {name}: accuracy measured on {int8_path(support)}, where onnxruntime adds u8 x s8 products in "
-                "saturating 16-bit pairs. On CPUs with VNNI or AMX the same file sums exactly and usually agrees "
-                "better with the reference (the demo's per-channel INT8: cosine 0.978 without VNNI, 0.997 with). "
-                + ("reduce_range is on: it avoids that saturation here but costs accuracy on VNNI CPUs."
-                   if reduce_range else "For AVX2 targets, try quantize.NAME.reduce_range: true (7-bit weights "
-                   "avoid the saturation); on VNNI targets it only costs accuracy."))
-    if support in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI"):
-        return (f"[!] {name}: accuracy measured on {int8_path(support)}, where INT8 products are summed exactly. "
-                "On AVX2 CPUs without VNNI they saturate in 16-bit pairs and accuracy drops (the demo's per-channel "
-                "INT8: cosine 0.997 -> 0.978): rerun this pipeline on such a CPU before shipping there; "
-                "reduce_range: true helps there. "
-                + ("reduce_range is on here, where it only costs accuracy (per-tensor INT8 measured: cosine "
-                   "0.961 -> 0.878 on a VNNI CPU): turn it off for VNNI targets." if reduce_range else
-                   "Here reduce_range would only cost accuracy."))
-    return f"[!] {name}: accuracy measured on {int8_path(support)}; another INT8 instruction path may give other numbers."
+        return [("[!]", msg("rec.int8_unknown", name=name))]  # a single code, like most recommendations
+    path = int8_path(support)
+    if path == int8_path("AVX2 only (no VNNI)"):
+        return [("[!]", [msg("rec.int8_avx2", name=name, support=support),
+                         msg("rec.int8_avx2_rr_on" if reduce_range else "rec.int8_avx2_rr_off")])]
+    if path == int8_path("AVX512-VNNI"):
+        return [("[!]", [msg("rec.int8_vnni", name=name, support=support),
+                         msg("rec.int8_vnni_rr_on" if reduce_range else "rec.int8_vnni_rr_off")])]
+    return [("[!]", msg("rec.int8_other", name=name, support=support))]

@@ -7,6 +7,20 @@ from __future__ import annotations
 
 import math
 
+from .i18n import msg, render
+
+
+class Reason(str):
+    """A verdict reason: its English text, carrying the message code other languages render from."""
+
+    code: dict
+
+    def __new__(cls, key: str, **args) -> "Reason":
+        code = msg(key, **args)
+        obj = super().__new__(cls, render(code, "en"))
+        obj.code = code
+        return obj
+
 
 def _bad(x) -> bool:
     """None or NaN of any float type (numpy's included)."""
@@ -21,34 +35,33 @@ def decide(m: dict, t, related: bool) -> tuple[str, list[str]]:
     ndcg_rel_ci_high, finite). t: VerdictThresholds."""
     fails, warns = [], []
     if not m.get("finite", True):
-        return "FAIL", ["embeddings contain NaN or Inf"]
+        return "FAIL", [Reason("reason.not_finite")]
     lo, hi = m.get("ndcg_rel_ci_low"), m.get("ndcg_rel_ci_high")
     if _bad(lo) or _bad(hi):
-        warns.append("nDCG@10 change could not be measured")
+        warns.append(Reason("reason.ndcg_unmeasurable"))
     else:
-        ci = f"[{lo:+.2%}, {hi:+.2%}]"
+        lo, hi = float(lo), float(hi)
         if hi < t.fail_ndcg_delta:
-            fails.append(f"nDCG@10 change interval {ci} lies below {t.fail_ndcg_delta:+.0%}")
+            fails.append(Reason("reason.ndcg_below", lo=lo, hi=hi, bound=t.fail_ndcg_delta))
         elif hi < t.pass_ndcg_delta:
-            warns.append(f"nDCG@10 change interval {ci} lies below {t.pass_ndcg_delta:+.0%}")
+            warns.append(Reason("reason.ndcg_below", lo=lo, hi=hi, bound=t.pass_ndcg_delta))
     if related:
-        checks = [("cosine_mean", "mean cosine to reference", t.pass_cosine_mean, t.fail_cosine_mean),
-                  ("cosine_p1", "1st-percentile cosine", t.pass_cosine_p1, None),
-                  ("spearman", "similarity-matrix Spearman", t.pass_spearman, None),
-                  ("overlap_at_10", "top-10 neighbour overlap", t.pass_overlap_at_10, t.fail_overlap_at_10)]
-        for key, label, pass_min, fail_min in checks:
+        checks = [("cosine_mean", t.pass_cosine_mean, t.fail_cosine_mean),
+                  ("cosine_p1", t.pass_cosine_p1, None),
+                  ("spearman", t.pass_spearman, None),
+                  ("overlap_at_10", t.pass_overlap_at_10, t.fail_overlap_at_10)]
+        for key, pass_min, fail_min in checks:
             value = m.get(key)
             if _bad(value):
-                fails.append(f"{label} is not a number")
+                fails.append(Reason("reason.metric_nan", metric=key))
             elif fail_min is not None and value < fail_min:
-                fails.append(f"{label} {value:.4f} < {fail_min}")
+                fails.append(Reason("reason.metric_below", metric=key, value=float(value), bound=fail_min))
             elif value < pass_min:
-                warns.append(f"{label} {value:.4f} < {pass_min}")
+                warns.append(Reason("reason.metric_below", metric=key, value=float(value), bound=pass_min))
     else:
-        warns.append("candidate is not the reference in another precision: agreement metrics ignored, "
-                     "verdict from task metrics only")
+        warns.append(Reason("reason.unrelated"))
     if fails:
         return "FAIL", fails + warns
-    if [w for w in warns if not w.startswith("candidate is not")]:
+    if [w for w in warns if w.code["key"] != "reason.unrelated"]:
         return "WARN", warns
-    return "PASS", warns or ["every PASS threshold met"]
+    return "PASS", warns or [Reason("reason.all_pass")]

@@ -1,0 +1,314 @@
+"""Every word the report prints, in English and Russian (`report.language`), in one catalog.
+
+Numbers and model names are never translated. Messages that are stored in JSON (verdict reasons,
+machine warnings) are kept as codes, `{"key": ..., "args": {...}}`, so any language can be
+rendered from them; their English text is stored beside them for people reading the JSON.
+"""
+from __future__ import annotations
+
+LANGUAGES = ("en", "ru")
+
+# key -> (English, Russian). Placeholders are str.format fields and must match in both.
+MESSAGES: dict[str, tuple[str, str]] = {
+    # headings
+    "title": ("EMBEDDING MODEL COMPARISON", "СРАВНЕНИЕ МОДЕЛЕЙ ЭМБЕДДИНГОВ"),
+    "sec.INFO": ("GENERAL INFORMATION", "ОБЩАЯ ИНФОРМАЦИЯ"),
+    "sec.PERF": ("PERFORMANCE", "ПРОИЗВОДИТЕЛЬНОСТЬ"),
+    "sec.QUALITY": ("EMBEDDING QUALITY", "КАЧЕСТВО ЭМБЕДДИНГОВ"),
+    "sec.VERDICT": ("VERDICT", "ВЕРДИКТ"),
+    "sec.SUMMARY": ("SUMMARY", "ИТОГ"),
+    "sec.RECOMMENDATIONS": ("RECOMMENDATIONS", "РЕКОМЕНДАЦИИ"),
+    "head.reference": ("reference: {ref}; corpus: {corpus}", "эталон: {ref}; корпус: {corpus}"),
+    "head.short_names": ("long model names are shortened in tables: {pairs}",
+                         "длинные имена моделей в таблицах сокращены: {pairs}"),
+    # column headers
+    "col.model": ("model", "модель"),
+    "col.candidate": ("candidate", "кандидат"),
+    "col.format": ("format", "формат"),
+    "col.size_mb": ("size MB", "размер, МБ"),
+    "col.graph_ext": ("graph + ext. MB", "граф + внешн., МБ"),
+    "col.parameters": ("parameters", "параметры"),
+    "col.vs_ref_size": ("size vs reference", "размер к эталону"),
+    "col.dim": ("dim", "разм."),
+    "col.pooling": ("pooling", "пулинг"),
+    "col.l2": ("L2 norm", "L2-норм."),
+    "col.max_len": ("max tokens", "макс. токенов"),
+    "col.opset": ("opset", "opset"),
+    "col.p50": ("p50 ms", "p50, мс"),
+    "col.p90": ("p90 ms", "p90, мс"),
+    "col.p99": ("p99 ms", "p99, мс"),
+    "col.mean_std": ("mean +- std ms", "среднее +- СКО, мс"),
+    "col.n": ("n", "n"),
+    "col.run_to_run": ("run-to-run", "между прогонами"),
+    "col.other_load": ("others' CPU", "чужая загрузка ЦП"),
+    "col.session_s": ("session s", "сессия, с"),
+    "col.texts_s": ("texts/s @bs{bs}", "текстов/с @bs{bs}"),
+    "col.sorted_gain": ("sorted vs unsorted", "сортировка дает"),
+    "col.peak_rss": ("peak RSS MB", "пик RSS, МБ"),
+    "col.speedup_il": ("speedup, one process [{conf}]", "ускорение, один процесс [{conf}]"),
+    "col.speedup_sep": ("separate processes [{conf}]", "отдельные процессы [{conf}]"),
+    "col.estimates": ("estimates", "оценки"),
+    "col.ndcg": ("nDCG@10", "nDCG@10"),
+    "col.mrr": ("MRR@10", "MRR@10"),
+    "col.r1": ("R@1", "R@1"),
+    "col.r10": ("R@10", "R@10"),
+    "col.ndcg_change": ("nDCG@10 change [{conf}]", "изменение nDCG@10 [{conf}]"),
+    "col.p": ("p", "p"),
+    "col.cos_mean": ("cos mean", "cos средн."),
+    "col.cos_p1": ("cos p1", "cos p1"),
+    "col.cos_min": ("cos min", "cos мин."),
+    "col.inv_min": ("batch-invariance min", "инвариантность к батчу, мин."),
+    "col.pearson": ("sim Pearson", "Пирсон"),
+    "col.spearman": ("sim Spearman", "Спирмен"),
+    "col.overlap": ("overlap@10", "overlap@10"),
+    "col.top1": ("top-1 agree", "совпад. top-1"),
+    "col.rbo": ("RBO@10", "RBO@10"),
+    "col.cka": ("CKA", "CKA"),
+    "col.group": ("group", "группа"),
+    "col.snippet": ("snippet", "сниппет"),
+    "col.lang": ("lang", "язык"),
+    "col.ref_top1": ("{ref} top-1", "{ref} top-1"),
+    "col.size_vs_ref": ("size", "размер"),
+    "col.speed_b1": ("speed (batch 1)", "скорость (батч 1)"),
+    "col.quality": ("nDCG@10 change", "изменение nDCG@10"),
+    "col.cosine": ("cosine", "косинус"),
+    "col.verdict": ("verdict", "вердикт"),
+    # cells
+    "cell.reference": ("{name} (reference)", "{name} (эталон)"),
+    "cell.baseline": ("baseline", "база"),
+    "cell.yes": ("yes", "да"),
+    "cell.no": ("no", "нет"),
+    "cell.na": ("n/a", "н/д"),
+    "cell.na_other_model": ("n/a (different model)", "н/д (другая модель)"),
+    "cell.same_size": ("same size", "тот же размер"),
+    "cell.smaller": ("{x:.2f}x smaller", "в {x:.2f} раза меньше"),
+    "cell.larger": ("{x:.2f}x larger", "в {x:.2f} раза больше"),
+    "cell.faster": ("{x:.2f}x faster", "в {x:.2f} раза быстрее"),
+    "cell.slower": ("{x:.2f}x slower", "в {x:.2f} раза медленнее"),
+    "cell.no_difference": ("no measurable difference ({x:.2f}x)", "разница не измерима ({x:.2f}x)"),
+    "cell.noisy": ("noisy", "шумно"),
+    "cell.agree": ("agree", "согласны"),
+    "cell.disagree": ("DISAGREE", "РАСХОДЯТСЯ"),
+    "cell.not_lower": ("not sig. lower", "не значимо ниже"),
+    "cell.lower": ("lower", "ниже"),
+    "cell.unmeasurable": ("not measurable", "не измеримо"),
+    "cell.hit": ("hit", "да"),
+    "cell.miss": ("miss", "нет"),
+    "cell.lang_group": ("lang {g}", "язык {g}"),
+    "cell.tokens_group": ("tokens {g}", "токены {g}"),
+    # notes
+    "note.timed_on": ("Timed on: {machine}", "Замеры скорости: {machine}"),
+    "note.embedded_on": ("Embeddings computed on: {machine}", "Эмбеддинги посчитаны на: {machine}"),
+    "note.timed_on_many": ("Timed on {n} different machines; numbers from different machines are not comparable:",
+                           "Скорость мерили на {n} разных машинах; числа с разных машин несравнимы:"),
+    "note.embedded_on_many": ("Embeddings computed on {n} different machines; numbers from different machines are "
+                              "not comparable:",
+                              "Эмбеддинги считали на {n} разных машинах; числа с разных машин несравнимы:"),
+    "note.machine_tag": ("{tag} = {machine}: {used}", "{tag} = {machine}: {used}"),
+    "note.provider": ("Provider: {provider}, intra-op threads: {threads}.", "Провайдер: {provider}, потоков: {threads}."),
+    "note.latency_method": (
+        "Latency: batch 1 on real corpus texts after warmup, each model in its own process (run-to-run: "
+        "difference of two back-to-back runs' medians; others' CPU: share of all cores other processes used "
+        "while timing). Speedup: reference and candidate timed in one process in alternating rounds, reference "
+        "time / candidate time, {conf} t-interval over rounds; the separate-process estimate comes from the "
+        "latency runs above.",
+        "Задержка: батч 1 на реальных текстах корпуса после прогрева, каждая модель в своем процессе (между "
+        "прогонами: разница медиан двух прогонов подряд; чужая загрузка ЦП: доля всех ядер, занятая другими "
+        "процессами во время замера). Ускорение: эталон и кандидат в одном процессе, поочередными раундами, "
+        "время эталона / время кандидата, {conf} t-интервал по раундам; оценка по отдельным процессам взята "
+        "из замеров задержки выше."),
+    "note.control": ("A/A control (the reference against itself, same protocol): {x:.3f}x [{lo:.3f}, {hi:.3f}]",
+                     "A/A-контроль (эталон против самого себя, тот же протокол): {x:.3f}x [{lo:.3f}, {hi:.3f}]"),
+    "note.control_bad": ("the method sees a difference where there is none: the machine is too noisy for speed "
+                         "conclusions",
+                         "метод видит разницу там, где ее нет: машина слишком шумная для выводов о скорости"),
+    "note.disagree": (
+        "{name}: the two speed estimates disagree: {il} in one process vs {sep} in separate processes. The report "
+        "trusts the one-process estimate: both models are timed in alternating rounds there, so machine drift "
+        "hits both alike; separate processes run minutes apart.",
+        "{name}: две оценки скорости расходятся: {il} в одном процессе против {sep} в отдельных процессах. Отчет "
+        "доверяет оценке в одном процессе: там обе модели замеряются поочередно, и дрейф машины влияет на обе "
+        "одинаково; отдельные процессы идут с разницей в минуты."),
+    "note.agreement": ("Agreement: each text's vector from the candidate vs the reference (same batches); "
+                       "similarity matrices are query x code cosine scores.",
+                       "Согласие: вектор каждого текста у кандидата против эталона (те же батчи); матрицы "
+                       "сходства - косинусы запрос x код."),
+    "note.breakdown": ("Cosine to reference by language and by token length (mean/min):",
+                       "Косинус к эталону по языкам и по длине в токенах (среднее/мин.):"),
+    "note.snippets": ("Quick view, hand-written snippets (cosine to reference, own code ranked first among "
+                      "snippets):",
+                      "Быстрый взгляд, написанные вручную сниппеты (косинус к эталону, свой код на первом месте "
+                      "среди сниппетов):"),
+    "note.pictures": ("Pictures: {files}", "Графики: {files}"),
+    "note.verdict_scope": ("{marker} {name}: {status}; {scope}", "{marker} {name}: {status}; {scope}"),
+    "note.verdict": ("{marker} {name}: {status}", "{marker} {name}: {status}"),
+    "note.no_candidates": ("no candidates", "кандидатов нет"),
+    "status.PASS": ("PASS", "ПРОШЕЛ"),
+    "status.WARN": ("WARN", "ВНИМАНИЕ"),
+    "status.FAIL": ("FAIL", "ПРОВАЛ"),
+    # picture titles and axes
+    "fig.cosine": ("Cosine to reference per text", "Косинус к эталону по текстам"),
+    "fig.cosine_x": ("cosine to reference (bin)", "косинус к эталону (интервал)"),
+    "fig.texts": ("texts", "тексты"),
+    "fig.latency": ("Latency p50 vs sequence length", "Задержка p50 от длины последовательности"),
+    "fig.seq_len": ("tokens per text", "токенов в тексте"),
+    "fig.ms": ("p50 ms", "p50, мс"),
+    "fig.batch": ("batch {bs}", "батч {bs}"),
+    "fig.throughput": ("Throughput vs batch size", "Пропускная способность от размера батча"),
+    "fig.batch_size": ("batch size", "размер батча"),
+    "fig.texts_s": ("texts/s", "текстов/с"),
+    "fig.sorted": ("{name} sorted", "{name} сортировка"),
+    "fig.unsorted": ("{name} corpus order", "{name} порядок корпуса"),
+    "fig.tradeoff": ("Speed vs quality ({conf} intervals)", "Скорость против качества (интервалы {conf})"),
+    "fig.speedup": ("speedup vs reference, batch 1 (x)", "ускорение к эталону, батч 1 (раз)"),
+    "fig.ndcg_change": ("nDCG@10 change vs reference (%)", "изменение nDCG@10 к эталону (%)"),
+    "fig.pass_line": ("PASS bound on nDCG@10", "граница PASS по nDCG@10"),
+    # machine warnings (codes in report.json)
+    "warn.mixed": ("{name}: {kind} numbers from {used}; the report combines {n} machines ({tags}), not comparable",
+                   "{name}: числа ({kind}) получены так: {used}; в отчете смешаны {n} машины ({tags}), "
+                   "они несравнимы"),
+    "warn.elsewhere": ("the timings come from another machine than this one ({machine})",
+                       "замеры скорости сделаны не на этой машине ({machine})"),
+    "kind.embed": ("embedding", "эмбеддинги"),
+    "kind.timing": ("timing", "скорость"),
+    "role.embed": ("embed", "эмбеддинги"),
+    "role.benchmark": ("benchmark", "замер"),
+    "role.speedup": ("speedup", "ускорение"),
+    "role.on": ("{role} on {tag}", "{role} на {tag}"),
+    # verdict reasons (codes in compare and report JSON)
+    "reason.not_finite": ("embeddings contain NaN or Inf", "эмбеддинги содержат NaN или Inf"),
+    "reason.ndcg_unmeasurable": ("nDCG@10 change could not be measured", "изменение nDCG@10 не удалось измерить"),
+    "reason.ndcg_below": ("nDCG@10 change interval [{lo:+.2%}, {hi:+.2%}] lies below {bound:+.0%}",
+                          "интервал изменения nDCG@10 [{lo:+.2%}, {hi:+.2%}] лежит ниже {bound:+.0%}"),
+    "reason.metric_nan": ("{metric} is not a number", "{metric}: не число"),
+    "reason.metric_below": ("{metric} {value:.4f} < {bound}", "{metric} {value:.4f} < {bound}"),
+    "reason.unrelated": ("candidate is not the reference in another precision: agreement metrics ignored, verdict "
+                         "from task metrics only",
+                         "кандидат - не эталон в другой точности: метрики согласия не учитываются, вердикт только "
+                         "по метрикам задачи"),
+    "reason.all_pass": ("every PASS threshold met", "все пороги PASS выполнены"),
+    "reason.prompt_differ": ("query prompts differ between the models", "промпты запросов у моделей разные"),
+    "reason.batches_differ": ("batches differ (tokenizer, max_length or batch size): agreement is not like for like",
+                              "батчи различаются (токенизатор, max_length или размер батча): согласие сравнивает "
+                              "несравнимое"),
+    "reason.machines_differ": ("reference and candidate were embedded on different machines ({ref} vs {cand})",
+                               "эталон и кандидат посчитаны на разных машинах ({ref} против {cand})"),
+    "metric.cosine_mean": ("mean cosine to reference", "средний косинус к эталону"),
+    "metric.cosine_p1": ("1st-percentile cosine", "1-й перцентиль косинуса"),
+    "metric.spearman": ("similarity-matrix Spearman", "Спирмен матриц сходства"),
+    "metric.overlap_at_10": ("top-10 neighbour overlap", "пересечение top-10 соседей"),
+    # recommendations
+    "rec.avx2_speed": ("INT8 support of the timing CPU ({machine}): {support}. INT8 matrix products run on plain "
+                       "AVX2 there; on CPUs with AVX512-VNNI or AMX the INT8/FP32 speed ratio differs (usually "
+                       "larger). Measure speed on the deployment CPU.",
+                       "Поддержка INT8 у ЦП замеров ({machine}): {support}. Целочисленные произведения идут на "
+                       "обычном AVX2; на ЦП с AVX512-VNNI или AMX соотношение скоростей INT8/FP32 другое (обычно "
+                       "больше). Меряйте скорость на целевом ЦП."),
+    "rec.noisy": ("{name}: timing is noisy: two back-to-back runs' medians differ by {diff:.1%} (> {tol:.0%}); "
+                  "rerun on an idle machine.",
+                  "{name}: замер шумный: медианы двух прогонов подряд различаются на {diff:.1%} (> {tol:.0%}); "
+                  "повторите на свободной машине."),
+    "rec.busy": ("{name}: the machine was busy while timing ({roles}: other processes used more than {tol:.0%} of "
+                 "the CPU); its timings are unreliable, rerun them on an idle machine (dvc repro -f -s {stage}).",
+                 "{name}: во время замера машина была занята ({roles}: другие процессы заняли больше {tol:.0%} "
+                 "ЦП); замеры ненадежны, повторите на свободной машине (dvc repro -f -s {stage})."),
+    "rec.batch_mates": ("{name}: a text's vector depends on its batch-mates (cosine alone vs batched min "
+                        "{min:.4f}, mean {mean:.4f}); expected for dynamic INT8, which quantizes activations per "
+                        "batch. Agreement numbers use identical batches for both models.",
+                        "{name}: вектор текста зависит от соседей по батчу (косинус отдельно против в батче: мин. "
+                        "{min:.4f}, среднее {mean:.4f}); ожидаемо для динамического INT8, который квантует "
+                        "активации по батчу. Метрики согласия считаются на одинаковых батчах."),
+    "rec.within_noise": ("{name}: speed difference is within noise; raise benchmark.interleave_rounds or run on "
+                         "an idle machine.",
+                         "{name}: разница в скорости в пределах шума; увеличьте benchmark.interleave_rounds или "
+                         "запустите на свободной машине."),
+    "rec.fail": ("{name}: do not replace the reference; try per-channel weights, excluding sensitive layers "
+                 "(nodes_to_exclude) or static/QDQ quantization with calibration data.",
+                 "{name}: не заменяйте эталон; попробуйте веса per-channel, исключение чувствительных слоев "
+                 "(nodes_to_exclude) или статическое QDQ-квантование с калибровкой."),
+    "rec.pass": ("{name}: can replace the reference on this corpus.", "{name}: может заменить эталон на этом корпусе."),
+    "rec.pass_scope": ("{name}: can replace the reference on this corpus (holds on {path}).",
+                       "{name}: может заменить эталон на этом корпусе (верно для: {path})."),
+    "rec.unrelated": ("{name}: {reason}; only task metrics are meaningful.",
+                      "{name}: {reason}; осмысленны только метрики задачи."),
+    "rec.int8_unknown": ("{name}: the CPU its embeddings came from is not recorded; rerun embed to know the INT8 "
+                         "path.",
+                         "{name}: ЦП, на котором посчитаны эмбеддинги, не записан; перезапустите embed, чтобы "
+                         "узнать путь INT8."),
+    "rec.int8_avx2": ("{name}: accuracy measured on {path}, where onnxruntime adds u8 x s8 products in saturating "
+                      "16-bit pairs. On CPUs with VNNI or AMX the same file sums exactly and usually agrees better "
+                      "with the reference (the demo's per-channel INT8: cosine 0.978 without VNNI, 0.997 with).",
+                      "{name}: точность измерена на {path}, где onnxruntime складывает произведения u8 x s8 "
+                      "парами в 16-битных регистрах с насыщением. На ЦП с VNNI или AMX тот же файл суммирует "
+                      "точно и обычно ближе к эталону (per-channel INT8 демо: косинус 0.978 без VNNI, 0.997 с "
+                      "VNNI)."),
+    "rec.int8_avx2_rr_on": ("reduce_range is on: it avoids that saturation here but costs accuracy on VNNI CPUs.",
+                            "reduce_range включен: здесь он избегает насыщения, но на ЦП с VNNI стоит точности."),
+    "rec.int8_avx2_rr_off": ("For AVX2 targets, try quantize.NAME.reduce_range: true (7-bit weights avoid the "
+                             "saturation); on VNNI targets it only costs accuracy.",
+                             "Для целевых ЦП с AVX2 попробуйте quantize.NAME.reduce_range: true (7-битные веса "
+                             "избегают насыщения); на ЦП с VNNI это только теряет точность."),
+    "rec.int8_vnni": ("{name}: accuracy measured on {path}, where INT8 products are summed exactly. On AVX2 CPUs "
+                      "without VNNI they saturate in 16-bit pairs and accuracy drops (the demo's per-channel INT8: "
+                      "cosine 0.997 -> 0.978): rerun this pipeline on such a CPU before shipping there; "
+                      "reduce_range: true helps there.",
+                      "{name}: точность измерена на {path}, где произведения INT8 суммируются точно. На ЦП с AVX2 "
+                      "без VNNI они насыщаются в 16-битных парах и точность падает (per-channel INT8 демо: "
+                      "косинус 0.997 -> 0.978): перед поставкой на такие ЦП прогоните пайплайн на одном из них; "
+                      "там помогает reduce_range: true."),
+    "rec.int8_vnni_rr_on": ("reduce_range is on here, where it only costs accuracy (per-tensor INT8 measured: "
+                            "cosine 0.961 -> 0.878 on a VNNI CPU): turn it off for VNNI targets.",
+                            "Здесь reduce_range включен, и он только теряет точность (per-tensor INT8: косинус "
+                            "0.961 -> 0.878 на ЦП с VNNI): выключите его для ЦП с VNNI."),
+    "rec.int8_vnni_rr_off": ("Here reduce_range would only cost accuracy.",
+                             "Здесь reduce_range только потерял бы точность."),
+    "rec.int8_other": ("{name}: accuracy measured on {path}; another INT8 instruction path may give other numbers.",
+                       "{name}: точность измерена на {path}; другой набор инструкций INT8 может дать другие числа."),
+    "rec.nothing": ("nothing to flag.", "замечаний нет."),
+    # INT8 paths (machine.int8_path) and verdict scope
+    "path.vnni": ("CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)", "ЦП с VNNI (AVX512-VNNI, AVX-VNNI или AMX)"),
+    "path.avx2": ("AVX2 CPUs without VNNI", "ЦП с AVX2 без VNNI"),
+    "path.arm": ("ARM CPUs with dot-product/i8mm", "ЦП ARM с dot-product/i8mm"),
+    "path.other": ("CPUs with INT8 support '{support}'", "ЦП с поддержкой INT8 '{support}'"),
+    "scope.holds_on": ("holds on {path}", "верно для: {path}"),
+}
+
+
+def t(lang: str, key: str, **args) -> str:
+    """The message `key` in `lang`, formatted with `args` (numbers stay numbers)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"language {lang!r}: use one of {', '.join(LANGUAGES)}")
+    return MESSAGES[key][LANGUAGES.index(lang)].format(**args)
+
+
+def msg(key: str, **args) -> dict:
+    """A message kept as a code, to be rendered in any language later."""
+    return {"key": key, "args": args}
+
+
+def int8_path(support: str, lang: str = "en") -> str:
+    """The INT8 kernel family a verdict holds for: products summed exactly (VNNI/AMX) or not."""
+    from .machine import VNNI_PATHS
+
+    if support in VNNI_PATHS:
+        return t(lang, "path.vnni")
+    if support == "AVX2 only (no VNNI)":
+        return t(lang, "path.avx2")
+    if support.startswith("ARM"):
+        return t(lang, "path.arm")
+    return t(lang, "path.other", support=support)
+
+
+def render(code: dict, lang: str) -> str:
+    """A stored message code in `lang`. Args named `metric`, `kind`, `roles` and `support` are
+    translated or expanded (`support` -> `path`, the INT8 family in words)."""
+    args = dict(code["args"])
+    if "support" in args:
+        args["path"] = int8_path(args["support"], lang)
+    if "metric" in args:
+        args["metric"] = t(lang, f"metric.{args['metric']}")
+    if "kind" in args:
+        args["kind"] = t(lang, f"kind.{args['kind']}")
+    if "roles" in args:  # [[role, tag], ...]
+        args["used"] = ", ".join(t(lang, "role.on", role=t(lang, f"role.{r}"), tag=tag) for r, tag in args.pop("roles"))
+    return t(lang, code["key"], **args)
