@@ -1,6 +1,6 @@
 """inspect: sizes with external data and exact parameter counts, checked against independent sums."""
+import dataclasses
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -9,7 +9,8 @@ from onnx import numpy_helper
 
 from stages.lib.errors import UserError
 from stages.lib.inspection import inspect_model
-from stages.lib.modelprep import quantize_dynamic_int8
+from stages.lib.modelprep import make_candidate
+from stages.lib.params import QuantizeSpec
 from tests import tiny
 
 
@@ -56,9 +57,8 @@ def test_external_data_counted_and_not_loaded(tmp_path, monkeypatch):
 
 def test_int8_model_counts(tmp_path):
     tiny.build_model(tmp_path / "fp32", dim=16)
-    spec = SimpleNamespace(source=str(tmp_path / "fp32"), per_channel=True, reduce_range=False,
-                           weight_type="QInt8", op_types=["MatMul"])
-    quantize_dynamic_int8(spec, tmp_path / "int8")
+    spec = QuantizeSpec(source=str(tmp_path / "fp32"), per_channel=True, op_types=["MatMul"])
+    make_candidate(spec, tmp_path / "int8")
     info = inspect_model(tmp_path / "int8")
     counts, nbytes = _independent_counts(tmp_path / "int8" / "model.onnx")
     assert info["parameters"]["count"] == sum(counts.values())
@@ -142,11 +142,10 @@ def test_quantizing_a_bare_onnx_file_takes_only_its_companion_files(tmp_path):
     tiny.build_model(tmp_path / "src")
     (tmp_path / "src" / "unrelated-model").mkdir()
     (tmp_path / "src" / "notes.txt").write_text("not part of the model")
-    spec = SimpleNamespace(source=str(tmp_path / "src" / "model.onnx"), per_channel=False, reduce_range=False,
-                           weight_type="QInt8", op_types=["MatMul"])
-    quantize_dynamic_int8(spec, tmp_path / "q")
+    spec = QuantizeSpec(source=str(tmp_path / "src" / "model.onnx"), op_types=["MatMul"])
+    make_candidate(spec, tmp_path / "q")
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["QUANTIZE.json", "model.onnx", "tokenizer.json"]
-    spec.source = str(tmp_path / "src")  # a folder source is copied whole
-    quantize_dynamic_int8(spec, tmp_path / "q")
+    spec = dataclasses.replace(spec, source=str(tmp_path / "src"))  # a folder source is copied whole
+    make_candidate(spec, tmp_path / "q")
     assert (tmp_path / "q" / "notes.txt").is_file() and (tmp_path / "q" / "unrelated-model").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or old folders left

@@ -56,7 +56,8 @@ def _git_clean(cwd) -> bool:
 def _params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.update({
-        "corpus": "data/corpus.jsonl", "snippets": "data/snippets.jsonl", "reference": "tiny",
+        "corpus": "data/corpus.jsonl", "snippets": "data/snippets.jsonl", "calibration": "data/calibration.jsonl",
+        "reference": "tiny",
         "models": {"tiny": {"path": "models/tiny"}, "cand-a": {"path": "models/cand-a"},
                    "cand-b": {"path": "models/cand-b"}},
         "quantize": {"cand-a": {"source": "models/tiny", "per_channel": False, "op_types": ["MatMul"]},
@@ -80,6 +81,7 @@ def repo(tmp_path_factory):
     tiny.build_model(repo / "models" / "tiny", dim=16, external_data=True)
     tiny.write_jsonl(repo / "data" / "corpus.jsonl", tiny.corpus_rows(40))
     tiny.write_jsonl(repo / "data" / "snippets.jsonl", tiny.corpus_rows(6, seed=1))
+    tiny.write_jsonl(repo / "data" / "calibration.jsonl", tiny.corpus_rows(6, seed=2))  # a dep of quantize
     (repo / "params.yaml").write_text(yaml.safe_dump(_params(), sort_keys=False))
     _run(repo, "git", "init", "-q")
     _dvc(repo, "init", "-q")

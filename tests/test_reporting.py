@@ -89,6 +89,7 @@ def five_candidates() -> dict:
     speed = r["models"][LONG]["comparison"]["speed"]
     speed["latency_b1"].update(speedup=1.8, ci_low=1.74, ci_high=1.89)
     speed["latency_b1_separate_runs"].update(speedup=5.42, ci_low=4.9, ci_high=6.0)
+    r["ranking"] = reporting.ranking(r["models"], r["reference"])
     return r
 
 
@@ -125,7 +126,7 @@ def _section(fn, lang="en", fmt="text", report=None):
 
 def _row(text: str, label: str) -> str:
     """Every table row of one model (its tables may be split by concern), joined."""
-    return " | ".join(line for line in text.splitlines() if line.startswith(label + " "))
+    return " | ".join(line for line in text.splitlines() if re.match(rf"(\d+ +)?{re.escape(label)} ", line))
 
 
 def test_info_says_same_size_instead_of_1_00x_larger():
@@ -204,3 +205,33 @@ def test_progress_in_a_log_file_is_lines_with_an_eta():
     quiet = io.StringIO()
     Progress(2, "x", stream=quiet, enabled=False).update()
     assert quiet.getvalue() == ""
+
+
+def _ranked(statuses_quality_speed: dict) -> list[str]:
+    models = {"ref": {}}
+    for name, (status, quality, speed) in statuses_quality_speed.items():
+        models[name] = {"comparison": {"verdict": {"status": status}, "task_delta": {"ndcg@10": {"relative": quality}},
+                                       "speed": {"latency_b1": {"speedup": speed}}}}
+    return reporting.ranking(models, "ref")
+
+
+def test_ranking_is_verdict_then_quality_then_speed():
+    assert _ranked({"fast-fail": ("FAIL", 0.0, 3.0), "warn": ("WARN", 0.0, 1.0), "pass-slow": ("PASS", -0.005, 1.2),
+                    "pass-better": ("PASS", -0.001, 1.1), "pass-tie-faster": ("PASS", -0.001, 1.5),
+                    "pass-unmeasured": ("PASS", None, 9.0)}) == [
+        "pass-tie-faster", "pass-better", "pass-slow", "pass-unmeasured", "warn", "fast-fail"]
+
+
+def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
+    r = five_candidates()
+    marker, code = reporting.ship_line(r)
+    assert marker == "[+]" and code["args"]["name"] == r["ranking"][0] and code["key"] == "ship.pass_scope"
+    assert i18n.render(code, "en").startswith(f"Ship {r['ranking'][0]}: PASS")
+    for n in r["ranking"]:
+        r["models"][n]["comparison"]["verdict"]["status"] = "WARN"
+    r["models"]["int8-pt"]["recipe"] = {"method": "dynamic", "per_channel": False}
+    r["ranking"] = ["int8-pt"] + [n for n in r["ranking"] if n != "int8-pt"]
+    marker, code = reporting.ship_line(r)
+    text = i18n.render(code, "en")
+    assert marker == "[!]" and text.startswith("No candidate passes. The closest is int8-pt (WARN")
+    assert "per-channel weights" in text and "веса per-channel" in i18n.render(code, "ru")

@@ -68,7 +68,7 @@ def build_model(folder: Path, *, vocab_size: int | None = None, dim: int = 8, se
                   helper.make_node("Add", ["x0", "p"], ["x"])]
     else:
         nodes.append(helper.make_node("Identity", ["x0"], ["x"]))
-    nodes.append(helper.make_node("MatMul", ["x", "dense.weight"], ["h"]))
+    nodes.append(helper.make_node("MatMul", ["x", "dense.weight"], ["h"], name="dense"))
     if nan:
         inits.append(numpy_helper.from_array(np.array([np.nan], dtype=np.float32), "nan"))
         nodes.append(helper.make_node("Mul", ["h", "nan"], ["last_hidden_state"]))

@@ -74,7 +74,8 @@ class Embedder:
         self.tokenizer = tokenizer
         self.padding_side = padding_side
         head = sentence_transformers_head(tokenizer.path)
-        self.pooling = resolve_pooling(pooling_setting, session.session.get_outputs(), head)
+        # pooling None: only feeds are wanted (calibration), no output is read
+        self.pooling = None if pooling_setting is None else resolve_pooling(pooling_setting, session.session.get_outputs(), head)
         self.normalize = head.get("normalize", False) if normalize_setting == "auto" else bool(normalize_setting)
         if normalize_setting != "auto":
             self.normalize_source = "params"
@@ -100,9 +101,9 @@ class Embedder:
             raise UserError(f"{self.tokenizer.path}: token id {top} is beyond the vocabulary of "
                             f"{self.session.model_file} ({self.vocab_size} rows): wrong tokenizer for this model")
 
-    def feed(self, id_lists: list[list[int]]) -> tuple[dict, np.ndarray]:
-        """Pad a batch (to its longest, or to a fixed sequence length) and build every declared input."""
-        length = self.fixed_seq or max(len(ids) for ids in id_lists)
+    def feed(self, id_lists: list[list[int]], length: int | None = None) -> tuple[dict, np.ndarray]:
+        """Pad a batch (to its longest, to `length`, or to a fixed sequence length) and build every declared input."""
+        length = self.fixed_seq or length or max(len(ids) for ids in id_lists)
         ids = np.full((len(id_lists), length), self.tokenizer.pad_id, dtype=np.int64)
         mask = np.zeros((len(id_lists), length), dtype=np.int64)
         for row, seq in enumerate(id_lists):

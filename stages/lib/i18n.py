@@ -34,6 +34,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.l2": ("L2 norm", "L2-норм."),
     "col.max_len": ("max tokens", "макс. токенов"),
     "col.opset": ("opset", "opset"),
+    "col.recipe": ("recipe", "рецепт"),
+    "col.activations": ("activations", "активации"),
+    "col.calibration": ("calibration", "калибровка"),
+    "act.dynamic": ("quantized per batch", "квантуются по батчу"),
+    "act.static": ("calibrated scales", "калиброванные шкалы"),
+    "act.none": ("float", "float"),
+    "act.unknown": ("n/a", "н/д"),
+    "cell.calibration": ("{n} texts, {overlap} in evaluation", "{n} текстов, {overlap} из оценки"),
     "col.p50": ("p50 ms", "p50, мс"),
     "col.p90": ("p90 ms", "p90, мс"),
     "col.p99": ("p99 ms", "p99, мс"),
@@ -69,7 +77,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.lang": ("lang", "язык"),
     "col.ref_top1": ("{ref} top-1", "{ref} top-1"),
     "col.size_vs_ref": ("size", "размер"),
-    "col.speed_b1": ("speed (batch 1)", "скорость (батч 1)"),
+    "col.speed_b1": ("speed, batch 1", "скорость, батч 1"),
     "col.quality": ("nDCG@10 change", "изменение nDCG@10"),
     "col.cosine": ("cosine", "косинус"),
     "col.verdict": ("verdict", "вердикт"),
@@ -89,7 +97,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cell.noisy": ("noisy", "шумно"),
     "cell.agree": ("agree", "согласны"),
     "cell.disagree": ("DISAGREE", "РАСХОДЯТСЯ"),
-    "cell.not_lower": ("not sig. lower", "не значимо ниже"),
+    "cell.not_lower": ("not sig.", "незначимо"),
     "cell.lower": ("lower", "ниже"),
     "cell.unmeasurable": ("not measurable", "не измеримо"),
     "cell.hit": ("hit", "да"),
@@ -264,7 +272,29 @@ MESSAGES: dict[str, tuple[str, str]] = {
                              "Здесь reduce_range только потерял бы точность."),
     "rec.int8_other": ("{name}: accuracy measured on {path}; another INT8 instruction path may give other numbers.",
                        "{name}: точность измерена на {path}; другой набор инструкций INT8 может дать другие числа."),
-    "rec.nothing": ("nothing to flag.", "замечаний нет."),
+    "rec.batch_mates_unexpected": (
+        "{name}: a text's vector depends on its batch-mates (cosine alone vs batched min {min:.4f}, mean {mean:.4f}), "
+        "which its activations ({activations}) do not explain: check pooling, the attention mask and the runtime.",
+        "{name}: вектор текста зависит от соседей по батчу (косинус отдельно против в батче: мин. {min:.4f}, среднее "
+        "{mean:.4f}), чего его активации ({activations}) не объясняют: проверьте пулинг, маску внимания и рантайм."),
+    "ship.pass": ("Ship {name}: PASS, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x the reference's speed, {size:.2f}x smaller.",
+                  "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, в {size:.2f} "
+                  "раза меньше."),
+    "ship.pass_scope": ("Ship {name}: PASS, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x the reference's speed, {size:.2f}x "
+                        "smaller; this holds on {path}.",
+                        "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, в "
+                        "{size:.2f} раза меньше; верно для: {path}."),
+    "ship.none": ("No candidate passes. The closest is {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); the "
+                  "evidence points to {knob}.",
+                  "Ни один кандидат не прошел. Ближе всех {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); "
+                  "данные указывают на {knob}."),
+    "ship.none_to_rank": ("No candidates to rank.", "Нет кандидатов для сравнения."),
+    "knob.per_channel": ("per-channel weights (quantize.NAME.per_channel: true)",
+                         "веса per-channel (quantize.NAME.per_channel: true)"),
+    "knob.reduce_range": ("reduce_range: true for this AVX2 CPU without VNNI",
+                          "reduce_range: true для этого ЦП с AVX2 без VNNI"),
+    "knob.nodes_to_exclude": ("keeping the most damaged layers in float (quantize.NAME.nodes_to_exclude)",
+                              "оставить самые поврежденные слои в float (quantize.NAME.nodes_to_exclude)"),
     # INT8 paths (machine.int8_path) and verdict scope
     "path.vnni": ("CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)", "ЦП с VNNI (AVX512-VNNI, AVX-VNNI или AMX)"),
     "path.avx2": ("AVX2 CPUs without VNNI", "ЦП с AVX2 без VNNI"),
@@ -309,6 +339,8 @@ def render(code: dict, lang: str) -> str:
         args["metric"] = t(lang, f"metric.{args['metric']}")
     if "kind" in args:
         args["kind"] = t(lang, f"kind.{args['kind']}")
+    if "knob" in args:  # a nested message
+        args["knob"] = render(args["knob"], lang)
     if "roles" in args:  # [[role, tag], ...]
         args["used"] = ", ".join(t(lang, "role.on", role=t(lang, f"role.{r}"), tag=tag) for r, tag in args.pop("roles"))
     return t(lang, code["key"], **args)

@@ -70,6 +70,24 @@ def quantization_format(ops: Counter, dtype_bytes: dict[str, int], initializer_n
     return "none"
 
 
+DYNAMIC_ACTIVATION_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM"}
+
+
+def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:
+    """How activations are quantized, which decides whether a text's vector depends on its
+    batch-mates: 'dynamic' (scales computed per batch at run time), 'static' (calibrated scales
+    stored in the graph) or 'none' (float activations: weight-only, FP16, FP32)."""
+    if DYNAMIC_ACTIVATION_OPS & ops.keys():
+        return "dynamic"
+    for graph in iter_graphs(model.graph):
+        for node in graph.node:
+            if node.op_type == "MatMulNBits" and any(a.name == "accuracy_level" and a.i == 4 for a in node.attribute):
+                return "dynamic"  # MatMulNBits with accuracy_level 4 quantizes its input per block at run time
+    if ops.get("QuantizeLinear") or QOPERATOR_OPS & ops.keys():
+        return "static"
+    return "none"
+
+
 def embedding_vocab_size(model: onnx.ModelProto) -> int | None:
     """Rows of the table that `input_ids` indexes: token ids at or above it would crash the model."""
     inits = {t.name: t for t in model.graph.initializer}
@@ -86,6 +104,14 @@ def embedding_vocab_size(model: onnx.ModelProto) -> int | None:
                 if dq.op_type == "DequantizeLinear" and node.input[0] in dq.output and dq.input[0] in inits:
                     return int(inits[dq.input[0]].dims[0])
     return None
+
+
+def _recipe(model_file: Path) -> dict | None:
+    """What the quantize stage wrote next to a candidate it made (recipe, calibration facts)."""
+    import json
+
+    path = model_file.parent / "QUANTIZE.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def inspect_model(path: str | Path) -> dict:
@@ -138,5 +164,7 @@ def inspect_model(path: str | Path) -> dict:
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "quantization": quantization_format(ops, by_dtype, dq_from_init, bool(ops.get("QuantizeLinear"))),
+        "activations": activation_quantization(model, ops),
+        "recipe": _recipe(model_file),
         "vocab_size": embedding_vocab_size(model),
     }

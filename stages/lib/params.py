@@ -95,16 +95,42 @@ class ModelSpec:
     padding_side: str | None = _f(None, str)
 
 
+QUANTIZE_METHODS = ("dynamic", "static", "fp16", "int4")
+DEFAULT_OP_TYPES = {"dynamic": ["MatMul", "Gemm", "Attention"], "static": ["MatMul", "Gemm"], "fp16": [],
+                    "int4": ["MatMul"]}
+# keys each method reads (beyond source, method, preprocess, nodes_to_exclude): any other is an error
+METHOD_KEYS = {
+    "dynamic": ("per_channel", "reduce_range", "weight_type", "op_types"),
+    "static": ("per_channel", "reduce_range", "weight_type", "activation_type", "op_types", "calibration",
+               "calibration_texts"),
+    "fp16": ("op_types",),
+    "int4": ("op_types", "block_size", "accuracy_level", "symmetric"),
+}
+
+
 @dataclass(frozen=True)
 class QuantizeSpec:
-    """A candidate made by onnxruntime dynamic quantization of another model."""
+    """A candidate made from another model by one recipe (README "Quantization recipes")."""
 
     name: str = ""
     source: str = _f("", str)
+    method: str = _f("dynamic", str)
+    preprocess: bool = _f(False, bool)          # onnxruntime quant_pre_process: shape inference + optimisation
+    nodes_to_exclude: list = _f([], list)       # node names left in float (see the diagnose stage's list)
+    op_types: list | None = _f(None, list)      # None: the method's default (DEFAULT_OP_TYPES); fp16: op types kept float
     per_channel: bool = _f(False, bool)
     reduce_range: bool = _f(False, bool)
     weight_type: str = _f("QInt8", str)
-    op_types: list = _f(["MatMul", "Gemm", "Attention"], list)
+    activation_type: str = _f("QUInt8", str)    # static only
+    calibration: str = _f("MinMax", str)        # static: MinMax | Entropy | Percentile
+    calibration_texts: int = _f(100, int)       # static: texts from the calibration file
+    block_size: int = _f(32, int)               # int4: weights per scale
+    accuracy_level: int = _f(0, int)            # int4: MatMulNBits compute type, 0 default .. 4 int8
+    symmetric: bool = _f(False, bool)           # int4
+
+    @property
+    def ops(self) -> list[str]:
+        return list(self.op_types) if self.op_types is not None else list(DEFAULT_OP_TYPES[self.method])
 
 
 @dataclass(frozen=True)
@@ -179,6 +205,7 @@ class Params:
     verdict: VerdictThresholds
     demo: DemoSettings
     report: ReportSettings = ReportSettings()
+    calibration: str | None = None  # texts static recipes calibrate on; never the evaluation texts
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -193,8 +220,8 @@ class Params:
         return replace(self.embed, **overrides)
 
 
-TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo",
-            "report"]
+TOP_KEYS = ["corpus", "snippets", "calibration", "reference", "models", "quantize", "embed", "benchmark", "compare",
+            "verdict", "demo", "report"]
 
 
 def parse(raw: dict) -> Params:
@@ -208,10 +235,7 @@ def parse(raw: dict) -> Params:
     models = _named_sections(ModelSpec, "models", models_raw, required=("path",))
     quantize = _named_sections(QuantizeSpec, "quantize", raw.get("quantize") or {}, required=("source",))
     for name, spec in quantize.items():
-        if any(not isinstance(op, str) for op in spec.op_types):
-            raise UserError(f"params.yaml: 'quantize.{name}.op_types' must be a list of op type names")
-        if spec.weight_type not in ("QInt8", "QUInt8"):
-            raise UserError(f"params.yaml: 'quantize.{name}.weight_type' must be QInt8 or QUInt8, got {spec.weight_type!r}")
+        _check_recipe(name, spec, raw["quantize"][name])
         if name not in models:
             raise UserError(f"params.yaml: 'quantize.{name}' makes a model that 'models' does not list; add models.{name}.path: models/{name}")
     params = Params(
@@ -226,7 +250,11 @@ def parse(raw: dict) -> Params:
         verdict=_section(VerdictThresholds, "verdict", raw.get("verdict")),
         demo=_section(DemoSettings, "demo", raw.get("demo")),
         report=_section(ReportSettings, "report", raw.get("report")),
+        calibration=_typed("calibration", raw["calibration"], str) if raw.get("calibration") else None,
     )
+    if any(q.method == "static" for q in quantize.values()) and not params.calibration:
+        raise UserError("params.yaml: a static quantize recipe needs 'calibration' (a JSONL file of texts that are "
+                        "not in the corpus; dvc.yaml's quantize stages name it too)")
     params.model(params.reference)  # the reference must be one of the models
     _check_values(params)
     return params
@@ -286,6 +314,28 @@ def _check_values(params: Params) -> None:
         if Path(params.models[name].path) != Path(expected):
             raise UserError(f"params.yaml: 'models.{name}.path' must be {expected}: the quantize stage writes "
                             f"quantize.{name} there")
+
+
+def _check_recipe(name: str, spec: QuantizeSpec, raw: dict) -> None:
+    """A recipe's method decides which keys mean something: a key another method reads is an error."""
+    where = f"params.yaml: 'quantize.{name}"
+    if spec.method not in QUANTIZE_METHODS:
+        raise UserError(f"{where}.method' must be one of {', '.join(QUANTIZE_METHODS)}, got {spec.method!r}")
+    common = ("source", "method", "preprocess", "nodes_to_exclude")
+    stray = [k for k in raw if k not in common + METHOD_KEYS[spec.method]]
+    if stray:
+        raise UserError(f"{where}.{stray[0]}' does not apply to method {spec.method} "
+                        f"(it reads: {', '.join(common + METHOD_KEYS[spec.method])})")
+    for key in ("op_types", "nodes_to_exclude"):
+        value = getattr(spec, key)
+        if value is not None and any(not isinstance(x, str) for x in value):
+            raise UserError(f"{where}.{key}' must be a list of names")
+    for key, allowed in (("weight_type", ("QInt8", "QUInt8")), ("activation_type", ("QInt8", "QUInt8")),
+                         ("calibration", ("MinMax", "Entropy", "Percentile")), ("accuracy_level", (0, 1, 2, 3, 4))):
+        if getattr(spec, key) not in allowed:
+            raise UserError(f"{where}.{key}' must be one of {', '.join(map(str, allowed))}, got {getattr(spec, key)!r}")
+    if spec.calibration_texts < 1 or spec.block_size < 16 or spec.block_size & (spec.block_size - 1):
+        raise UserError(f"{where}': calibration_texts must be at least 1 and block_size a power of two >= 16")
 
 
 def _named_sections(cls, where: str, raw: dict, required: tuple[str, ...]) -> dict:

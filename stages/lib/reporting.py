@@ -40,7 +40,9 @@ def build_report(params, results: Results = RESULTS) -> dict:
             "environment": bench["environment"],
             "machines": comp["machines"], "load": comp["load"],
             "task": comp["task"],
-            "recipe": params.quantize[name].__dict__ if name in params.quantize else None,
+            "activations": ins.get("activations"),
+            "recipe": (ins.get("recipe") or {}).get("recipe"),
+            "calibration": (ins.get("recipe") or {}).get("calibration"),
         }
         if comp["is_reference"]:
             control = comp.get("speed_control")
@@ -48,7 +50,9 @@ def build_report(params, results: Results = RESULTS) -> dict:
             models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
                                                                "task_delta", "speed", "size", "snippets")}
     here = read_json(results.machine("timing"))
-    return {"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
+    order = ranking(models, params.reference)
+    return {"ranking": order, "recommended": order[0] if order and models[order[0]]["comparison"]["verdict"]["status"]
+            == "PASS" else None,"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
             "busy_tolerance": params.benchmark.busy_tolerance, "language": params.report.language,
             "batch_size": params.embed.batch_size,
@@ -56,6 +60,17 @@ def build_report(params, results: Results = RESULTS) -> dict:
 
 
 MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
+STATUS_RANK = {"PASS": 2, "WARN": 1, "FAIL": 0}
+
+
+def ranking(models: dict, reference: str) -> list[str]:
+    """Candidates best first: by verdict, then nDCG@10 change, then speedup (unmeasured last)."""
+    def key(name: str):
+        c = models[name]["comparison"]
+        quality, speed = c["task_delta"]["ndcg@10"]["relative"], c["speed"]["latency_b1"]["speedup"]
+        return (STATUS_RANK[c["verdict"]["status"]], float("-inf") if quality is None else quality,
+                float("-inf") if speed is None else speed)
+    return sorted((n for n in models if n != reference), key=key, reverse=True)
 
 
 def machine_summary(models: dict, here: dict) -> dict:
@@ -263,10 +278,35 @@ def section_info(report: dict, ctx: Ctx) -> list[str]:
         rows2.append([ctx.n(n), emb["dim"], f"{pooling['mode']}:{pooling['output']} ({pooling['source']})",
                       ctx.t("cell.yes") if emb["normalize"] else ctx.t("cell.no"), emb["max_length"],
                       ", ".join(f"{k} {v}" for k, v in m["opset"].items())])
+    rows3 = [[ctx.n(n), recipe_cell(m.get("recipe")), ctx.t(f"act.{m.get('activations') or 'unknown'}"),
+              ctx.t("cell.calibration", n=m["calibration"]["texts"], overlap=m["calibration"]["overlap_with_evaluation"])
+              if m.get("calibration") else "-"] for n, m in report["models"].items()]
     return (_table(ctx, rows, [ctx.t(k) for k in ("col.model", "col.format", "col.size_mb", "col.graph_ext",
                                                   "col.parameters", "col.vs_ref_size")])
             + _table(ctx, rows2, [ctx.t(k) for k in ("col.model", "col.dim", "col.pooling", "col.l2", "col.max_len",
-                                                     "col.opset")]))
+                                                     "col.opset")])
+            + _table(ctx, rows3, [ctx.t(k) for k in ("col.model", "col.recipe", "col.activations",
+                                                     "col.calibration")]))
+
+
+def recipe_cell(recipe: dict | None) -> str:
+    """A recipe in a few words (the whole recipe is in report.json and the model's QUANTIZE.json)."""
+    if not recipe:
+        return "-"
+    parts = [recipe["method"]]
+    if recipe["method"] in ("dynamic", "static"):
+        parts.append("per-channel" if recipe["per_channel"] else "per-tensor")
+        if recipe["method"] == "static":
+            parts.append(recipe["calibration"])
+        if recipe["reduce_range"]:
+            parts.append("reduce_range")
+        if "Gather" in recipe["op_types"]:
+            parts.append("+Gather")
+    if recipe["method"] == "int4":
+        parts.append(f"block {recipe['block_size']}" + (f", acc {recipe['accuracy_level']}" if recipe["accuracy_level"] else ""))
+    if recipe.get("nodes_to_exclude"):
+        parts.append(f"-{len(recipe['nodes_to_exclude'])} nodes")
+    return " ".join(parts)
 
 
 def section_perf(report: dict, ctx: Ctx) -> list[str]:
@@ -430,17 +470,46 @@ def _quality_cell(ctx: Ctx, d: dict) -> str:
 
 def section_summary(report: dict, ctx: Ctx) -> list[str]:
     rows = []
-    for n in _cands(report):
+    for rank, n in enumerate(report["ranking"], 1):
         m = report["models"][n]
         c = m["comparison"]
         cos = c["agreement"].get("cosine", {}).get("mean")
-        rows.append([ctx.n(n), _ratio_cell(ctx, c["size"]["ratio"], "cell.smaller", "cell.larger"),
-                     _speed_cell(ctx, c["speed"]["latency_b1"]), _quality_cell(ctx, c["task_delta"]["ndcg@10"]),
+        rows.append([str(rank), ctx.n(n), ctx.t(f"status.{c['verdict']['status']}"),
+                     _quality_cell(ctx, c["task_delta"]["ndcg@10"]),
                      _f(cos, ctx=ctx) if _related(m) else ctx.t("cell.na_other_model"),
-                     ctx.t(f"status.{c['verdict']['status']}")])
-    out = _table(ctx, rows, [ctx.t(k) for k in ("col.candidate", "col.size_vs_ref", "col.speed_b1", "col.quality",
-                                                "col.cosine", "col.verdict")])
+                     _speed_cell(ctx, c["speed"]["latency_b1"]),
+                     _ratio_cell(ctx, c["size"]["ratio"], "cell.smaller", "cell.larger")])
+    out = _table(ctx, rows, ["#"] + [ctx.t(k) for k in ("col.candidate", "col.verdict", "col.quality", "col.cosine",
+                                                        "col.speed_b1", "col.size_vs_ref")], keep=2)
+    marker, code = ship_line(report)
+    out += _para(ctx, f"{marker} {render_msg(code, ctx.lang)}", bullet=True) + [""]
     return out + _picture(ctx, ctx.t("fig.tradeoff", conf=ctx.conf), "tradeoff.png")
+
+
+def ship_line(report: dict) -> tuple[str, dict]:
+    """The answer to "which one should I ship?": the best-ranked PASS, or why none, and the knob
+    the evidence points to."""
+    models, order = report["models"], report["ranking"]
+    if not order:
+        return "[!]", msg("ship.none_to_rank")
+    best = order[0]
+    c = models[best]["comparison"]
+    d, sp = c["task_delta"]["ndcg@10"], c["speed"]["latency_b1"]
+    args = {"name": best, "ndcg": d["relative"] if d["relative"] is not None else float("nan"),
+            "speedup": sp["speedup"], "size": c["size"]["ratio"]}
+    scope = c["verdict"].get("scope_code")
+    if c["verdict"]["status"] == "PASS":
+        return "[+]", (msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope
+                       else msg("ship.pass", **args))
+    recipe = models[best].get("recipe") or {}
+    support = models[best]["machines"]["embed"]["int8_support"] or ""
+    if recipe.get("method") in ("dynamic", "static") and not recipe.get("per_channel"):
+        knob = "per_channel"
+    elif "no VNNI" in support and recipe.get("method") == "dynamic" and not recipe.get("reduce_range"):
+        knob = "reduce_range"
+    else:
+        knob = "nodes_to_exclude"
+    return "[!]", msg("ship.none", status=c["verdict"]["status"], knob=msg(f"knob.{knob}"), **args)
 
 
 def section_recommendations(report: dict, ctx: Ctx) -> list[str]:
@@ -472,7 +541,7 @@ def render(report: dict, fmt: str = "text", lang: str | None = None) -> str:
 
 def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
     """(marker, message code or codes of one sentence group): what to do next, from the evidence."""
-    out = []
+    out = [ship_line(report)]
     models = report["models"]
     for entry in report["machines"]["timing"].values():
         support = entry["int8_support"] or "unknown"
@@ -490,7 +559,9 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
         if inv.get("min") is not None and inv["min"] < report["batch_invariance_min"]:
-            out.append(("[!]", msg("rec.batch_mates", name=n, min=inv["min"], mean=inv["mean"])))
+            expected = models[n].get("activations") == "dynamic"
+            out.append(("[!]", msg("rec.batch_mates" if expected else "rec.batch_mates_unexpected", name=n,
+                                   min=inv["min"], mean=inv["mean"], activations=models[n].get("activations"))))
         if not c["speed"]["latency_b1"]["measurable"]:
             out.append(("[!]", msg("rec.within_noise", name=n)))
         status, scope = c["verdict"]["status"], c["verdict"].get("scope_code")
@@ -503,7 +574,7 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
             out.append(("[!]", msg("rec.unrelated", name=n, reason=c["relation"]["reason"])))
         if scope:
             out.extend(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
-    return out or [("[+]", msg("rec.nothing"))]
+    return out
 
 
 def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> list[tuple[str, dict | list[dict]]]:
