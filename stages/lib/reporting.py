@@ -43,6 +43,7 @@ def build_report(params, results: Results = RESULTS) -> dict:
             "environment": bench["environment"],
             "machines": comp["machines"], "load": comp["load"],
             "task": comp["task"],
+            "runtime": comp.get("runtime"),
             "recipe": params.quantize[name].__dict__ if name in params.quantize else None,
         }
         if comp["is_reference"]:
@@ -310,6 +311,8 @@ def recommendations(report: dict) -> list[str]:
             lines.append(f"[!] {n}: the machine was busy while timing ({', '.join(busy)}: other processes used "
                          f"more than {report['busy_tolerance']:.0%} of the CPU); its timings are unreliable, rerun "
                          f"them on an idle machine (dvc repro -f -s {busy[0]}@{n}).")
+    # a runtime that computed in another precision than the file stores (OpenVINO bf16): say it plainly
+    lines.extend(f"[!] {m['runtime']['note']}." for m in models.values() if (m.get("runtime") or {}).get("note"))
     for n in cands:
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
