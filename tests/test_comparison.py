@@ -163,7 +163,7 @@ def test_headline_metrics_are_the_detailed_numbers_rounded(tmp_path):
 
 def _ov(requested, used):
     return {"runtime": "openvino", "version": "2026.4.1", "device": "CPU", "precision": {"requested": requested, "used": used},
-            "threads": 2}
+            "threads": {"intra_op": 2, "inter_op": "not applicable"}}
 
 
 def test_a_file_run_in_another_precision_is_said_plainly(tmp_path):

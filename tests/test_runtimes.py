@@ -53,7 +53,7 @@ def test_recorded_precision_is_what_the_compiled_model_reports(tmp_path, precisi
     facts = runner.facts()
     reported = runner.compiled.get_property("INFERENCE_PRECISION_HINT")
     assert facts["precision"] == {"requested": precision, "used": reported.get_type_name()}
-    assert facts["threads"] == runner.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert facts["threads"]["intra_op"] == runner.compiled.get_property("INFERENCE_NUM_THREADS") == 1
     if precision == "f32":
         assert facts["precision"]["used"] == "f32"
     assert facts["runtime"] == "openvino" and facts["version"] == ov.get_version()

@@ -59,7 +59,8 @@ class Runner:
         raise NotImplementedError
 
     def facts(self) -> dict:
-        """runtime, version, device, precision {requested, used}, threads: recorded with every result."""
+        """runtime, version, device, precision {requested, used}, threads {intra_op, inter_op}: recorded
+        with every result."""
         raise NotImplementedError
 
     def _facts(self, version: str, precision: dict, threads, **extra) -> dict:
@@ -133,7 +134,8 @@ class OpenVinoRunner(Runner):
         self._facts_read = {
             "version": ov.get_version(),
             "precision": {"requested": precision, "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
-            "threads": self.compiled.get_property("INFERENCE_NUM_THREADS"),
+            # read back: what the compiled model uses, set or not; OpenVINO has no inter-op setting
+            "threads": {"intra_op": self.compiled.get_property("INFERENCE_NUM_THREADS"), "inter_op": "not applicable"},
             "device_name": core.get_property("CPU", "FULL_DEVICE_NAME"),
             "device_capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
             "num_streams": int(self.compiled.get_property("NUM_STREAMS")),
