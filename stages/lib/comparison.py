@@ -99,17 +99,13 @@ INT8_KERNEL_FORMATS = ("QOperator", "QDQ", "4-bit")  # run on integer kernels ch
 VERDICT_NUMBER = {"PASS": 1, "WARN": 0, "FAIL": -1}  # for `dvc metrics diff`, where only numbers diff well
 
 
-def verdict_scope(quantization: str, embed_machine: dict | None, runtime: dict | None = None) -> str | None:
-    """For INT8 kernels: the instruction path the verdict holds on (another path computes other numbers).
-    For a precision the runtime chose by itself (OpenVINO `auto`): the precision it holds for."""
-    scopes = []
-    if quantization in INT8_KERNEL_FORMATS:
-        scopes.append(f"holds on {int8_path(embed_machine['int8_support'])}" if embed_machine else
-                      "INT8 kernels on an unrecorded CPU: the verdict's hardware scope is unknown")
-    if runtime and runtime["precision"]["requested"] == "auto":
-        scopes.append(f"holds where {runtime['runtime']} picks {runtime['precision']['used']} (precision auto; "
-                      "the choice depends on the CPU)")
-    return "; ".join(scopes) or None
+def verdict_scope(quantization: str, embed_machine: dict | None) -> str | None:
+    """For INT8 kernels: the instruction path the verdict holds on (another path computes other numbers)."""
+    if quantization not in INT8_KERNEL_FORMATS:
+        return None
+    if not embed_machine:
+        return "INT8 kernels on an unrecorded CPU: the verdict's hardware scope is unknown"
+    return f"holds on {int8_path(embed_machine['int8_support'])}"
 
 
 FLOAT_DTYPES = {"double": "f64", "float": "f32", "float16": "f16", "bfloat16": "bf16"}  # inspect's names
@@ -125,7 +121,8 @@ def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> dict
     note = None
     if stored and used in FLOAT_DTYPES.values() and used != stored:
         requested = facts["precision"]["requested"]
-        why = "its default on this CPU (precision auto)" if requested == "auto" else f"precision {requested}"
+        why = ("its default on this CPU (precision auto; on another CPU it may pick another), so its verdict "
+               f"holds where {facts['runtime']} runs it in {used}") if requested == "auto" else f"precision {requested}"
         note = (f"{name}: the {stored.upper()} file ran in {used} under {facts['runtime']} {facts['version']}, "
                 f"{why}; its vectors and speed are those of {used} arithmetic")
     return {"facts": facts, "stored_precision": stored, "note": note}
@@ -229,7 +226,7 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
         reasons.append(f"reference and candidate were embedded on different machines "
                        f"({machines['embed_reference']['description']} vs {machines['embed']['description']})")
     out["verdict"] = {"status": status, "reasons": reasons,
-                      "scope": verdict_scope(inspect_cand["quantization"], mc.get("machine"), mc.get("runtime"))}
+                      "scope": verdict_scope(inspect_cand["quantization"], mc.get("machine"))}
     return out
 
 

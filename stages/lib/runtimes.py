@@ -132,7 +132,8 @@ class OpenVinoRunner(Runner):
         self.ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self._facts_read = {
-            "version": ov.get_version(),
+            "version": ov.__version__.split("-")[0],  # the release, as the machine facts name it
+            "build": ov.get_version(),
             "precision": {"requested": precision, "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
             # read back: what the compiled model uses, set or not; OpenVINO has no inter-op setting
             "threads": {"intra_op": self.compiled.get_property("INFERENCE_NUM_THREADS"), "inter_op": "not applicable"},
@@ -153,7 +154,8 @@ class OpenVinoRunner(Runner):
     def facts(self) -> dict:
         f = self._facts_read
         return self._facts(f["version"], f["precision"], f["threads"],
-                           **{k: f[k] for k in ("device_name", "device_capabilities", "num_streams", "performance_hint")})
+                           **{k: f[k] for k in ("build", "device_name", "device_capabilities", "num_streams",
+                                                  "performance_hint")})
 
 
 def _ov_tensor(port, preferred_names) -> TensorInfo:
