@@ -65,7 +65,7 @@ def main() -> None:
     if set(embedder.inputs) != {"input_ids", "attention_mask"} or embedder.normalize or embedder.pooling.mode not in ("output", "mean"):
         sys.exit("this comparison covers models with input_ids/attention_mask, mean or pooled output, no normalisation")
     texts = load_corpus(params.corpus).codes
-    session, tok = embedder.session.session, embedder.tokenizer
+    session, tok = embedder.runner, embedder.tokenizer  # a runner runs like an onnxruntime session
     pooled = embedder.pooling.mode == "output"
 
     def pipeline():

@@ -21,7 +21,7 @@ def main() -> None:
     code_ids = embedder.tokenizer.encode(corpus.codes)  # once, outside every timed region
     embedder.check_ids(code_ids)
     result = {"model": args.name, "machine": machine,
-              "environment": environment(embedder.session.providers_active[0], s.intra_op_threads, s.inter_op_threads)}
+              "environment": environment(embedder.runner, s.intra_op_threads, s.inter_op_threads)}
     result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed, label=args.name))
     write_json(RESULTS.benchmark(args.name), result)
     lat = result["latency_b1"]

@@ -1,5 +1,6 @@
 """Speedup of one model over the reference, both timed in this one process in alternating rounds:
-`python -m stages.speedup NAME` -> results/speedup/NAME.json.
+`python -m stages.speedup NAME` -> results/speedup/NAME.json. The two may run under different
+runtimes (an onnxruntime reference, an OpenVINO candidate); both runners' facts are recorded.
 
 For the reference itself this is an A/A control (two sessions of the same model): its interval
 shows the noise floor of the method on this machine.
@@ -27,7 +28,8 @@ def main() -> None:
               **interleaved_speedup(ref, cand, ref_ids, cand_ids, s, params.compare.confidence, params.compare.seed,
                                    label=f"{args.name} vs {params.reference}"),
               "machine": machine,
-              "environment": environment(cand.session.providers_active[0], s.intra_op_threads, s.inter_op_threads)}
+              "environment": environment(cand.runner, s.intra_op_threads, s.inter_op_threads),
+              "reference_runtime": ref.runner.facts()}
     write_json(RESULTS.speedup(args.name), result)
     print(f"{args.name} vs {params.reference}: {result['speedup']:.2f}x [{result['ci_low']:.2f}, {result['ci_high']:.2f}] "
           f"over {len(result['rounds'])} interleaved rounds; CPU used by other processes meanwhile: "

@@ -6,7 +6,7 @@ import numpy as np
 
 from stages.lib.benchmarking import interleaved_speedup, log_interval, run_benchmark
 from stages.lib.embedding import Embedder
-from stages.lib.onnxmodel import open_session
+from stages.lib.runtimes import open_runner
 from stages.lib.params import BenchmarkSettings
 from stages.lib.tokenizing import find_tokenizer, load_tokenizer
 from tests import tiny
@@ -18,7 +18,7 @@ SETTINGS = BenchmarkSettings(warmup=1, min_iterations=4, min_seconds=0.0, max_se
 
 def _setup(folder, max_length=16, **model_kw):
     tiny.build_model(folder, **model_kw)
-    session = open_session(folder)
+    session = open_runner(folder)
     tok = load_tokenizer(find_tokenizer(session.model_file, None), max_length)
     emb = Embedder(session, tok, "mean", False)
     ids = tok.encode([r["code"] for r in tiny.corpus_rows(20)])

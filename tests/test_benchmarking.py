@@ -7,10 +7,13 @@ import statistics
 import time
 
 import numpy as np
+import onnxruntime
 import pytest
 
 from stages.lib import benchmarking
 from stages.lib.benchmarking import Latency, environment, measure, synthetic_ids
+from stages.lib.runtimes import open_runner
+from tests import tiny
 
 
 def linear_percentile(values, q):
@@ -98,9 +101,11 @@ def test_measure_cap_of_zero_still_takes_three_samples():
 
 # ---------------------------------------------------------------- environment
 
-def test_environment_fields():
-    env = environment("CPUExecutionProvider", 4, 0)
+def test_environment_fields(tmp_path):
+    tiny.build_model(tmp_path / "m")
+    env = environment(open_runner(tmp_path / "m"), 4, 0)
     assert env["provider"] == "CPUExecutionProvider"
+    assert env["runtime"]["runtime"] == "onnxruntime" and env["runtime"]["version"] == onnxruntime.__version__
     assert env["intra_op_threads"] == 4
     assert isinstance(env["inter_op_threads"], str) and "default" in env["inter_op_threads"]
     assert env["os"] == platform.platform()

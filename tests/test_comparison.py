@@ -33,7 +33,7 @@ def _timing(facts: dict) -> dict:
 
 
 def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0.5, quantization="none",
-               machines=(VNNI, VNNI)):
+               machines=(VNNI, VNNI), runtimes=(None, None)):
     rng = np.random.default_rng(0)
     codes = rng.normal(size=(N, DIM)).astype(np.float32)
     queries = (codes + 0.8 * rng.normal(size=codes.shape)).astype(np.float32)
@@ -41,17 +41,18 @@ def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0
     texts_sha = load_corpus(corpus).sha256()
     results = tmp_path / "results"
     timings = {"ref": 1.0, "cand": cand_time}
-    for name, (q, c), count, inv, facts in (("ref", (queries, codes), 1000, ref_invariance, machines[0]),
-                                            ("cand", cand(queries, codes, rng), cand_params, 0.995, machines[1])):
+    for name, (q, c), count, inv, facts, runtime in (
+            ("ref", (queries, codes), 1000, ref_invariance, machines[0], runtimes[0]),
+            ("cand", cand(queries, codes, rng), cand_params, 0.995, machines[1], runtimes[1])):
         folder = _write_embeddings(results, name, q, c)
         manifest = {"texts_sha256": texts_sha, "dim": int(c.shape[1]), "query_prompt": "", "tokenizer_sha256": "t",
                     "batch_size": 8, "max_length": 32, "pooling": {"mode": "mean", "output": "h", "source": "params"},
                     "normalize": False, "padding_side": "right", "truncated": {}, "model_sha256": name,
-                    "batch_invariance": {"sample": 8, "min": inv, "mean": inv}, "machine": facts}
+                    "batch_invariance": {"sample": 8, "min": inv, "mean": inv}, "machine": facts, "runtime": runtime}
         (folder / "manifest.json").write_text(json.dumps(manifest))
         (results / "inspect").mkdir(exist_ok=True)
         (results / "inspect" / f"{name}.json").write_text(json.dumps(
-            {"parameters": {"count": count}, "size": {"total_bytes": count * 4},
+            {"parameters": {"count": count, "bytes_by_dtype": {"float": count * 4}}, "size": {"total_bytes": count * 4},
              "quantization": quantization if name == "cand" else "none"}))
         samples = list(np.random.default_rng(1).uniform(1, 3, 200) * timings[name])
         (results / "benchmark").mkdir(exist_ok=True)
@@ -158,3 +159,27 @@ def test_headline_metrics_are_the_detailed_numbers_rounded(tmp_path):
     assert all(isinstance(v, (int, float, str)) for v in h.values())  # flat: every value a DVC metric
     ref = compare(params, "ref", results)["headline"]
     assert not {"verdict", "cosine_mean", "speedup"} & set(ref) and ref["ndcg@10"] == round(out["task_delta"]["ndcg@10"]["reference"], 4)
+
+
+def _ov(requested, used):
+    return {"runtime": "openvino", "version": "2026.4.1", "device": "CPU", "precision": {"requested": requested, "used": used},
+            "threads": {"intra_op": 2, "inter_op": "not applicable"}}
+
+
+def test_a_file_run_in_another_precision_is_said_plainly(tmp_path):
+    perturb = lambda q, c, rng: (q + 0.001 * rng.normal(size=q.shape).astype(np.float32), c)  # noqa: E731
+    ort = {"runtime": "onnxruntime", "version": "1.0", "device": "CPUExecutionProvider",
+           "precision": {"requested": None, "used": "as stored in the file"}, "threads": {}}
+    params, results = _fabricate(tmp_path, perturb, runtimes=(ort, _ov("auto", "bf16")))
+    out = compare(params, "cand", results)
+    assert out["runtime"]["facts"]["precision"]["used"] == "bf16" and out["runtime"]["stored_precision"] == "f32"
+    assert out["runtime"]["note"] == ("cand: the F32 file ran in bf16 under openvino 2026.4.1, its default on this CPU "
+                                      "(precision auto; on another CPU it may pick another), so its verdict holds where "
+                                      "openvino runs it in bf16; its vectors and speed are those of bf16 arithmetic.")
+    assert out["verdict"]["scope"] is None  # the scope names INT8 instruction paths only
+    assert compare(params, "ref", results)["runtime"]["note"] is None  # onnxruntime runs the file's own types
+    params, results = _fabricate(tmp_path / "f32", perturb, runtimes=(ort, _ov("f32", "f32")))
+    out = compare(params, "cand", results)
+    assert out["runtime"]["note"] is None
+    params, results = _fabricate(tmp_path / "f16", perturb, runtimes=(ort, _ov("f16", "bf16")))
+    assert "ran in bf16 under openvino 2026.4.1, precision f16;" in compare(params, "cand", results)["runtime"]["note"]

@@ -4,7 +4,7 @@ import pytest
 
 from stages.lib.embedding import Embedder, batch_invariance, resolve_pooling
 from stages.lib.errors import UserError
-from stages.lib.onnxmodel import open_session
+from stages.lib.runtimes import open_runner
 from stages.lib.pooling import cls_pool, l2_normalize, last_pool, mean_pool
 from stages.lib.tokenizing import find_tokenizer, load_tokenizer
 from tests import tiny
@@ -41,7 +41,7 @@ def test_pooling_functions_match_loops(side):
 
 
 def _embedder(folder, pooling="mean", normalize=False, side="right", max_length=32):
-    session = open_session(folder)
+    session = open_runner(folder)
     tok = load_tokenizer(find_tokenizer(session.model_file, None), max_length)
     return Embedder(session, tok, pooling, normalize, side)
 
@@ -83,7 +83,7 @@ def test_auto_pooling_prefers_pooled_output_then_sentence_transformers_config(tm
 
 def test_resolve_pooling_explicit_output_must_be_pooled(tmp_path):
     tiny.build_model(tmp_path / "m", pooled="masked_mean")
-    outputs = open_session(tmp_path / "m").session.get_outputs()
+    outputs = open_runner(tmp_path / "m").outputs
     assert resolve_pooling("sentence_embedding", outputs, {}).mode == "output"
     with pytest.raises(UserError, match="not pooled"):
         resolve_pooling("last_hidden_state", outputs, {})

@@ -138,9 +138,9 @@ def test_wrong_type_in_a_model_entry(tmp_path):
 
 def test_reference_must_be_a_model(tmp_path, raw):
     data = copy.deepcopy(raw)
-    data["reference"] = "fp16"
+    data["reference"] = "fp64"
     message = load_error(tmp_path, data)
-    assert "fp16" in message and "models" in message
+    assert "fp64" in message and "models" in message
     for name in raw["models"]:
         assert name in message  # lists what there is
 
@@ -271,3 +271,26 @@ def test_unknown_demo_key_is_an_error(tmp_path):
     data = minimal()
     data["demo"] = {"model_pakage": "x"}
     assert "demo.model_pakage" in load_error(tmp_path, data)
+
+
+def test_runtime_defaults_to_onnxruntime_and_openvino_precision_is_kept(tmp_path):
+    data = minimal()
+    data["models"]["ov"] = {"path": "models/ref", "runtime": "openvino", "precision": "f32"}
+    data["models"]["ov-auto"] = {"path": "models/ref", "runtime": "openvino"}  # same file, third name
+    p = params.load(write(tmp_path, data))
+    assert (p.models["ref"].runtime, p.models["ref"].precision) == ("onnxruntime", None)
+    assert (p.models["ov"].runtime, p.models["ov"].precision) == ("openvino", "f32")
+    assert p.models["ov-auto"].precision is None  # the runner reads None as auto
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"runtime": "tensorrt"}, "'models.ref.runtime' must be onnxruntime or openvino, got 'tensorrt'"),
+    ({"precision": "f32"}, "'models.ref.precision' applies only to runtime openvino"),
+    ({"runtime": "onnxruntime", "precision": "auto"}, "'models.ref.precision' applies only to runtime openvino"),
+    ({"runtime": "openvino", "precision": "int8"}, "'models.ref.precision' must be auto, f32, bf16, f16, got 'int8'"),
+    ({"runtime": "openvino", "precison": "f32"}, "unknown key 'models.ref.precison' (did you mean 'precision'?)"),
+])
+def test_runtime_and_precision_errors_name_the_key(tmp_path, entry, words):
+    data = minimal()
+    data["models"]["ref"].update(entry)
+    assert words in load_error(tmp_path, data)

@@ -1,7 +1,8 @@
 """End to end: the real `dvc repro` in a temporary git repo, on tiny models built here.
 
 The reference keeps its weights in external data and is added with `dvc add` (the README's own-model
-recipe); two candidates are made by the quantize stage, so the whole DAG runs for real. Other
+recipe); two candidates are made by the quantize stage, and a third is the reference's own file under
+OpenVINO (two models sharing one path), so the whole DAG runs for real. Other
 machines are simulated with the test-only EMBED_COMPARE_MACHINE override (stages/lib/machine.py).
 """
 import json
@@ -20,7 +21,7 @@ from tests import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
-MODELS = ("tiny", "cand-a", "cand-b")
+MODELS = ("tiny", "cand-a", "cand-b", "tiny-ov")
 MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "speedup", "compare") for m in MODELS} | {"report"}
 TIMING_DEPENDENT = {f"{stage}@{m}" for stage in ("benchmark", "speedup", "compare") for m in MODELS} | {"report"}
 
@@ -49,6 +50,11 @@ def _simulated(**facts) -> dict:
     return {machine.OVERRIDE_ENV: json.dumps(facts)}
 
 
+def _flat(text: str) -> str:
+    """Prose is wrapped to the report's width: compare with whitespace runs folded."""
+    return " ".join(text.split())
+
+
 def _git_clean(cwd) -> bool:
     return _run(cwd, "git", "status", "--porcelain").stdout.strip() == ""
 
@@ -59,7 +65,8 @@ def _params() -> dict:
         "corpus": "data/corpus.jsonl", "snippets": "data/snippets.jsonl", "calibration": "data/calibration.jsonl",
         "reference": "tiny",
         "models": {"tiny": {"path": "models/tiny"}, "cand-a": {"path": "models/cand-a"},
-                   "cand-b": {"path": "models/cand-b"}},
+                   "cand-b": {"path": "models/cand-b"},
+                   "tiny-ov": {"path": "models/tiny", "runtime": "openvino", "precision": "auto"}},
         "quantize": {"cand-a": {"source": "models/tiny", "per_channel": False, "op_types": ["MatMul"]},
                      "cand-b": {"source": "models/tiny", "per_channel": True, "op_types": ["MatMul"]}},
     })
@@ -112,6 +119,16 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert 0.5 < comp["agreement"]["cosine"]["mean"] <= 1.0 + 1e-9
         assert comp["speed"]["latency_b1"]["ci_low"] <= comp["speed"]["latency_b1"]["speedup"] <= comp["speed"]["latency_b1"]["ci_high"]
         assert comp["verdict"]["scope"].startswith("holds on ")  # dynamic INT8: the instruction path is named
+    ov = report["models"]["tiny-ov"]
+    facts = ov["runtime"]["facts"]  # from the embed manifest; benchmark and speedup record the same runner
+    assert facts["runtime"] == "openvino" and facts["precision"]["requested"] == "auto"
+    assert ov["environment"]["runtime"]["precision"] == facts["precision"]
+    speedup = json.loads((repo / "results" / "speedup" / "tiny-ov.json").read_text())
+    assert speedup["reference_runtime"]["runtime"] == "onnxruntime" and speedup["environment"]["runtime"] == facts
+    assert report["models"]["tiny"]["runtime"]["facts"]["runtime"] == "onnxruntime"
+    assert ov["comparison"]["agreement"]["cosine"]["mean"] > 0.999  # the same file, whatever precision it ran in
+    note = f"tiny-ov: the F32 file ran in {facts['precision']['used']} under openvino"
+    assert (note in (repo / "results" / "report.md").read_text()) == (facts["precision"]["used"] != "f32")
     sweep = ref["benchmark"]["sweep"]
     assert any(p.get("skipped", "").startswith("beyond max_length") for p in sweep if p["seq_len"] == 32)
     text = (repo / "results" / "report.md").read_text()
@@ -122,8 +139,8 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert f"(plots/{picture})" in text
         assert (repo / "results" / "plots" / picture).read_bytes().startswith(b"\x89PNG")
     here = machine.detect()
-    assert f"Timed on: {machine.describe(here['timing'])}" in text
-    assert f"Embeddings computed on: {machine.describe(here['embed'])}" in text
+    assert _flat(f"Timed on: {machine.describe(here['timing'])}") in _flat(text)
+    assert _flat(f"Embeddings computed on: {machine.describe(here['embed'])}") in _flat(text)
     assert report["machines"]["warnings"] == []
     control = report["speed_control"]
     assert control["ci_low"] <= control["speedup"] <= control["ci_high"]
@@ -155,8 +172,9 @@ def test_handoff_through_a_remote(repo, tmp_path):
     other = _simulated(int8_support="AMX-INT8", flags=["avx2", "avx512_vnni", "amx_int8", "amx_tile"], cpu="Simulated Xeon")
     assert _repro(clone, env=other) == MACHINE_DEPENDENT  # no fetch, quantize or inspect
     report = (clone / "results" / "report.md").read_text()
+    report, as_json = _flat(report), (clone / "results" / "report.json").read_text()
     assert "Simulated Xeon" in report and "simulated:" in report
-    assert old not in report and old not in (clone / "results" / "report.json").read_text()  # no stale machine
+    assert old not in report and old not in as_json  # no stale machine anywhere
     assert "holds on CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)" in report
     assert _repro(clone, env=other) == set()  # and that machine, too, reruns nothing a second time
 
@@ -172,7 +190,8 @@ def test_changing_one_candidate_reruns_only_its_stages_and_metrics_diff_stays_re
     changed = {path for path, metrics in diff.items() if metrics}
     assert changed == {"results/metrics/cand-b.json"}  # only headline files are metrics
     table = _dvc(repo, "metrics", "diff", "--md", "--all").stdout.strip().splitlines()
-    assert len(table) <= 2 + 42 and max(map(len, table)) <= 120, "\n".join(table)  # every headline of 3 models
+    # every headline of every model: 8 for the reference, 17 per candidate, no more
+    assert len(table) <= 2 + 8 + 17 * (len(MODELS) - 1) and max(map(len, table)) <= 120, "\n".join(table)
     _run(repo, "git", "commit", "-qam", "reduce_range")
 
 
@@ -193,6 +212,6 @@ def test_a_report_mixing_machines_says_so_per_model(repo):
     text = (repo / "results" / "report.md").read_text()
     assert "[!] Timed on 2 different machines" in text
     assert re.search(r"\[!\] cand-a: timing numbers from benchmark on T\d, speedup on T\d", text)
-    assert "Simulated EPYC" in text and machine.describe(machine.detect()["timing"]) in text
+    assert "Simulated EPYC" in text and machine.describe(machine.detect()["timing"]) in _flat(text)
     console = _run(repo, sys.executable, "-m", "stages.report", env=other).stdout
     assert "[!] Timed on 2 different machines" in console

@@ -11,7 +11,7 @@ from stages.lib.embedding import Embedder
 from stages.lib.errors import UserError
 from stages.lib.inspection import inspect_model
 from stages.lib.modelprep import make_candidate
-from stages.lib.onnxmodel import open_session
+from stages.lib.runtimes import open_runner
 from stages.lib.tokenizing import find_tokenizer, load_tokenizer
 from tests import tiny
 
@@ -37,9 +37,9 @@ def _params(tmp_path, **recipe) -> params_lib.Params:
 
 
 def _vectors(path) -> np.ndarray:
-    session = open_session(path)
-    tok = load_tokenizer(find_tokenizer(session.model_file, None), 16)
-    return Embedder(session, tok, "mean", False).embed_texts(TEXTS, 8)
+    runner = open_runner(path)
+    tok = load_tokenizer(find_tokenizer(runner.model_file, None), 16)
+    return Embedder(runner, tok, "mean", False).embed_texts(TEXTS, 8)
 
 
 def _make(tmp_path, **recipe):

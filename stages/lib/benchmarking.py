@@ -1,6 +1,7 @@
 """Latency and throughput of one model on real corpus texts, with the facts needed to trust them.
 
-Inputs are tokenized and fed arrays built before any clock starts; only `session.run` is timed.
+Inputs are tokenized and fed arrays built before any clock starts; only the runner's `run` is timed
+(runtimes.py: the same for every runtime).
 The loop runs warmup calls untimed, then until both a minimum count and a minimum duration are
 reached (a maximum duration caps slow models, and the result says so). Throughput points are
 whole passes over a text set: one untimed pass, then `throughput_repeats` timed ones (median).
@@ -67,12 +68,12 @@ def measure(call, inputs: list, warmup: int, min_iterations: int, min_seconds: f
 
 
 def timing_call(embedder):
-    """`call(feed)` running the model's session on one prebuilt feed: all a timed region holds.
+    """`call(feed)` running the model on one prebuilt feed: all a timed region holds.
     Models with a fixed batch size are refused: the timing plans use batch sizes of their own."""
     if embedder.fixed_batch:
-        raise UserError(f"{embedder.session.model_file}: timing a model with a fixed batch size "
+        raise UserError(f"{embedder.runner.model_file}: timing a model with a fixed batch size "
                         f"({embedder.fixed_batch}) is not supported; export it with a dynamic batch axis")
-    return functools.partial(embedder.session.session.run, [embedder.pooling.output])
+    return functools.partial(embedder.runner.run, [embedder.pooling.output])
 
 
 def repeatability(first, second, tolerance: float) -> dict:
@@ -88,15 +89,17 @@ def repeatability(first, second, tolerance: float) -> dict:
             "tolerance": tolerance, "noisy": bool(diff > tolerance)}
 
 
-def environment(provider: str, intra: int, inter: int) -> dict:
+def environment(runner, intra: int, inter: int) -> dict:
     """What else a reader needs to judge a timing, beside the machine facts (which are a
-    dependency, machine.py): the provider that really ran, threads, memory, OS, versions."""
+    dependency, machine.py): the runtime, device and precision that really ran, threads, memory,
+    OS, versions."""
     import psutil
 
     return {
-        "provider": provider,
-        "intra_op_threads": intra if intra else "onnxruntime default (one per physical core)",
-        "inter_op_threads": inter if inter else "onnxruntime default",
+        "provider": runner.device,
+        "runtime": runner.facts(),
+        "intra_op_threads": intra if intra else f"{runner.runtime} default",
+        "inter_op_threads": inter if inter else f"{runner.runtime} default",
         "memory_bytes": psutil.virtual_memory().total,
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -138,7 +141,7 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0, 
     with LoadMonitor() as load:
         timed = _timed_runs(embedder, call, code_ids, s, rng, progress)
     progress.close()
-    return {"session_create_s": embedder.session.create_seconds,
+    return {"session_create_s": embedder.runner.create_seconds,
             "memory": {"rss_after_load_bytes": int(rss_loaded), "peak_rss_bytes": peak_rss_bytes()},
             "load": load.summary(s.busy_tolerance), **timed}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from .corpus import load_corpus
 from .embedding import Embedder
 from .errors import UserError
-from .onnxmodel import open_session
+from .runtimes import open_runner
 from .tokenizing import find_tokenizer, load_tokenizer
 
 
@@ -33,9 +33,9 @@ def calibration_feeds(params, name: str) -> tuple[list[dict], dict]:
     if len(texts) < spec.calibration_texts:
         raise UserError(f"{calib.path}: {len(texts)} texts, quantize.{name}.calibration_texts asks for "
                         f"{spec.calibration_texts}")
-    session = open_session(spec.source)
-    tokenizer = load_tokenizer(find_tokenizer(session.model_file, params.model(name).tokenizer), settings.max_length)
-    embedder = Embedder(session, tokenizer, None, False, settings.padding_side)
+    runner = open_runner(spec.source)  # onnxruntime: what quantize_static calibrates with
+    tokenizer = load_tokenizer(find_tokenizer(runner.model_file, params.model(name).tokenizer), settings.max_length)
+    embedder = Embedder(runner, tokenizer, None, False, settings.padding_side)
     # one shape for all: histogram calibrators (Entropy, Percentile) stack every collected tensor
     feeds = [embedder.feed([ids], length=settings.max_length)[0] for ids in tokenizer.encode(texts)]
     info = {"file": str(calib.path), "sha256": hashlib.sha256(Path(calib.path).read_bytes()).hexdigest(),

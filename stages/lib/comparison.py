@@ -108,6 +108,26 @@ def verdict_scope(quantization: str, embed_machine: dict | None) -> dict | None:
     return msg("scope.holds_on", support=embed_machine["int8_support"] if embed_machine else "unrecorded")
 
 
+FLOAT_DTYPES = {"double": "f64", "float": "f32", "float16": "f16", "bfloat16": "bf16"}  # inspect's names
+
+
+def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> dict:
+    """How the model ran (its embed manifest's runner facts), and one plain sentence when the runtime
+    computed in another float type than the file stores: OpenVINO's default on a CPU with bf16 runs
+    an FP32 file in bfloat16 without saying so."""
+    floats = {FLOAT_DTYPES[d]: n for d, n in bytes_by_dtype.items() if d in FLOAT_DTYPES}
+    stored = max(floats, key=floats.get) if floats else None
+    used = facts["precision"]["used"] if facts else None
+    code = None
+    if stored and used in FLOAT_DTYPES.values() and used != stored:
+        requested = facts["precision"]["requested"]
+        code = msg("rec.precision_auto" if requested == "auto" else "rec.precision_set", name=name,
+                   stored=stored.upper(), used=used, runtime=facts["runtime"], version=facts["version"],
+                   requested=requested)
+    note = render(code, "en") if code else None
+    return {"facts": facts, "stored_precision": stored, "note": note, "note_code": code}
+
+
 def compare(params, name: str, results: Results = RESULTS) -> dict:
     ref_name = params.reference
     s = params.compare
@@ -136,7 +156,8 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
                         "benchmark_reference": machine_label(bench_ref.get("machine")),
                         "speedup": machine_label(speedup.get("machine"))},
            "load": {"benchmark": bench_cand.get("load"), "speedup": speedup.get("load")},
-           "sanity": sanity(emb), "task": task}
+           "sanity": sanity(emb), "task": task,
+           "runtime": runtime_summary(name, manifest.get("runtime"), inspect_cand["parameters"]["bytes_by_dtype"])}
     if name == ref_name:
         out["speed_control"] = {k: speedup[k] for k in ("speedup", "ci_low", "ci_high", "measurable", "method")}
     else:

@@ -1,4 +1,4 @@
-"""Texts -> vectors with an ONNX session: feeds, length-sorted batches, pooling, checks."""
+"""Texts -> vectors with a loaded model (any runtime, runtimes.py): feeds, length-sorted batches, pooling, checks."""
 from __future__ import annotations
 
 import hashlib
@@ -8,9 +8,10 @@ import numpy as np
 from .errors import UserError
 from .inspection import embedding_vocab_size
 from .corpus import load_corpus
-from .onnxmodel import Session, load_graph, model_sha256, open_session
+from .onnxmodel import load_graph, model_sha256
 from .pooling import l2_normalize, pool
 from .progress import Progress
+from .runtimes import Runner, open_runner
 from .tokenizing import TextTokenizer, find_tokenizer, load_tokenizer, sentence_transformers_head
 
 TOKEN_OUTPUT_NAMES = ("last_hidden_state", "token_embeddings", "hidden_states")
@@ -66,31 +67,31 @@ def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
 
 
 class Embedder:
-    """One model's text encoder. Inputs are fed as the session declares them."""
+    """One model's text encoder. Inputs are fed as the model declares them, whatever runs it."""
 
-    def __init__(self, session: Session, tokenizer: TextTokenizer, pooling_setting: str,
+    def __init__(self, runner: Runner, tokenizer: TextTokenizer, pooling_setting: str,
                  normalize_setting, padding_side: str = "right"):
-        self.session = session
+        self.runner = runner
         self.tokenizer = tokenizer
         self.padding_side = padding_side
         head = sentence_transformers_head(tokenizer.path)
         # pooling None: only feeds are wanted (calibration), no output is read
-        self.pooling = None if pooling_setting is None else resolve_pooling(pooling_setting, session.session.get_outputs(), head)
+        self.pooling = None if pooling_setting is None else resolve_pooling(pooling_setting, runner.outputs, head)
         self.normalize = head.get("normalize", False) if normalize_setting == "auto" else bool(normalize_setting)
         if normalize_setting != "auto":
             self.normalize_source = "params"
         else:
             self.normalize_source = "modules.json" if "normalize" in head else "auto: no modules.json, off"
-        self.inputs = {i.name: i for i in session.session.get_inputs()}
+        self.inputs = {i.name: i for i in runner.inputs}
         unsupported = [n for n in self.inputs if n not in SUPPORTED_INPUTS]
         if unsupported or "input_ids" not in self.inputs:
-            raise UserError(f"{session.model_file}: inputs {list(self.inputs)} not supported; need input_ids "
+            raise UserError(f"{runner.model_file}: inputs {list(self.inputs)} not supported; need input_ids "
                             f"and at most {', '.join(SUPPORTED_INPUTS[1:])} (export without past_key_values)")
         seq_dim = self.inputs["input_ids"].shape[1] if len(self.inputs["input_ids"].shape) > 1 else None
         batch_dim = self.inputs["input_ids"].shape[0]
         self.fixed_seq = seq_dim if isinstance(seq_dim, int) else None
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
-        self.vocab_size = embedding_vocab_size(load_graph(session.model_file))
+        self.vocab_size = embedding_vocab_size(load_graph(runner.model_file))
 
     def check_ids(self, id_lists: list[list[int]]) -> None:
         """A token id past the embedding table is a wrong tokenizer, not a crash deep in onnxruntime."""
@@ -99,7 +100,7 @@ class Embedder:
         top = max((max(ids) for ids in id_lists if ids), default=-1)
         if top >= self.vocab_size:
             raise UserError(f"{self.tokenizer.path}: token id {top} is beyond the vocabulary of "
-                            f"{self.session.model_file} ({self.vocab_size} rows): wrong tokenizer for this model")
+                            f"{self.runner.model_file} ({self.vocab_size} rows): wrong tokenizer for this model")
 
     def feed(self, id_lists: list[list[int]], length: int | None = None) -> tuple[dict, np.ndarray]:
         """Pad a batch (to its longest, to `length`, or to a fixed sequence length) and build every declared input."""
@@ -126,9 +127,9 @@ class Embedder:
     def run_batch(self, id_lists: list[list[int]]) -> np.ndarray:
         feed, mask = self.feed(id_lists)
         try:
-            (out,) = self.session.session.run([self.pooling.output], feed)
-        except Exception as exc:  # onnxruntime's own exception types
-            raise UserError(f"{self.session.model_file}: inference failed: {str(exc).splitlines()[0][:300]}") from None
+            (out,) = self.runner.run([self.pooling.output], feed)
+        except Exception as exc:  # each runtime's own exception types
+            raise UserError(f"{self.runner.model_file}: inference failed: {str(exc).splitlines()[0][:300]}") from None
         out = out.astype(np.float32, copy=False)
         vectors = out if self.pooling.mode == "output" else pool(self.pooling.mode, out, mask)
         return l2_normalize(vectors) if self.normalize else vectors
@@ -151,14 +152,14 @@ class Embedder:
             vectors = self.run_batch(group + [group[-1]] * pad_rows)[:len(group)]
             if result is None:
                 if vectors.ndim != 2:
-                    raise UserError(f"{self.session.model_file}: pooled output has shape {vectors.shape}, expected [batch, dim]")
+                    raise UserError(f"{self.runner.model_file}: pooled output has shape {vectors.shape}, expected [batch, dim]")
                 result = np.empty((len(id_lists), vectors.shape[1]), dtype=np.float32)
             result[idx] = vectors
             if progress is not None:
                 progress.update(len(idx))
         bad = np.where(~np.isfinite(result).all(axis=1))[0]
         if len(bad):
-            raise UserError(f"{self.session.model_file}: {len(bad)} embedding(s) contain NaN or Inf (first: text #{bad[0]})")
+            raise UserError(f"{self.runner.model_file}: {len(bad)} embedding(s) contain NaN or Inf (first: text #{bad[0]})")
         return result
 
     def embed_texts(self, texts: list[str], batch_size: int, sort: bool = True, progress=None) -> np.ndarray:
@@ -191,12 +192,13 @@ def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
 
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
                   inter_op_threads: int = 0) -> Embedder:
-    """A model's embedder, built from its effective settings (`params.embed_for`)."""
+    """A model's embedder, built from its effective settings (`params.embed_for`) and run by the
+    runtime its entry names."""
     spec, settings = params.model(name), params.embed_for(name)
-    session = open_session(spec.path, provider, intra_op_threads, inter_op_threads)
-    tok_file = find_tokenizer(session.model_file, spec.tokenizer)
+    runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads)
+    tok_file = find_tokenizer(runner.model_file, spec.tokenizer)
     tokenizer = load_tokenizer(tok_file, settings.max_length)
-    return Embedder(session, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
+    return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
 
 
 def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> dict:
@@ -223,8 +225,8 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> di
     max_len = embedder.tokenizer.max_length
     files["manifest.json"] = {
         "model": name,
-        "model_file": str(embedder.session.model_file),
-        "model_sha256": model_sha256(embedder.session.model_file),
+        "model_file": str(embedder.runner.model_file),
+        "model_sha256": model_sha256(embedder.runner.model_file),
         "tokenizer": str(embedder.tokenizer.path),
         "tokenizer_sha256": hashlib.sha256(embedder.tokenizer.path.read_bytes()).hexdigest(),
         "corpus": str(corpus.path),
@@ -244,7 +246,8 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> di
                       if embedder.fixed_seq else 0},
         "tokens": {"queries_mean": float(np.mean(text_lengths(query_ids))), "codes_mean": float(np.mean(text_lengths(code_ids)))},
         "batch_invariance": batch_invariance(embedder, code_ids, params.embed.invariance_sample),
-        "provider": embedder.session.providers_active[0],
+        "provider": embedder.runner.device,
+        "runtime": embedder.runner.facts(),
         "machine": machine,
     }
     return files

@@ -288,6 +288,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
                   "evidence points to {knob}.",
                   "Ни один кандидат не прошел. Ближе всех {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); "
                   "данные указывают на {knob}."),
+    "rec.precision_auto": (
+        "{name}: the {stored} file ran in {used} under {runtime} {version}, its default on this CPU (precision auto; "
+        "on another CPU it may pick another), so its verdict holds where {runtime} runs it in {used}; its vectors "
+        "and speed are those of {used} arithmetic.",
+        "{name}: файл {stored} исполнялся в {used} под {runtime} {version} - это его выбор по умолчанию на этом ЦП "
+        "(precision auto; на другом ЦП выбор может быть иным), поэтому вердикт верен там, где {runtime} считает в "
+        "{used}; векторы и скорость - от арифметики {used}."),
+    "rec.precision_set": (
+        "{name}: the {stored} file ran in {used} under {runtime} {version}, precision {requested}; its vectors and "
+        "speed are those of {used} arithmetic.",
+        "{name}: файл {stored} исполнялся в {used} под {runtime} {version}, precision {requested}; векторы и "
+        "скорость - от арифметики {used}."),
     "ship.none_to_rank": ("No candidates to rank.", "Нет кандидатов для сравнения."),
     "knob.per_channel": ("per-channel weights (quantize.NAME.per_channel: true)",
                          "веса per-channel (quantize.NAME.per_channel: true)"),

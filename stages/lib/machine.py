@@ -3,7 +3,8 @@
 Two fact sets, because results depend on the machine in two ways:
 - `embed` facts decide the numbers a model computes: onnxruntime picks its kernels by instruction
   set (dynamic INT8 without VNNI adds u8 x s8 products in saturating 16-bit pairs, so the same
-  INT8 file gives other vectors on an AVX2-only CPU than on one with AVX512-VNNI or AMX).
+  INT8 file gives other vectors on an AVX2-only CPU than on one with AVX512-VNNI or AMX), and
+  OpenVINO its default precision (bf16 where the CPU has it): both runtimes' versions count.
 - `timing` facts decide how fast it runs: the embed facts plus the CPU model and core counts.
 The `machine` stage writes both files on every `dvc repro`; they only change content on a machine
 that differs, so exactly the stages that depend on them rerun there, and nothing reruns here.
@@ -101,6 +102,7 @@ def detect() -> dict[str, dict]:
         "onnxruntime": version,
         "onnxruntime_package": package,
         "tokenizers": _package_version(("tokenizers",))[1],
+        "openvino": _package_version(("openvino",))[1],  # models with runtime: openvino
         "provider": "CPUExecutionProvider",
     }
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
@@ -137,6 +139,8 @@ def describe(facts: dict) -> str:
     if extra:
         parts[-1] += f" (+{', '.join(extra)})"
     parts.append(f"onnxruntime {facts['onnxruntime']}")
+    if facts.get("openvino", "not installed") != "not installed":
+        parts.append(f"openvino {facts['openvino']}")
     if facts.get("override"):
         parts.append(f"simulated: {', '.join(facts['override'])} overridden")
     return ", ".join(parts)

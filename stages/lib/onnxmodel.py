@@ -1,4 +1,4 @@
-"""The one place that opens ONNX models: path resolution, external-data checks, sessions.
+"""ONNX files on disk: path resolution, external-data checks, identity (runtimes.py loads them).
 
 Weights stored outside the graph file (`model.onnx_data`) are the rule for large models; a size or
 load that ignores them is the mistake this product exists to prevent, so every entry point here
@@ -7,8 +7,6 @@ knows about them.
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -113,39 +111,3 @@ def file_sha256(paths: list[Path]) -> str:
 def model_sha256(path: str | Path) -> str:
     model_file, _, data = model_files(path)
     return file_sha256([model_file] + [model_file.parent / loc for loc in data])
-
-
-@dataclass
-class Session:
-    """An onnxruntime session plus the facts needed to report honestly how it was made."""
-
-    session: object
-    model_file: Path
-    providers_active: list[str]
-    create_seconds: float
-
-
-def open_session(path: str | Path, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                 inter_op_threads: int = 0) -> Session:
-    import onnxruntime as ort
-
-    model_file, _, _ = model_files(path)  # fail early, with a clear line, on missing external data
-    available = ort.get_available_providers()
-    if provider not in available:
-        raise UserError(f"provider {provider} is not available in this onnxruntime (have: {', '.join(available)})")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = inter_op_threads
-    options.log_severity_level = 3
-    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-    start = time.perf_counter()
-    try:
-        session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{model_file}: onnxruntime cannot load it: {first[:300]}") from None
-    seconds = time.perf_counter() - start
-    active = session.get_providers()
-    if active[0] != provider:
-        print(f"warning: {model_file}: requested {provider}, running on {active[0]}")
-    return Session(session, model_file, active, seconds)

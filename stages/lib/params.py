@@ -16,6 +16,8 @@ import yaml
 from .errors import UserError
 
 POOLING_MODES = ("auto", "cls", "mean", "last")
+RUNTIMES = ("onnxruntime", "openvino")  # runtimes.py has one runner for each
+PRECISIONS = ("auto", "f32", "bf16", "f16")  # OpenVINO's INFERENCE_PRECISION_HINT; auto: left to the runtime
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -93,6 +95,8 @@ class ModelSpec:
     max_length: int | None = _f(None, int)
     query_prompt: str | None = _f(None, str)
     padding_side: str | None = _f(None, str)
+    runtime: str = _f("onnxruntime", str)
+    precision: str | None = _f(None, str)  # openvino only; None there means auto
 
 
 QUANTIZE_METHODS = ("dynamic", "static", "fp16", "int4")
@@ -302,6 +306,7 @@ def _check_values(params: Params) -> None:
         if not ok(value):
             raise UserError(f"params.yaml: '{section}.{key}' must be {what}, got {value!r}")
     for name, spec in params.models.items():
+        _check_runtime(name, spec)
         for key in MODEL_KEYS:
             value = getattr(spec, key)
             ok, what = RULES[("embed", key)]
@@ -336,6 +341,19 @@ def _check_recipe(name: str, spec: QuantizeSpec, raw: dict) -> None:
             raise UserError(f"{where}.{key}' must be one of {', '.join(map(str, allowed))}, got {getattr(spec, key)!r}")
     if spec.calibration_texts < 1 or spec.block_size < 16 or spec.block_size & (spec.block_size - 1):
         raise UserError(f"{where}': calibration_texts must be at least 1 and block_size a power of two >= 16")
+
+
+def _check_runtime(name: str, spec: ModelSpec) -> None:
+    """runtime one of RUNTIMES; precision only where the runtime has a choice (OpenVINO)."""
+    if spec.runtime not in RUNTIMES:
+        raise UserError(f"params.yaml: 'models.{name}.runtime' must be {' or '.join(RUNTIMES)}, got {spec.runtime!r}")
+    if spec.precision is None:
+        return
+    if spec.runtime != "openvino":
+        raise UserError(f"params.yaml: 'models.{name}.precision' applies only to runtime openvino "
+                        f"(onnxruntime runs the file's own types); remove it or set 'models.{name}.runtime: openvino'")
+    if spec.precision not in PRECISIONS:
+        raise UserError(f"params.yaml: 'models.{name}.precision' must be {', '.join(PRECISIONS)}, got {spec.precision!r}")
 
 
 def _named_sections(cls, where: str, raw: dict, required: tuple[str, ...]) -> dict:

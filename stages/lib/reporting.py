@@ -43,6 +43,7 @@ def build_report(params, results: Results = RESULTS) -> dict:
             "activations": ins.get("activations"),
             "recipe": (ins.get("recipe") or {}).get("recipe"),
             "calibration": (ins.get("recipe") or {}).get("calibration"),
+            "runtime": comp.get("runtime"),
         }
         if comp["is_reference"]:
             control = comp.get("speed_control")
@@ -555,6 +556,8 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
         if busy:
             out.append(("[!]", msg("rec.busy", name=n, roles=", ".join(busy), tol=report["busy_tolerance"],
                                    stage=f"{busy[0]}@{n}")))
+    # a runtime that computed in another precision than the file stores (OpenVINO bf16): say it plainly
+    out.extend(("[!]", m["runtime"]["note_code"]) for m in models.values() if (m.get("runtime") or {}).get("note_code"))
     for n in _cands(report):
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]

@@ -1,0 +1,192 @@
+"""Runners: one ONNX file executed by one runtime, behind the one interface every stage uses.
+
+The split optimum-benchmark calls "backends": `Runner` says what a stage may ask of a loaded model
+(input/output metadata, `run(outputs, feed)`, create time, the facts of how it runs) and each
+runtime implements it once. Embed, benchmark, speedup and compare never branch on the runtime, so
+an onnxruntime reference and an OpenVINO candidate are measured by the same code, in one process.
+
+`open_runner` is the one place models are loaded. The file checks (missing or truncated model,
+missing external data) run first, before any runtime sees the file, so their one-line errors are
+the same under every runtime.
+
+Precision is a fact, not a setting we trust: OpenVINO on a CPU with bf16 support runs an FP32 file
+in bfloat16 by default, without saying so. Each runner reports the precision it actually uses,
+read back from the compiled model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .onnxmodel import model_files
+from .params import RUNTIMES
+
+# OpenVINO element type names -> the onnxruntime type strings the embedder reads
+OV_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)", "f16": "tensor(float16)",
+            "bf16": "tensor(bfloat16)", "f64": "tensor(double)", "boolean": "tensor(bool)"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output as the model declares it; dynamic dims are strings or None (as onnxruntime)."""
+
+    name: str
+    shape: list | None
+    type: str
+
+
+class Runner:
+    """A loaded model. `run` is the only thing timed regions call; `facts` says how it ran."""
+
+    runtime = ""
+
+    def __init__(self, model_file: Path, create_seconds: float):
+        self.model_file = model_file
+        self.create_seconds = create_seconds
+
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    def run(self, outputs: list[str], feed: dict) -> list:
+        """The named outputs, as numpy arrays, for one feed (input name -> array)."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> str:
+        """Where it really runs, in the runtime's words (an execution provider, an OpenVINO device)."""
+        raise NotImplementedError
+
+    def facts(self) -> dict:
+        """runtime, version, device, precision {requested, used}, threads {intra_op, inter_op}: recorded
+        with every result."""
+        raise NotImplementedError
+
+    def _facts(self, version: str, precision: dict, threads, **extra) -> dict:
+        return {"runtime": self.runtime, "version": version, "device": self.device, "precision": precision,
+                "threads": threads, **extra}
+
+
+class OnnxRuntimeRunner(Runner):
+    """onnxruntime: runs each node in the types the file stores (no precision conversion on CPU)."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, model_file: Path, provider: str, intra_op_threads: int, inter_op_threads: int):
+        ort = _import_runtime("onnxruntime", model_file)
+
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise UserError(f"provider {provider} is not available in this onnxruntime (have: {', '.join(available)})")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.log_severity_level = 3
+        providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        start = time.perf_counter()
+        try:
+            self.session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise UserError(f"{model_file}: onnxruntime cannot load it: {_first_line(exc)}") from None
+        super().__init__(model_file, time.perf_counter() - start)
+        self.version = ort.__version__
+        self.threads = {"intra_op": intra_op_threads or "default", "inter_op": inter_op_threads or "default"}
+        self.providers_active = self.session.get_providers()
+        if self.providers_active[0] != provider:
+            print(f"warning: {model_file}: requested {provider}, running on {self.providers_active[0]}")
+        self.inputs = [TensorInfo(i.name, list(i.shape), i.type) for i in self.session.get_inputs()]
+        self.outputs = [TensorInfo(o.name, list(o.shape), o.type) for o in self.session.get_outputs()]
+        self.run = self.session.run  # timed regions call onnxruntime itself, no wrapper frame
+
+    @property
+    def device(self) -> str:
+        return self.providers_active[0]
+
+    def facts(self) -> dict:
+        return self._facts(self.version, {"requested": None, "used": "as stored in the file"}, self.threads,
+                           providers=self.providers_active)
+
+
+class OpenVinoRunner(Runner):
+    """OpenVINO on the CPU, reading the ONNX file (and its external data) directly."""
+
+    runtime = "openvino"
+
+    def __init__(self, model_file: Path, graph_outputs: list[str], precision: str, intra_op_threads: int):
+        ov = _import_runtime("openvino", model_file)
+        core = ov.Core()
+        config = {} if precision == "auto" else {"INFERENCE_PRECISION_HINT": precision}
+        if intra_op_threads:
+            config["INFERENCE_NUM_THREADS"] = intra_op_threads
+        start = time.perf_counter()
+        try:
+            self.compiled = core.compile_model(core.read_model(str(model_file)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError with multi-line text
+            raise UserError(f"{model_file}: openvino cannot load it: {_first_line(exc)}") from None
+        super().__init__(model_file, time.perf_counter() - start)
+        self.request = self.compiled.create_infer_request()
+        self.inputs = [_ov_tensor(p, ()) for p in self.compiled.inputs]
+        # an output port can carry several names (OpenVINO adds internal ones): use the graph's own
+        self.outputs = [_ov_tensor(p, graph_outputs) for p in self.compiled.outputs]
+        self.ports = {info.name: port for info, port in zip(self.outputs, self.compiled.outputs)}
+        used = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self._facts_read = {
+            "version": ov.__version__.split("-")[0],  # the release, as the machine facts name it
+            "build": ov.get_version(),
+            "precision": {"requested": precision, "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
+            # read back: what the compiled model uses, set or not; OpenVINO has no inter-op setting
+            "threads": {"intra_op": self.compiled.get_property("INFERENCE_NUM_THREADS"), "inter_op": "not applicable"},
+            "device_name": core.get_property("CPU", "FULL_DEVICE_NAME"),
+            "device_capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+            "num_streams": int(self.compiled.get_property("NUM_STREAMS")),
+            "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
+        }
+
+    def run(self, outputs: list[str], feed: dict) -> list:
+        result = self.request.infer(feed)
+        return [result[self.ports[name]] for name in outputs]
+
+    @property
+    def device(self) -> str:
+        return "CPU"
+
+    def facts(self) -> dict:
+        f = self._facts_read
+        return self._facts(f["version"], f["precision"], f["threads"],
+                           **{k: f[k] for k in ("build", "device_name", "device_capabilities", "num_streams",
+                                                  "performance_hint")})
+
+
+def _ov_tensor(port, preferred_names) -> TensorInfo:
+    names = port.get_names()
+    name = next((n for n in preferred_names if n in names), port.get_any_name())
+    shape = port.get_partial_shape()
+    dims = None if shape.rank.is_dynamic else [d.get_length() if d.is_static else None for d in shape]
+    kind = port.get_element_type().get_type_name()
+    return TensorInfo(name, dims, OV_TYPES.get(kind, f"tensor({kind})"))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _import_runtime(package: str, model_file: Path):
+    try:
+        return __import__(package)
+    except ImportError:
+        raise UserError(f"{model_file}: runtime {package} is not installed; pip install {package} "
+                        f"(or set the model's runtime to onnxruntime)") from None
+
+
+def open_runner(path: str | Path, runtime: str = "onnxruntime", precision: str | None = None,
+                provider: str = "CPUExecutionProvider", intra_op_threads: int = 0, inter_op_threads: int = 0) -> Runner:
+    """The one place a model is loaded. `provider` and `inter_op_threads` apply to onnxruntime only;
+    `precision` to OpenVINO only (None there means auto)."""
+    model_file, graph, _ = model_files(path)  # fail early, with a clear line, on missing external data
+    if runtime == "onnxruntime":
+        return OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads)
+    if runtime == "openvino":
+        return OpenVinoRunner(model_file, [o.name for o in graph.graph.output], precision or "auto", intra_op_threads)
+    raise UserError(f"{model_file}: unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")

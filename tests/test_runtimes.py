@@ -1,0 +1,109 @@
+"""runtimes.py: onnxruntime and OpenVINO behind one runner interface, on tiny onnx.helper models.
+Agreement against onnxruntime and numpy, precision read back from the compiled model, the one-line
+errors; the interleaved speedup across runtimes is checked by structure, never by wall clock."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from stages.lib.benchmarking import interleaved_speedup, run_benchmark
+from stages.lib.embedding import Embedder, batch_invariance
+from stages.lib.errors import UserError
+from stages.lib.runtimes import OnnxRuntimeRunner, OpenVinoRunner, open_runner
+from stages.lib.tokenizing import find_tokenizer, load_tokenizer
+from tests import tiny
+from tests.test_benchmark_run import SETTINGS
+
+ov = pytest.importorskip("openvino")
+TEXTS = [r["code"] for r in tiny.corpus_rows(24)]
+
+
+def _embedder(folder, runtime="onnxruntime", precision=None, pooling="mean"):
+    runner = open_runner(folder, runtime, precision)
+    return Embedder(runner, load_tokenizer(find_tokenizer(runner.model_file, None), 32), pooling, False)
+
+
+@pytest.mark.parametrize("pooled", [None, "masked_mean"])
+def test_openvino_f32_agrees_with_onnxruntime_and_numpy(tmp_path, pooled):
+    tiny.build_model(tmp_path / "m", pooled=pooled, external_data=True)  # external data read directly
+    pooling = "auto" if pooled else "mean"
+    ref, cand = _embedder(tmp_path / "m", pooling=pooling), _embedder(tmp_path / "m", "openvino", "f32", pooling)
+    assert isinstance(ref.runner, OnnxRuntimeRunner) and isinstance(cand.runner, OpenVinoRunner)
+    assert cand.pooling == ref.pooling  # same output chosen from the same metadata
+    a, b = ref.embed_texts(TEXTS, 5), cand.embed_texts(TEXTS, 5)
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    ids = ref.tokenizer.encode(TEXTS[:1])[0]
+    np.testing.assert_allclose(b[0], tiny.expected_tokens(ids).mean(axis=0), rtol=1e-5, atol=1e-5)
+    assert batch_invariance(cand, ref.tokenizer.encode(TEXTS), 6)["min"] > 0.99999
+
+
+def test_openvino_metadata_looks_like_onnxruntimes(tmp_path):
+    tiny.build_model(tmp_path / "m", pooled="masked_mean")
+    a, b = open_runner(tmp_path / "m"), open_runner(tmp_path / "m", "openvino")
+    assert [(i.name, i.type, len(i.shape)) for i in a.inputs] == [(i.name, i.type, len(i.shape)) for i in b.inputs]
+    assert [o.name for o in b.outputs] == ["last_hidden_state", "sentence_embedding"]  # graph names, not internal ones
+    assert [o.shape for o in b.outputs] == [[None, None, 8], [None, 8]]  # dynamic dims are not ints
+    assert [o.type for o in b.outputs] == [o.type for o in a.outputs] == ["tensor(float)"] * 2
+
+
+@pytest.mark.parametrize("precision", ["auto", "f32", "bf16"])
+def test_recorded_precision_is_what_the_compiled_model_reports(tmp_path, precision):
+    tiny.build_model(tmp_path / "m")
+    runner = open_runner(tmp_path / "m", "openvino", precision, intra_op_threads=1)
+    facts = runner.facts()
+    reported = runner.compiled.get_property("INFERENCE_PRECISION_HINT")
+    assert facts["precision"] == {"requested": precision, "used": reported.get_type_name()}
+    assert facts["threads"]["intra_op"] == runner.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    if precision == "f32":
+        assert facts["precision"]["used"] == "f32"
+    assert facts["runtime"] == "openvino" and facts["build"] == ov.get_version()
+    assert ov.get_version().startswith(facts["version"]) and facts["version"].count(".") == 2
+    assert facts["device_name"] == ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
+    ort = open_runner(tmp_path / "m").facts()
+    assert ort["runtime"] == "onnxruntime" and ort["precision"]["used"] == "as stored in the file"
+
+
+def test_speedup_interleaves_an_onnxruntime_reference_with_an_openvino_candidate(tmp_path, monkeypatch):
+    tiny.build_model(tmp_path / "m")
+    ref, cand = _embedder(tmp_path / "m"), _embedder(tmp_path / "m", "openvino", "f32")
+    calls = []
+    for side, emb in (("ref", ref), ("cand", cand)):
+        run = emb.runner.run
+        monkeypatch.setattr(emb.runner, "run", lambda outputs, feed, run=run, side=side: calls.append(side) or run(outputs, feed))
+    ids = ref.tokenizer.encode(TEXTS)
+    settings = replace(SETTINGS, interleave_rounds=4, interleave_texts=3)
+    out = interleaved_speedup(ref, cand, ids, ids, settings)
+    assert len(out["rounds"]) == 4 and out["texts"] == 3
+    passes = [calls[i] for i in range(0, len(calls), 3)]  # one pass = 3 texts of one model
+    assert all(calls[i:i + 3] == [calls[i]] * 3 for i in range(0, len(calls), 3))
+    # warmup ref, cand; then ABBA: round r runs ref first when r is even
+    assert passes == ["ref", "cand", "ref", "cand", "cand", "ref", "ref", "cand", "cand", "ref"]
+
+
+def test_benchmark_runs_an_openvino_model(tmp_path):
+    tiny.build_model(tmp_path / "m")
+    emb = _embedder(tmp_path / "m", "openvino", "f32")
+    out = run_benchmark(emb, emb.tokenizer.encode(TEXTS), SETTINGS)
+    assert out["latency_b1"]["count"] >= SETTINGS.min_iterations and out["session_create_s"] > 0
+
+
+def test_missing_runtime_is_one_line_naming_what_to_install(tmp_path, monkeypatch):
+    import sys
+    tiny.build_model(tmp_path / "m")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` raise ImportError
+    with pytest.raises(UserError) as info:
+        open_runner(tmp_path / "m", "openvino")
+    assert str(info.value) == f"{tmp_path / 'm' / 'model.onnx'}: runtime openvino is not installed; pip install " \
+                              "openvino (or set the model's runtime to onnxruntime)"
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_file_checks_come_before_any_runtime(tmp_path, runtime):
+    tiny.build_model(tmp_path / "m", external_data=True)
+    (tmp_path / "m" / "model.onnx_data").unlink()
+    with pytest.raises(UserError, match=r"model.onnx_data: external data file referenced by .* is missing$"):
+        open_runner(tmp_path / "m", runtime)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "model.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(UserError, match="not a readable ONNX model"):
+        open_runner(tmp_path / "t", runtime)
