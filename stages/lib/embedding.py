@@ -189,10 +189,11 @@ def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
 
 
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                  inter_op_threads: int = 0) -> Embedder:
-    """A model's embedder, built from its effective settings (`params.embed_for`)."""
+                  inter_op_threads: int = 0, expose: list[str] | None = None) -> Embedder:
+    """A model's embedder, built from its effective settings (`params.embed_for`); `expose`:
+    intermediate tensors its session also returns (open_session)."""
     spec, settings = params.model(name), params.embed_for(name)
-    session = open_session(spec.path, provider, intra_op_threads, inter_op_threads)
+    session = open_session(spec.path, provider, intra_op_threads, inter_op_threads, expose)
     tok_file = find_tokenizer(session.model_file, spec.tokenizer)
     tokenizer = load_tokenizer(tok_file, settings.max_length)
     return Embedder(session, tokenizer, settings.pooling, settings.normalize, settings.padding_side)

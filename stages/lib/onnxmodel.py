@@ -125,11 +125,25 @@ class Session:
     create_seconds: float
 
 
-def open_session(path: str | Path, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                 inter_op_threads: int = 0) -> Session:
+def _exposing(model: onnx.ModelProto, model_file: Path, names: list[str], options) -> bytes:
+    """The graph with `names` added as outputs, serialized without its weights: onnxruntime reads
+    external data from the model's folder and infers each new output's type itself. Graph
+    optimizations are off (as in onnxruntime's qdq_loss_debug) so no exposed tensor is fused away."""
     import onnxruntime as ort
 
-    model_file, _, _ = model_files(path)  # fail early, with a clear line, on missing external data
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_file.parent))
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return model.SerializeToString()
+
+
+def open_session(path: str | Path, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
+                 inter_op_threads: int = 0, expose: list[str] | None = None) -> Session:
+    """A session on the model; `expose`: intermediate tensors to return as extra outputs too."""
+    import onnxruntime as ort
+
+    model_file, model, _ = model_files(path)  # fail early, with a clear line, on missing external data
     available = ort.get_available_providers()
     if provider not in available:
         raise UserError(f"provider {provider} is not available in this onnxruntime (have: {', '.join(available)})")
@@ -138,9 +152,10 @@ def open_session(path: str | Path, provider: str = "CPUExecutionProvider", intra
     options.inter_op_num_threads = inter_op_threads
     options.log_severity_level = 3
     providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+    source = _exposing(model, model_file, expose, options) if expose else str(model_file)
     start = time.perf_counter()
     try:
-        session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
+        session = ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{model_file}: onnxruntime cannot load it: {first[:300]}") from None

@@ -162,6 +162,16 @@ class DemoSettings:
 
 
 @dataclass(frozen=True)
+class DiagnoseSettings:
+    """Where a non-PASS candidate's error comes from: tensors compared layer by layer (diagnosis.py)."""
+
+    texts: int = _f(8, int)
+    jump_factor: float = _f(2.0, float)
+    top: int = _f(5, int)
+    op_types: list = _f(["MatMul", "Gemm", "Attention", "Gather"], list)
+
+
+@dataclass(frozen=True)
 class ReportSettings:
     language: str = _f("en", str)
 
@@ -179,6 +189,7 @@ class Params:
     verdict: VerdictThresholds
     demo: DemoSettings
     report: ReportSettings = ReportSettings()
+    diagnose: DiagnoseSettings = DiagnoseSettings()
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -194,7 +205,7 @@ class Params:
 
 
 TOP_KEYS = ["corpus", "snippets", "reference", "models", "quantize", "embed", "benchmark", "compare", "verdict", "demo",
-            "report"]
+            "report", "diagnose"]
 
 
 def parse(raw: dict) -> Params:
@@ -226,6 +237,7 @@ def parse(raw: dict) -> Params:
         verdict=_section(VerdictThresholds, "verdict", raw.get("verdict")),
         demo=_section(DemoSettings, "demo", raw.get("demo")),
         report=_section(ReportSettings, "report", raw.get("report")),
+        diagnose=_section(DiagnoseSettings, "diagnose", raw.get("diagnose")),
     )
     params.model(params.reference)  # the reference must be one of the models
     _check_values(params)
@@ -260,6 +272,11 @@ RULES = {
     ("compare", "confidence"): (lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.95"),
     ("compare", "spearman_max_pairs"): (lambda v: v >= 1000, "at least 1000"),
     ("compare", "batch_invariance_min"): (lambda v: 0 < v <= 1, "between 0 and 1"),
+    ("diagnose", "texts"): (lambda v: v >= 1, "at least 1"),
+    ("diagnose", "jump_factor"): (lambda v: v > 1, "more than 1 (a rise over the largest error before)"),
+    ("diagnose", "top"): (lambda v: v >= 1, "at least 1"),
+    ("diagnose", "op_types"): (lambda v: bool(v) and all(isinstance(x, str) and x for x in v),
+                               "a non-empty list of op type names"),
 }
 MODEL_KEYS = ("max_length", "padding_side", "normalize")  # per-model overrides checked by the embed rule
 
