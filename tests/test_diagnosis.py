@@ -3,6 +3,7 @@ purpose, a real onnxruntime dynamic-INT8 copy, the skip rules, the command line 
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,28 @@ def test_report_shows_top_layers_and_the_exclude_list_within_widths(damaged, lan
     assert f'nodes_to_exclude: ["{long_node}"]' in recs
     if lang == "ru":
         assert "где появляется ошибка" in verdict and "отн. ошибка" in verdict
+
+
+def test_report_says_why_there_is_no_table_in_both_languages():
+    report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
+    cand = report["models"]["int8-pt"]
+    cand["diagnosis"] = {"status": "not_comparable", "reason": i18n.msg("diag.tokenizers_differ")}
+    en, ru = (reporting.render(report, "text", lang) for lang in ("en", "ru"))
+    assert "int8-pt: layers not diagnosed: the two tokenizers give different token ids" in en.replace("\n    ", " ")
+    assert "int8-pt: слои не диагностированы: токенизаторы дают разные id" in ru.replace("\n    ", " ")
+    cand["diagnosis"] = {"status": "done", "texts": 8, "jump_factor": 2.0, "first_jump": None, "top": [],
+                         "nodes_to_exclude": [], "layers": {"weighted": 21, "matched": 21, "compared": 21}}
+    text = reporting.render(report, "text", "en").replace("\n    ", " ")
+    assert "int8-pt: no weighted layer's relative error rises more than 2x over the largest before it" in text
+    assert "nodes_to_exclude:" not in text  # nothing to exclude is not recommended
+
+
+def test_russian_diagnosis_leaves_no_english_prose(damaged):
+    _, result = damaged
+    report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
+    report["models"]["int8-pt"]["diagnosis"] = reporting.diagnosis_summary(result)
+    words = lambda text: set(re.findall(r"[a-z]{5,}", text))  # noqa: E731
+    allowed = (words(json.dumps(report)) | words(" ".join(reporting.PICTURES))  # data, file names, params keys
+               | {"nodes", "exclude", "reduce", "range", "results", "plots", "interleave"})
+    leftover = words(reporting.render(report, "text", "ru")) & words(reporting.render(report, "text", "en")) - allowed
+    assert not leftover, leftover
