@@ -22,8 +22,10 @@ from tests import tiny
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
 MODELS = ("tiny", "cand-a", "cand-b", "tiny-ov")
-MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "speedup", "compare") for m in MODELS} | {"report"}
-TIMING_DEPENDENT = {f"{stage}@{m}" for stage in ("benchmark", "speedup", "compare") for m in MODELS} | {"report"}
+MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "speedup", "compare", "diagnose")
+                     for m in MODELS} | {"report"}
+# diagnose reads the compare result (its verdict), which records the timings
+TIMING_DEPENDENT = {f"{stage}@{m}" for stage in ("benchmark", "speedup", "compare", "diagnose") for m in MODELS} | {"report"}
 
 
 def _run(cwd, *args, check=True, env=None):
@@ -102,7 +104,8 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     repo, ran = repo
-    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "speedup", "compare") for m in MODELS}
+    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "speedup", "compare", "diagnose")
+                 for m in MODELS}
     assert ran == per_model | {"quantize@cand-a", "quantize@cand-b", "report"}
     assert (repo / "models" / "tiny.dvc").is_file()
     assert "models/tiny.dvc" in _run(repo, "git", "ls-files").stdout  # tracked: the own-model recipe works
@@ -119,6 +122,8 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert 0.5 < comp["agreement"]["cosine"]["mean"] <= 1.0 + 1e-9
         assert comp["speed"]["latency_b1"]["ci_low"] <= comp["speed"]["latency_b1"]["speedup"] <= comp["speed"]["latency_b1"]["ci_high"]
         assert comp["verdict"]["scope"].startswith("holds on ")  # dynamic INT8: the instruction path is named
+        diagnosis = report["models"][cand]["diagnosis"]  # PASS: skipped; otherwise its layers, matched by name
+        assert diagnosis["status"] == ("skipped" if comp["verdict"]["status"] == "PASS" else "done")
     ov = report["models"]["tiny-ov"]
     facts = ov["runtime"]["facts"]  # from the embed manifest; benchmark and speedup record the same runner
     assert facts["runtime"] == "openvino" and facts["precision"]["requested"] == "auto"
@@ -128,7 +133,7 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     assert report["models"]["tiny"]["runtime"]["facts"]["runtime"] == "onnxruntime"
     assert ov["comparison"]["agreement"]["cosine"]["mean"] > 0.999  # the same file, whatever precision it ran in
     note = f"tiny-ov: the F32 file ran in {facts['precision']['used']} under openvino"
-    assert (note in (repo / "results" / "report.md").read_text()) == (facts["precision"]["used"] != "f32")
+    assert (note in _flat((repo / "results" / "report.md").read_text())) == (facts["precision"]["used"] != "f32")
     sweep = ref["benchmark"]["sweep"]
     assert any(p.get("skipped", "").startswith("beyond max_length") for p in sweep if p["seq_len"] == 32)
     text = (repo / "results" / "report.md").read_text()
@@ -185,7 +190,8 @@ def test_changing_one_candidate_reruns_only_its_stages_and_metrics_diff_stays_re
     params["quantize"]["cand-b"]["reduce_range"] = True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _repro(repo)
-    assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "speedup", "compare")} | {"report"}
+    assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "speedup", "compare",
+                                                   "diagnose")} | {"report"}
     diff = json.loads(_dvc(repo, "metrics", "diff", "--json").stdout or "{}")
     changed = {path for path, metrics in diff.items() if metrics}
     assert changed == {"results/metrics/cand-b.json"}  # only headline files are metrics

@@ -167,7 +167,7 @@ def test_russian_leaves_no_english_prose():
     english = {w for w in re.findall(r"[a-z]{5,}", reporting.render(five_candidates(), "text", "en"))}
     # what may stay English: data (model, corpus, op and provider names, machine facts) and params keys
     allowed = ({w for w in re.findall(r"[a-z]{5,}", json.dumps(five_candidates()))}
-               | {"reduce", "range", "nodes", "exclude", "interleave", "results", "plots"}  # params keys, file paths
+               | {"reduce", "range", "channel", "nodes", "exclude", "interleave", "results", "plots"}  # params keys, paths
                | {w for p in reporting.PICTURES for w in re.findall(r"[a-z]{5,}", p)})
     leftover = {w for w in re.findall(r"[a-z]{5,}", ru)} & english - allowed
     assert not leftover, leftover

@@ -138,3 +138,42 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def layer_weights(vocab_size: int, dim: int, layers: int, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """An embedding table and orthogonal layer matrices: an orthogonal layer keeps a relative error
+    exactly as it came, so only a damaged layer can make it jump."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(vocab_size, dim)).astype(np.float32)
+    return emb, [np.linalg.qr(rng.normal(size=(dim, dim)))[0].astype(np.float32) for _ in range(layers)]
+
+
+def build_layers(folder: Path, mats: list[np.ndarray] | None = None, *, dim: int = 16, layers: int = 3,
+                 seed: int = 0, external_data: bool = False, prefix: str = "") -> Path:
+    """folder/model.onnx: input_ids -> Gather 'embed/Gather' -> MatMul 'layer.i/MatMul' (tensor
+    'layer.i/out') ... -> last_hidden_state, + tokenizer.json. `mats` replaces the layer matrices
+    (a damaged copy); `prefix` renames every tensor (a graph that is not a copy)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    emb, default = layer_weights(len(vocab()), dim, layers, seed)
+    mats = default if mats is None else mats
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])]
+    inits = [numpy_helper.from_array(emb, "embeddings.weight")]
+    nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], [prefix + "embed/out"], name="embed/Gather")]
+    x = prefix + "embed/out"
+    for i, w in enumerate(mats):
+        inits.append(numpy_helper.from_array(w, f"layer.{i}.weight"))
+        nodes.append(helper.make_node("MatMul", [x, f"layer.{i}.weight"], [f"{prefix}layer.{i}/out"], name=f"layer.{i}/MatMul"))
+        x = f"{prefix}layer.{i}/out"
+    nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
+    outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", dim])]
+    model = helper.make_model(helper.make_graph(nodes, "layers", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 18)], producer_name="tests.tiny")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = folder / "model.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=external_data, all_tensors_to_one_file=True,
+                    location="model.onnx_data", size_threshold=64)
+    build_tokenizer(folder)
+    return path

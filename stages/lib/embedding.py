@@ -191,11 +191,12 @@ def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
 
 
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                  inter_op_threads: int = 0) -> Embedder:
+                  inter_op_threads: int = 0, expose: list[str] | None = None) -> Embedder:
     """A model's embedder, built from its effective settings (`params.embed_for`) and run by the
-    runtime its entry names."""
+    runtime its entry names; `expose`: intermediate tensors it also returns (onnxruntime only)."""
     spec, settings = params.model(name), params.embed_for(name)
-    runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads)
+    runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads,
+                         expose)
     tok_file = find_tokenizer(runner.model_file, spec.tokenizer)
     tokenizer = load_tokenizer(tok_file, settings.max_length)
     return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)

@@ -313,6 +313,41 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "path.arm": ("ARM CPUs with dot-product/i8mm", "ЦП ARM с dot-product/i8mm"),
     "path.other": ("CPUs with INT8 support '{support}'", "ЦП с поддержкой INT8 '{support}'"),
     "scope.holds_on": ("holds on {path}", "верно для: {path}"),
+    # layer diagnosis (diagnosis.py; section_verdict and recommendations)
+    "diag.skip_reference": ("the reference itself: nothing to diagnose", "это сам эталон: диагностировать нечего"),
+    "diag.skip_pass": ("verdict PASS: nothing to diagnose", "вердикт PASS: диагностировать нечего"),
+    "diag.no_match": ("no output of the reference's {count} weighted layers ({ops}) has a namesake float tensor in "
+                      "the candidate graph: not a quantized copy of the reference, layers cannot be matched",
+                      "ни один выход {count} слоев эталона с весами ({ops}) не имеет в графе кандидата "
+                      "одноименного float-тензора: это не квантованная копия эталона, слои не сопоставить"),
+    "diag.runtime": ("layers are compared under onnxruntime only, and this pair runs under {runtime}",
+                     "слои сравниваются только под onnxruntime, а эта пара исполняется под {runtime}"),
+    "diag.tokenizers_differ": ("the two tokenizers give different token ids: layers cannot be compared",
+                               "токенизаторы дают разные id токенов: слои не сравнить"),
+    "diag.not_done": ("{name}: layers not diagnosed: {reason}.", "{name}: слои не диагностированы: {reason}."),
+    "diag.heading": ("{name}: where the error enters ({texts} corpus texts, {compared} of {weighted} weighted "
+                     "layers matched by tensor name; relative error = ||candidate - reference|| / ||reference||, "
+                     "in graph order): error first jumps at {node} ({op}), {rel:.4f} after at most {before:.4f} "
+                     "before it. Largest jumps (more than {factor:g}x the largest error before):",
+                     "{name}: где появляется ошибка ({texts} текстов корпуса, {compared} из {weighted} слоев с "
+                     "весами сопоставлены по имени тензора; относительная ошибка = ||кандидат - эталон|| / "
+                     "||эталон||, в порядке графа): ошибка впервые скачет на {node} ({op}), {rel:.4f} после "
+                     "не более {before:.4f} до него. Самые большие скачки (больше чем в {factor:g} раза выше "
+                     "наибольшей ошибки до):"),
+    "diag.no_jump": ("{name}: no weighted layer's relative error rises more than {factor:g}x over the largest "
+                     "before it ({compared} layers, {texts} corpus texts): the error builds up gradually.",
+                     "{name}: ни у одного слоя с весами относительная ошибка не растет больше чем в {factor:g} "
+                     "раза над наибольшей до него ({compared} слоев, {texts} текстов корпуса): ошибка "
+                     "накапливается постепенно."),
+    "col.layer": ("layer (reference node)", "слой (узел эталона)"),
+    "col.op": ("op", "оп."),
+    "col.rel_error": ("rel. error", "отн. ошибка"),
+    "col.max_before": ("max before", "макс. до"),
+    "col.sqnr": ("SQNR dB", "SQNR, дБ"),
+    "rec.exclude": ("{name}: its error jumps most at {count} layer(s); to keep them in float, pass them to "
+                    "onnxruntime's quantizer as nodes_to_exclude: {nodes}",
+                    "{name}: ошибка сильнее всего скачет на {count} слое(ях); чтобы оставить их неквантованными, "
+                    "передайте их квантователю onnxruntime как nodes_to_exclude: {nodes}"),
 }
 
 

@@ -29,6 +29,10 @@ class Results:
     def compare(self, name: str) -> Path:
         return self.root / "compare" / f"{name}.json"
 
+    def diagnose(self, name: str) -> Path:
+        """Where a non-PASS candidate's error comes from, layer by layer (or why it was skipped)."""
+        return self.root / "diagnose" / f"{name}.json"
+
     def metrics(self, name: str) -> Path:
         """The headline numbers DVC shows in `metrics diff` and `exp show`."""
         return self.root / "metrics" / f"{name}.json"

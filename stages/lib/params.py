@@ -192,6 +192,16 @@ class DemoSettings:
 
 
 @dataclass(frozen=True)
+class DiagnoseSettings:
+    """Where a non-PASS candidate's error comes from: tensors compared layer by layer (diagnosis.py)."""
+
+    texts: int = _f(8, int)
+    jump_factor: float = _f(2.0, float)
+    top: int = _f(5, int)
+    op_types: list = _f(["MatMul", "Gemm", "Attention", "Gather"], list)
+
+
+@dataclass(frozen=True)
 class ReportSettings:
     language: str = _f("en", str)
 
@@ -210,6 +220,7 @@ class Params:
     demo: DemoSettings
     report: ReportSettings = ReportSettings()
     calibration: str | None = None  # texts static recipes calibrate on; never the evaluation texts
+    diagnose: DiagnoseSettings = DiagnoseSettings()
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -225,7 +236,7 @@ class Params:
 
 
 TOP_KEYS = ["corpus", "snippets", "calibration", "reference", "models", "quantize", "embed", "benchmark", "compare",
-            "verdict", "demo", "report"]
+            "verdict", "demo", "report", "diagnose"]
 
 
 def parse(raw: dict) -> Params:
@@ -255,6 +266,7 @@ def parse(raw: dict) -> Params:
         demo=_section(DemoSettings, "demo", raw.get("demo")),
         report=_section(ReportSettings, "report", raw.get("report")),
         calibration=_typed("calibration", raw["calibration"], str) if raw.get("calibration") else None,
+        diagnose=_section(DiagnoseSettings, "diagnose", raw.get("diagnose")),
     )
     if any(q.method == "static" for q in quantize.values()) and not params.calibration:
         raise UserError("params.yaml: a static quantize recipe needs 'calibration' (a JSONL file of texts that are "
@@ -292,6 +304,11 @@ RULES = {
     ("compare", "confidence"): (lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.95"),
     ("compare", "spearman_max_pairs"): (lambda v: v >= 1000, "at least 1000"),
     ("compare", "batch_invariance_min"): (lambda v: 0 < v <= 1, "between 0 and 1"),
+    ("diagnose", "texts"): (lambda v: v >= 1, "at least 1"),
+    ("diagnose", "jump_factor"): (lambda v: v > 1, "more than 1 (a rise over the largest error before)"),
+    ("diagnose", "top"): (lambda v: v >= 1, "at least 1"),
+    ("diagnose", "op_types"): (lambda v: bool(v) and all(isinstance(x, str) and x for x in v),
+                               "a non-empty list of op type names"),
 }
 MODEL_KEYS = ("max_length", "padding_side", "normalize")  # per-model overrides checked by the embed rule
 

@@ -50,6 +50,7 @@ def build_report(params, results: Results = RESULTS) -> dict:
         else:
             models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
                                                                "task_delta", "speed", "size", "snippets")}
+            models[name]["diagnosis"] = diagnosis_summary(read_json(results.diagnose(name)))
     here = read_json(results.machine("timing"))
     order = ranking(models, params.reference)
     return {"ranking": order, "recommended": order[0] if order and models[order[0]]["comparison"]["verdict"]["status"]
@@ -450,6 +451,8 @@ def section_verdict(report: dict, ctx: Ctx) -> list[str]:
         out += _para(ctx, line, bullet=True)
         for code in v["reason_codes"]:
             out += _para(ctx, ("" if ctx.fmt == "md" else "    - ") + render_msg(code, ctx.lang), bullet=True, indent=1)
+    for n in _cands(report):
+        out += _diagnosis(ctx, n, report["models"][n].get("diagnosis"))
     return out or _para(ctx, ctx.t("note.no_candidates"))
 
 
@@ -577,6 +580,7 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
             out.append(("[!]", msg("rec.unrelated", name=n, reason=c["relation"]["reason"])))
         if scope:
             out.extend(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
+        out.extend(diagnosis_advice(n, models[n].get("diagnosis")))
     return out
 
 
@@ -593,3 +597,46 @@ def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> lis
         return [("[!]", [msg("rec.int8_vnni", name=name, support=support),
                          msg("rec.int8_vnni_rr_on" if reduce_range else "rec.int8_vnni_rr_off")])]
     return [("[!]", msg("rec.int8_other", name=name, support=support))]
+
+
+# ---------------------------------------------------------------- layer diagnosis (diagnose stage)
+
+DIAGNOSIS_KEYS = ("status", "reason", "texts", "jump_factor", "layers", "first_jump", "top", "nodes_to_exclude",
+                  "outputs")
+
+
+def diagnosis_summary(result: dict) -> dict:
+    """What the report keeps of results/diagnose/NAME.json: everything but the per-layer list."""
+    return {k: result[k] for k in DIAGNOSIS_KEYS if k in result}
+
+
+def _tail(name: str, width: int) -> str:
+    """A node name's end, which says which layer it is ('...layer.0/output/dense/MatMul')."""
+    return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
+def _diagnosis(ctx: Ctx, name: str, d: dict | None) -> list[str]:
+    """Under the verdicts: for a non-PASS candidate, the layers where its error jumps."""
+    if not d or d["status"] == "skipped":
+        return []
+    out = [""]
+    if d["status"] != "done":
+        return out + _para(ctx, ctx.t("diag.not_done", name=name, reason=render_msg(d["reason"], ctx.lang)))
+    counts = {"texts": d["texts"], "factor": d["jump_factor"], **d["layers"]}
+    first = d["first_jump"]
+    if not first:
+        return out + _para(ctx, ctx.t("diag.no_jump", name=name, **counts))
+    out += _para(ctx, ctx.t("diag.heading", name=name, node=first["node"], op=first["op"], rel=first["rel_error"],
+                            before=first["max_before"], **counts)) + [""]
+    rows = [[_tail(r["node"], 70 if ctx.fmt == "md" else 52), r["op"], _f(r["rel_error"]), _f(r["max_before"]),
+             _f(r["sqnr_db"], ".1f", ctx)] for r in d["top"]]
+    return out + _table(ctx, rows, [ctx.t(k) for k in ("col.layer", "col.op", "col.rel_error", "col.max_before",
+                                                       "col.sqnr")])
+
+
+def diagnosis_advice(name: str, d: dict | None) -> list[tuple[str, dict]]:
+    """The ready nodes_to_exclude list of a diagnosed candidate, as a recommendation."""
+    if not d or not d.get("nodes_to_exclude"):
+        return []
+    nodes = "[" + ", ".join(f'"{n}"' for n in d["nodes_to_exclude"]) + "]"
+    return [("[!]", msg("rec.exclude", name=name, count=len(d["nodes_to_exclude"]), nodes=nodes))]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .onnxmodel import model_files
+from .onnxmodel import load_graph, model_files
 from .params import RUNTIMES
 
 # OpenVINO element type names -> the onnxruntime type strings the embedder reads
@@ -73,7 +73,8 @@ class OnnxRuntimeRunner(Runner):
 
     runtime = "onnxruntime"
 
-    def __init__(self, model_file: Path, provider: str, intra_op_threads: int, inter_op_threads: int):
+    def __init__(self, model_file: Path, provider: str, intra_op_threads: int, inter_op_threads: int,
+                 expose: list[str] | None = None):
         ort = _import_runtime("onnxruntime", model_file)
 
         available = ort.get_available_providers()
@@ -84,9 +85,10 @@ class OnnxRuntimeRunner(Runner):
         options.inter_op_num_threads = inter_op_threads
         options.log_severity_level = 3
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        source = _exposing(model_file, expose, options, ort) if expose else str(model_file)
         start = time.perf_counter()
         try:
-            self.session = ort.InferenceSession(str(model_file), sess_options=options, providers=providers)
+            self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(f"{model_file}: onnxruntime cannot load it: {_first_line(exc)}") from None
         super().__init__(model_file, time.perf_counter() - start)
@@ -180,13 +182,31 @@ def _import_runtime(package: str, model_file: Path):
                         f"(or set the model's runtime to onnxruntime)") from None
 
 
+def _exposing(model_file: Path, names: list[str], options, ort) -> bytes:
+    """The graph with `names` added as outputs, serialized without its weights: onnxruntime reads
+    external data from the model's folder and infers each new output's type itself. Graph
+    optimizations are off (as in onnxruntime's qdq_loss_debug) so no exposed tensor is fused away."""
+    import onnx
+
+    model = load_graph(model_file)
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_file.parent))
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return model.SerializeToString()
+
+
 def open_runner(path: str | Path, runtime: str = "onnxruntime", precision: str | None = None,
-                provider: str = "CPUExecutionProvider", intra_op_threads: int = 0, inter_op_threads: int = 0) -> Runner:
-    """The one place a model is loaded. `provider` and `inter_op_threads` apply to onnxruntime only;
-    `precision` to OpenVINO only (None there means auto)."""
+                provider: str = "CPUExecutionProvider", intra_op_threads: int = 0, inter_op_threads: int = 0,
+                expose: list[str] | None = None) -> Runner:
+    """The one place a model is loaded. `provider`, `inter_op_threads` and `expose` (intermediate
+    tensors also returned, for the diagnose stage) apply to onnxruntime only; `precision` to
+    OpenVINO only (None there means auto)."""
     model_file, graph, _ = model_files(path)  # fail early, with a clear line, on missing external data
     if runtime == "onnxruntime":
-        return OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads)
+        return OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads, expose)
+    if expose:
+        raise UserError(f"{model_file}: intermediate tensors can be exposed under onnxruntime only, not {runtime}")
     if runtime == "openvino":
         return OpenVinoRunner(model_file, [o.name for o in graph.graph.output], precision or "auto", intra_op_threads)
     raise UserError(f"{model_file}: unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
