@@ -207,24 +207,27 @@ def test_progress_in_a_log_file_is_lines_with_an_eta():
     assert quiet.getvalue() == ""
 
 
-def _ranked(statuses_quality_speed: dict) -> list[str]:
+def _ranked(candidates: dict) -> list[str]:
     models = {"ref": {}}
-    for name, (status, quality, speed) in statuses_quality_speed.items():
-        models[name] = {"comparison": {"verdict": {"status": status}, "task_delta": {"ndcg@10": {"relative": quality}},
+    for name, (status, ci_high, speed, size) in candidates.items():
+        models[name] = {"comparison": {"verdict": {"status": status}, "size": {"ratio": size},
+                                       "task_delta": {"ndcg@10": {"relative_ci_high": ci_high}},
                                        "speed": {"latency_b1": {"speedup": speed}}}}
     return reporting.ranking(models, "ref")
 
 
-def test_ranking_is_verdict_then_quality_then_speed():
-    assert _ranked({"fast-fail": ("FAIL", 0.0, 3.0), "warn": ("WARN", 0.0, 1.0), "pass-slow": ("PASS", -0.005, 1.2),
-                    "pass-better": ("PASS", -0.001, 1.1), "pass-tie-faster": ("PASS", -0.001, 1.5),
-                    "pass-unmeasured": ("PASS", None, 9.0)}) == [
-        "pass-tie-faster", "pass-better", "pass-slow", "pass-unmeasured", "warn", "fast-fail"]
+def test_ranking_is_verdict_then_measurable_quality_loss_then_speed_then_size():
+    assert _ranked({"fast-fail": ("FAIL", 0.01, 3.0, 1.0), "warn": ("WARN", 0.01, 1.0, 1.0),
+                    "pass-lossy-fast": ("PASS", -0.001, 3.0, 1.0),   # a measurable nDCG loss ranks below no loss
+                    "pass-slow": ("PASS", 0.02, 1.1, 1.0), "pass-fast": ("PASS", 0.001, 1.9, 1.0),
+                    "pass-fast-small": ("PASS", 0.001, 1.9, 4.0), "pass-unmeasured": ("PASS", None, 9.0, 1.0)}) == [
+        "pass-fast-small", "pass-fast", "pass-slow", "pass-unmeasured", "pass-lossy-fast", "warn", "fast-fail"]
 
 
 def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
     r = five_candidates()
-    marker, code = reporting.ship_line(r)
+    marker, codes = reporting.ship_line(r)
+    code = codes[0]
     assert marker == "[+]" and code["args"]["name"] == r["ranking"][0] and code["key"] == "ship.pass_scope"
     assert i18n.render(code, "en").startswith(f"Ship {r['ranking'][0]}: PASS")
     for n in r["ranking"]:
@@ -235,3 +238,13 @@ def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
     text = i18n.render(code, "en")
     assert marker == "[!]" and text.startswith("No candidate passes. The closest is int8-pt (WARN")
     assert "per-channel weights" in text and "веса per-channel" in i18n.render(code, "ru")
+
+
+def test_a_busy_timing_is_flagged_with_how_to_rerun_it_in_both_languages():
+    r = five_candidates()
+    r["models"]["int8-pt"]["load"]["speedup"] = {"other_fraction": 0.6, "busy": True}
+    assert "60% [!] busy" in _row(_section(reporting.section_perf, report=r), "int8-pt")
+    en, ru = (reporting.render(r, "text", lang).replace("\n    ", " ") for lang in ("en", "ru"))
+    assert ("[!] int8-pt: the machine was busy while timing (speedup: other processes used more than 10% of the "
+            "CPU); its timings are unreliable, rerun them on an idle machine (dvc repro -f -s speedup@int8-pt).") in en
+    assert "int8-pt: во время замера машина была занята (speedup:" in ru

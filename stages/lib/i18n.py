@@ -216,9 +216,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                   "rerun on an idle machine.",
                   "{name}: замер шумный: медианы двух прогонов подряд различаются на {diff:.1%} (> {tol:.0%}); "
                   "повторите на свободной машине."),
-    "rec.busy": ("{name}: the machine was busy while timing ({roles}: other processes used more than {tol:.0%} of "
+    "rec.busy": ("{name}: the machine was busy while timing ({parts}: other processes used more than {tol:.0%} of "
                  "the CPU); its timings are unreliable, rerun them on an idle machine (dvc repro -f -s {stage}).",
-                 "{name}: во время замера машина была занята ({roles}: другие процессы заняли больше {tol:.0%} "
+                 "{name}: во время замера машина была занята ({parts}: другие процессы заняли больше {tol:.0%} "
                  "ЦП); замеры ненадежны, повторите на свободной машине (dvc repro -f -s {stage})."),
     "rec.batch_mates": ("{name}: a text's vector depends on its batch-mates (cosine alone vs batched min "
                         "{min:.4f}, mean {mean:.4f}); expected for dynamic INT8, which quantizes activations per "
@@ -277,13 +277,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "which its activations ({activations}) do not explain: check pooling, the attention mask and the runtime.",
         "{name}: вектор текста зависит от соседей по батчу (косинус отдельно против в батче: мин. {min:.4f}, среднее "
         "{mean:.4f}), чего его активации ({activations}) не объясняют: проверьте пулинг, маску внимания и рантайм."),
-    "ship.pass": ("Ship {name}: PASS, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x the reference's speed, {size:.2f}x smaller.",
-                  "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, в {size:.2f} "
-                  "раза меньше."),
-    "ship.pass_scope": ("Ship {name}: PASS, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x the reference's speed, {size:.2f}x "
-                        "smaller; this holds on {path}.",
-                        "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, в "
-                        "{size:.2f} раза меньше; верно для: {path}."),
+    "ship.pass": ("Ship {name}: PASS, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x the reference's speed, {size}.",
+                  "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, {size}."),
+    "ship.pass_scope": ("Ship {name}: PASS, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x the reference's speed, {size}; "
+                        "this holds on {path}.",
+                        "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, {size}; "
+                        "верно для: {path}."),
     "ship.none": ("No candidate passes. The closest is {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); the "
                   "evidence points to {knob}.",
                   "Ни один кандидат не прошел. Ближе всех {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); "
@@ -300,6 +299,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "speed are those of {used} arithmetic.",
         "{name}: файл {stored} исполнялся в {used} под {runtime} {version}, precision {requested}; векторы и "
         "скорость - от арифметики {used}."),
+    "ship.also": ("{name} is as fast within the intervals ({speedup:.2f}x), {size}: pick by what matters more "
+                  "to you.",
+                  "{name} так же быстр в пределах интервалов ({speedup:.2f}x), {size}: выбирайте по тому, что "
+                  "важнее."),
     "ship.none_to_rank": ("No candidates to rank.", "Нет кандидатов для сравнения."),
     "knob.per_channel": ("per-channel weights (quantize.NAME.per_channel: true)",
                          "веса per-channel (quantize.NAME.per_channel: true)"),
@@ -344,10 +347,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.rel_error": ("rel. error", "отн. ошибка"),
     "col.max_before": ("max before", "макс. до"),
     "col.sqnr": ("SQNR dB", "SQNR, дБ"),
-    "rec.exclude": ("{name}: its error jumps most at {count} layer(s); to keep them in float, pass them to "
-                    "onnxruntime's quantizer as nodes_to_exclude: {nodes}",
+    "rec.exclude": ("{name}: its error jumps most at {count} layer(s); to keep them in float, add to its recipe "
+                    "quantize.{name}.nodes_to_exclude: {nodes}",
                     "{name}: ошибка сильнее всего скачет на {count} слое(ях); чтобы оставить их неквантованными, "
-                    "передайте их квантователю onnxruntime как nodes_to_exclude: {nodes}"),
+                    "добавьте в его рецепт quantize.{name}.nodes_to_exclude: {nodes}"),
 }
 
 
@@ -386,8 +389,9 @@ def render(code: dict, lang: str) -> str:
         args["metric"] = t(lang, f"metric.{args['metric']}")
     if "kind" in args:
         args["kind"] = t(lang, f"kind.{args['kind']}")
-    if "knob" in args:  # a nested message
-        args["knob"] = render(args["knob"], lang)
+    for key, value in args.items():  # nested messages (a knob, a size phrase) render in the same language
+        if isinstance(value, dict) and "key" in value:
+            args[key] = render(value, lang)
     if "roles" in args:  # [[role, tag], ...]
         args["used"] = ", ".join(t(lang, "role.on", role=t(lang, f"role.{r}"), tag=tag) for r, tag in args.pop("roles"))
     return t(lang, code["key"], **args)

@@ -66,12 +66,15 @@ STATUS_RANK = {"PASS": 2, "WARN": 1, "FAIL": 0}
 
 
 def ranking(models: dict, reference: str) -> list[str]:
-    """Candidates best first: by verdict, then nDCG@10 change, then speedup (unmeasured last)."""
+    """Candidates best first: by verdict; then quality, as "no measurable nDCG@10 loss" before "a
+    measurable loss" (differences inside the interval are noise, not a ranking); then speedup;
+    then size. A measurement that could not be made ranks last within its group."""
     def key(name: str):
         c = models[name]["comparison"]
-        quality, speed = c["task_delta"]["ndcg@10"]["relative"], c["speed"]["latency_b1"]["speedup"]
-        return (STATUS_RANK[c["verdict"]["status"]], float("-inf") if quality is None else quality,
-                float("-inf") if speed is None else speed)
+        d, speed = c["task_delta"]["ndcg@10"], c["speed"]["latency_b1"]["speedup"]
+        kept = d["relative_ci_high"] is not None and d["relative_ci_high"] >= 0
+        return (STATUS_RANK[c["verdict"]["status"]], kept, float("-inf") if speed is None else speed,
+                c["size"]["ratio"] or 0.0)
     return sorted((n for n in models if n != reference), key=key, reverse=True)
 
 
@@ -208,11 +211,18 @@ def _related(m: dict) -> bool:
     return m["comparison"]["relation"]["related"]
 
 
-def _ratio_cell(ctx: Ctx, ratio: float, more: str, less: str) -> str:
-    """'[+] 1.30x smaller' / 'same size' / '[-] 1.10x larger' (within 0.5 % is the same)."""
+def _size_msg(ratio: float) -> dict:
+    """'1.30x smaller' / 'same size' / '1.10x larger' as a message code (within 0.5 % is the same)."""
     if abs(ratio - 1) < 0.005:
-        return ctx.t("cell.same_size")
-    return f"[+] {ctx.t(more, x=ratio)}" if ratio > 1 else f"[-] {ctx.t(less, x=1 / ratio)}"
+        return msg("cell.same_size")
+    return msg("cell.smaller", x=ratio) if ratio > 1 else msg("cell.larger", x=1 / ratio)
+
+
+def _size_cell(ctx: Ctx, ratio: float) -> str:
+    """'[+] 1.30x smaller' / 'same size' / '[-] 1.10x larger'."""
+    code = _size_msg(ratio)
+    marker = "" if code["key"] == "cell.same_size" else ("[+] " if ratio > 1 else "[-] ")
+    return marker + render_msg(code, ctx.lang)
 
 
 def _interval(x: dict, digits: int = 2) -> str:
@@ -231,12 +241,16 @@ def _repeat_cell(ctx: Ctx, rep) -> str:
     return f"{rep['relative_difference']:.1%}" + (f" [!] {ctx.t('cell.noisy')}" if rep["noisy"] else "")
 
 
+def _overlap(a: dict | None, b: dict | None) -> bool:
+    """Do two speedup intervals overlap (True when either is missing: no evidence of a difference)?"""
+    if not a or not b or None in (a["ci_low"], a["ci_high"], b["ci_low"], b["ci_high"]):
+        return True
+    return not (a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"])
+
+
 def estimates_disagree(speed: dict) -> bool:
     """Do the one-process and separate-process speedup intervals fail to overlap?"""
-    a, b = speed["latency_b1"], speed.get("latency_b1_separate_runs")
-    if not b or None in (a["ci_low"], a["ci_high"], b["ci_low"], b["ci_high"]):
-        return False
-    return a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"]
+    return not _overlap(speed["latency_b1"], speed.get("latency_b1_separate_runs"))
 
 
 def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
@@ -272,8 +286,7 @@ def section_info(report: dict, ctx: Ctx) -> list[str]:
     for n, m in report["models"].items():
         s = m["size"]
         label = ctx.t("cell.reference", name=ctx.n(n)) if n == ref else ctx.n(n)
-        vs = ctx.t("cell.baseline") if n == ref else _ratio_cell(ctx, m["comparison"]["size"]["ratio"],
-                                                                  "cell.smaller", "cell.larger")
+        vs = ctx.t("cell.baseline") if n == ref else _size_cell(ctx, m["comparison"]["size"]["ratio"])
         rows.append([label, m["quantization"], _mb(s["total_bytes"]),
                      f"{_mb(s['graph_bytes'])} + {_mb(s['external_data_bytes'])}", f"{m['parameters']:,}", vs])
         emb, pooling = m["embedding"], m["embedding"]["pooling"]
@@ -482,15 +495,15 @@ def section_summary(report: dict, ctx: Ctx) -> list[str]:
                      _quality_cell(ctx, c["task_delta"]["ndcg@10"]),
                      _f(cos, ctx=ctx) if _related(m) else ctx.t("cell.na_other_model"),
                      _speed_cell(ctx, c["speed"]["latency_b1"]),
-                     _ratio_cell(ctx, c["size"]["ratio"], "cell.smaller", "cell.larger")])
+                     _size_cell(ctx, c["size"]["ratio"])])
     out = _table(ctx, rows, ["#"] + [ctx.t(k) for k in ("col.candidate", "col.verdict", "col.quality", "col.cosine",
                                                         "col.speed_b1", "col.size_vs_ref")], keep=2)
-    marker, code = ship_line(report)
-    out += _para(ctx, f"{marker} {render_msg(code, ctx.lang)}", bullet=True) + [""]
+    marker, codes = ship_line(report)
+    out += _para(ctx, f"{marker} " + " ".join(render_msg(c, ctx.lang) for c in _as_list(codes)), bullet=True) + [""]
     return out + _picture(ctx, ctx.t("fig.tradeoff", conf=ctx.conf), "tradeoff.png")
 
 
-def ship_line(report: dict) -> tuple[str, dict]:
+def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
     """The answer to "which one should I ship?": the best-ranked PASS, or why none, and the knob
     the evidence points to."""
     models, order = report["models"], report["ranking"]
@@ -500,11 +513,16 @@ def ship_line(report: dict) -> tuple[str, dict]:
     c = models[best]["comparison"]
     d, sp = c["task_delta"]["ndcg@10"], c["speed"]["latency_b1"]
     args = {"name": best, "ndcg": d["relative"] if d["relative"] is not None else float("nan"),
-            "speedup": sp["speedup"], "size": c["size"]["ratio"]}
+            "speedup": sp["speedup"], "size": _size_msg(c["size"]["ratio"])}
     scope = c["verdict"].get("scope_code")
     if c["verdict"]["status"] == "PASS":
-        return "[+]", (msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope
-                       else msg("ship.pass", **args))
+        codes = [msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope else msg("ship.pass", **args)]
+        runner_up = next((n for n in order[1:2] if models[n]["comparison"]["verdict"]["status"] == "PASS"), None)
+        if runner_up and _overlap(c["speed"]["latency_b1"], models[runner_up]["comparison"]["speed"]["latency_b1"]):
+            other = models[runner_up]["comparison"]
+            codes.append(msg("ship.also", name=runner_up, speedup=other["speed"]["latency_b1"]["speedup"],
+                             size=_size_msg(other["size"]["ratio"])))
+        return "[+]", codes
     recipe = models[best].get("recipe") or {}
     support = models[best]["machines"]["embed"]["int8_support"] or ""
     if recipe.get("method") in ("dynamic", "static") and not recipe.get("per_channel"):
@@ -516,11 +534,14 @@ def ship_line(report: dict) -> tuple[str, dict]:
     return "[!]", msg("ship.none", status=c["verdict"]["status"], knob=msg(f"knob.{knob}"), **args)
 
 
+def _as_list(codes: dict | list[dict]) -> list[dict]:
+    return codes if isinstance(codes, list) else [codes]
+
+
 def section_recommendations(report: dict, ctx: Ctx) -> list[str]:
     out = []
     for marker, codes in recommendations(report):
-        codes = codes if isinstance(codes, list) else [codes]
-        out += _para(ctx, f"{marker} " + " ".join(render_msg(code, ctx.lang) for code in codes), bullet=True)
+        out += _para(ctx, f"{marker} " + " ".join(render_msg(code, ctx.lang) for code in _as_list(codes)), bullet=True)
     return out
 
 
@@ -557,7 +578,7 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
             out.append(("[!]", msg("rec.noisy", name=n, diff=rep["relative_difference"], tol=rep["tolerance"])))
         busy = [role for role, load in m["load"].items() if load and load.get("busy")]
         if busy:
-            out.append(("[!]", msg("rec.busy", name=n, roles=", ".join(busy), tol=report["busy_tolerance"],
+            out.append(("[!]", msg("rec.busy", name=n, parts=", ".join(busy), tol=report["busy_tolerance"],
                                    stage=f"{busy[0]}@{n}")))
     # a runtime that computed in another precision than the file stores (OpenVINO bf16): say it plainly
     out.extend(("[!]", m["runtime"]["note_code"]) for m in models.values() if (m.get("runtime") or {}).get("note_code"))
