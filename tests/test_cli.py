@@ -114,3 +114,20 @@ def test_hardlinked_external_data_names_the_dvc_setting(work):
     (work / "cache-copy").unlink()  # the same model with one link quantizes
     assert _stage(work, "stages.quantize", "cand").returncode == 0
     assert (work / "models" / "cand" / "model.onnx").is_file()
+
+
+def test_embed_reads_a_beir_folder(work):
+    """Documents and queries are embedded on their own counts: distractors included, unjudged queries not."""
+    import numpy as np
+
+    rows = tiny.corpus_rows(6)
+    docs = [{"_id": f"d{i}", "text": r["code"]} for i, r in enumerate(rows)]
+    tiny.write_beir(work / "data" / "beir", docs, [{"_id": "q0", "text": rows[0]["query"]},
+                                                    {"_id": "q1", "text": rows[1]["query"]}], [("q0", "d0", 2)])
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["corpus"] = "data/beir"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _stage(work, "stages.embed", "m")
+    assert proc.returncode == 0, proc.stderr
+    out = work / "results" / "embed" / "m"
+    assert np.load(out / "codes.npy").shape[0] == 6 and np.load(out / "queries.npy").shape[0] == 1

@@ -213,7 +213,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> di
     batch_size = params.embed.batch_size
     query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
     code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
-    bar = Progress(len(corpus) * 2, f"embed {name}", unit="text", enabled=progress)
+    bar = Progress(corpus.text_count(), f"embed {name}", unit="text", enabled=progress)
     queries = embedder.embed_ids(query_ids, batch_size, progress=bar)
     codes = embedder.embed_ids(code_ids, batch_size, progress=bar)
     bar.close()
@@ -233,6 +233,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> di
         "corpus": str(corpus.path),
         "texts_sha256": corpus.sha256(),
         "count": len(corpus),
+        "documents": len(corpus.codes),
         "dim": int(queries.shape[1]),
         "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
         "normalize": embedder.normalize,
