@@ -22,7 +22,7 @@ def load_embeddings(folder: Path) -> dict:
         raise UserError(f"{folder}: no embeddings (run: dvc repro embed@{folder.name})")
     out = {"manifest": read_json(folder / "manifest.json")}
     for path in sorted(folder.glob("*.npy")):
-        out[path.stem] = np.load(path, allow_pickle=False)
+        out[path.stem] = np.load(path, allow_pickle=False, mmap_mode="r")  # read in blocks, not held whole
     return out
 
 
