@@ -7,17 +7,19 @@ from stages.lib import cli
 from stages.lib.embedding import embed_corpus
 from stages.lib.layout import RESULTS
 from stages.lib.machine import current
-from stages.lib.outputs import replace_dir
+from stages.lib.outputs import staged_dir, write_files
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__, extra=lambda p: p.add_argument(
         "--out", default=None, help="output folder (default results/embed/NAME)"))
     machine = current("embed", RESULTS.machine("embed"))
-    files = embed_corpus(params, args.name, machine, progress=True)
-    out = replace_dir(args.out or RESULTS.embed(args.name), files)
+    out = args.out or RESULTS.embed(args.name)
+    with staged_dir(out) as tmp:  # vectors stream into it batch by batch; swapped in when complete
+        files = embed_corpus(params, args.name, machine, progress=True, stream_to=tmp)
+        write_files(tmp, files)
     m = files["manifest.json"]
-    print(f"{args.name}: {m['count']} queries + {m['count']} code texts -> dim {m['dim']}, pooling "
+    print(f"{args.name}: {m['count']} queries + {m['documents']} documents -> dim {m['dim']}, pooling "
           f"{m['pooling']['mode']} ({m['pooling']['source']}), normalize={m['normalize']} -> {out}")
 
 

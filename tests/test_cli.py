@@ -74,3 +74,60 @@ def test_stage_refuses_machine_facts_of_another_machine(work):
     line = _error_line(proc)
     assert "results/machine/embed.json: describes another machine" in line and "dvc repro machine" in line
     assert not (work / "results" / "embed" / "m").exists()
+
+
+def _external_model(work):
+    """The model of `work` rewritten with its weights in model.onnx_data."""
+    tiny.build_model(work / "models" / "m", external_data=True, dim=32)
+    return work / "models" / "m" / "model.onnx"
+
+
+def test_external_data_escaping_the_folder_is_refused(work):
+    """An untrusted graph pointing at ../../../etc/hostname must not be read or reported on."""
+    import onnx
+
+    model_file = _external_model(work)
+    model = onnx.load(str(model_file), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../../../etc/hostname"
+    onnx.save(model, str(model_file))
+    line = _error_line(_stage(work, "stages.inspect", "m"))
+    assert "models/m/model.onnx" in line and "'../../../etc/hostname'" in line and "'..'" in line
+    assert not (work / "results" / "inspect" / "m.json").exists()
+
+
+def test_hardlinked_external_data_names_the_dvc_setting(work):
+    """A DVC cache of type hardlink gives data files a second link, which onnx.load refuses."""
+    _external_model(work)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["models"]["cand"] = {"path": "models/cand"}
+    params["quantize"] = {"cand": {"source": "models/m", "method": "dynamic"}}
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    data = work / "models" / "m" / "model.onnx_data"
+    os.link(data, work / "cache-copy")
+    line = _error_line(_stage(work, "stages.quantize", "cand"))
+    assert str(data.relative_to(work)) in line and "hard links" in line
+    assert "dvc config cache.type reflink,copy" in line and "dvc checkout --relink" in line
+    assert not (work / "models" / "cand").exists()
+    (work / "cache-copy").unlink()  # the same model with one link quantizes
+    assert _stage(work, "stages.quantize", "cand").returncode == 0
+    assert (work / "models" / "cand" / "model.onnx").is_file()
+
+
+def test_embed_reads_a_beir_folder(work):
+    """Documents and queries are embedded on their own counts: distractors included, unjudged queries not."""
+    import numpy as np
+
+    rows = tiny.corpus_rows(6)
+    docs = [{"_id": f"d{i}", "text": r["code"]} for i, r in enumerate(rows)]
+    tiny.write_beir(work / "data" / "beir", docs, [{"_id": "q0", "text": rows[0]["query"]},
+                                                    {"_id": "q1", "text": rows[1]["query"]}], [("q0", "d0", 2)])
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["corpus"] = "data/beir"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _stage(work, "stages.embed", "m")
+    assert proc.returncode == 0, proc.stderr
+    out = work / "results" / "embed" / "m"
+    assert np.load(out / "codes.npy").shape[0] == 6 and np.load(out / "queries.npy").shape[0] == 1

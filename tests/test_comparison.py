@@ -1,5 +1,6 @@
 """compare() on fabricated stage outputs: a perturbed copy, an unrelated space, NaN, a broken reference."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -183,3 +184,20 @@ def test_a_file_run_in_another_precision_is_said_plainly(tmp_path):
     assert out["runtime"]["note"] is None
     params, results = _fabricate(tmp_path / "f16", perturb, runtimes=(ort, _ov("f16", "bf16")))
     assert "ran in bf16 under openvino 2026.4.1, precision f16;" in compare(params, "cand", results)["runtime"]["note"]
+
+
+def test_paired_and_beir_layout_of_the_same_data_compare_identically(tmp_path):
+    """The whole compare (task, deltas, agreement by language) does not depend on the layout."""
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.05 * rng.normal(size=q.shape).astype(np.float32),
+                                                              c + 0.05 * rng.normal(size=c.shape).astype(np.float32)))
+    paired = compare(params, "cand", results)
+    beir = tiny.paired_as_beir(tmp_path / "beir", tiny.corpus_rows(N))
+    for name in ("ref", "cand"):
+        manifest = results.embed(name) / "manifest.json"
+        m = json.loads(manifest.read_text())
+        m["texts_sha256"] = load_corpus(beir).sha256()
+        manifest.write_text(json.dumps(m))
+    as_beir = compare(replace(params, corpus=str(beir)), "cand", results)
+    for key in ("task", "task_delta", "agreement", "verdict"):
+        assert as_beir[key] == paired[key], key
+    assert set(paired["agreement"]["cosine"]["by_lang"]) == {"python", "javascript"}

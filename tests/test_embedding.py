@@ -181,3 +181,34 @@ def test_unsupported_sentence_transformers_pooling_matters_only_for_auto(tmp_pat
     (tmp_path / "m" / "modules.json").write_text("{not json")
     with pytest.raises(UserError, match="modules.json: not valid JSON"):
         _embedder(tmp_path / "m", pooling="mean")
+
+
+def test_streaming_embed_writes_the_same_vectors_as_in_memory(tmp_path):
+    """Thousands of texts, batch 7: the memory-mapped path (what the stage runs) writes .npy files
+    equal to the in-memory arrays, and the staged folder is swapped in complete."""
+    from stages.lib import params as params_lib
+    from stages.lib.embedding import embed_corpus
+    from stages.lib.outputs import staged_dir, write_files
+
+    tiny.build_model(tmp_path / "m")
+    corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(2500, seed=5))
+    params = params_lib.parse({"corpus": str(corpus), "reference": "m", "models": {"m": {"path": str(tmp_path / "m")}},
+                               "embed": {"pooling": "mean", "batch_size": 7, "invariance_sample": 4}})
+    memory = embed_corpus(params, "m", machine={})
+    with staged_dir(tmp_path / "out") as tmp:
+        streamed = embed_corpus(params, "m", machine={}, stream_to=tmp)
+        assert isinstance(streamed["codes.npy"], np.memmap)
+        write_files(tmp, streamed)
+    for name in ("queries.npy", "codes.npy"):
+        on_disk = np.load(tmp_path / "out" / name)
+        assert on_disk.shape == (2500, 8) and on_disk.dtype == np.float32
+        np.testing.assert_array_equal(on_disk, memory[name])
+    assert streamed["manifest.json"] == memory["manifest.json"]
+
+
+def test_nan_found_in_a_streamed_batch_names_the_first_text(tmp_path):
+    tiny.build_model(tmp_path / "m", nan=True)
+    emb = _embedder(tmp_path / "m", pooling="mean")
+    with pytest.raises(UserError, match=r"3 embedding\(s\) contain NaN or Inf \(first: text #0\)"):
+        emb.embed_texts(TEXTS[:3], 2, allocate=lambda shape: np.lib.format.open_memmap(
+            tmp_path / "v.npy", mode="w+", dtype=np.float32, shape=shape))

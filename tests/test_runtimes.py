@@ -107,3 +107,28 @@ def test_file_checks_come_before_any_runtime(tmp_path, runtime):
     (tmp_path / "t" / "model.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(UserError, match="not a readable ONNX model"):
         open_runner(tmp_path / "t", runtime)
+
+
+def test_a_provider_that_falls_back_to_cpu_is_an_error(tmp_path, monkeypatch):
+    """onnxruntime-gpu lists CUDA even where it cannot start, then runs on CPU with a log line:
+    no CPU number may be labelled CUDAExecutionProvider."""
+    import onnxruntime as ort
+
+    tiny.build_model(tmp_path / "m")
+    real_session = ort.InferenceSession
+
+    def session_without_cuda(source, sess_options=None, providers=()):
+        assert providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return real_session(source, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", session_without_cuda)
+    with pytest.raises(UserError, match=r"model\.onnx: benchmark\.provider CUDAExecutionProvider is installed but "
+                                        r"did not start \(onnxruntime fell back to CPUExecutionProvider\)"):
+        open_runner(tmp_path / "m", provider="CUDAExecutionProvider")
+
+
+def test_a_provider_this_onnxruntime_lacks_is_an_error(tmp_path):
+    tiny.build_model(tmp_path / "m")
+    with pytest.raises(UserError, match=r"provider CUDAExecutionProvider is not available in this onnxruntime"):
+        open_runner(tmp_path / "m", provider="CUDAExecutionProvider")

@@ -177,3 +177,21 @@ def build_layers(folder: Path, mats: list[np.ndarray] | None = None, *, dim: int
                     location="model.onnx_data", size_threshold=64)
     build_tokenizer(folder)
     return path
+
+
+def write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]]) -> Path:
+    """A BEIR-layout corpus folder: corpus.jsonl, queries.jsonl, qrels/test.tsv (with its header)."""
+    folder = Path(folder)
+    write_jsonl(folder / "corpus.jsonl", docs)
+    write_jsonl(folder / "queries.jsonl", queries)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels))
+    return folder
+
+
+def paired_as_beir(folder: Path, rows: list[dict]) -> Path:
+    """The paired rows in BEIR layout: query i -> code i, grade 1, languages in `metadata`."""
+    docs = [{"_id": f"c-{r['id']}", "text": r["code"], "metadata": {"lang": r["lang"]}} for r in rows]
+    queries = [{"_id": f"q-{r['id']}", "text": r["query"], "lang": r["lang"]} for r in rows]
+    return write_beir(folder, docs, queries, [(f"q-{r['id']}", f"c-{r['id']}", 1) for r in rows])

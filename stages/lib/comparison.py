@@ -22,16 +22,17 @@ def load_embeddings(folder: Path) -> dict:
         raise UserError(f"{folder}: no embeddings (run: dvc repro embed@{folder.name})")
     out = {"manifest": read_json(folder / "manifest.json")}
     for path in sorted(folder.glob("*.npy")):
-        out[path.stem] = np.load(path, allow_pickle=False)
+        out[path.stem] = np.load(path, allow_pickle=False, mmap_mode="r")  # read in blocks, not held whole
     return out
 
 
-def task_metrics(emb: dict, k: int) -> tuple[dict, dict]:
-    """Retrieval quality of one model: query i's relevant document is code i."""
+def task_metrics(emb: dict, k: int, qrels: dict | None = None) -> tuple[dict, dict]:
+    """Retrieval quality of one model over every document (distractors included), judged by the
+    corpus qrels; without them, query i's one relevant document is code i (the paired layout)."""
     if len(emb["codes"]) < 10:
-        raise UserError(f"corpus has {len(emb['codes'])} pairs: @10 retrieval metrics need at least 10")
+        raise UserError(f"corpus has {len(emb['codes'])} documents: @10 retrieval metrics need at least 10")
     rankings = scan_rankings(emb["queries"], emb["codes"], max(k, 10))
-    per_query = retrieval_per_query(rankings, np.arange(len(emb["queries"])))
+    per_query = retrieval_per_query(rankings, np.arange(len(emb["queries"])) if qrels is None else qrels)
     return {name: float(v.mean()) for name, v in per_query.items()}, per_query
 
 
@@ -64,13 +65,14 @@ def _same_texts(a: dict, b: dict) -> bool:
 
 
 def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> dict:
-    """Per-text cosine needs one space; CKA and the similarity-matrix metrics work across dimensions."""
+    """Per-text cosine needs one space; CKA and the similarity-matrix metrics work across dimensions.
+    `langs`: one per text, the queries' then the documents' (their counts may differ)."""
     texts_ref = np.vstack([ref["queries"], ref["codes"]])
     texts_cand = np.vstack([emb["queries"], emb["codes"]])
     out = {"cka_linear": linear_cka(texts_ref, texts_cand)}
     if texts_ref.shape[1] == texts_cand.shape[1]:
         lengths = np.concatenate([emb["query_lengths"], emb["code_lengths"]])
-        out["cosine"] = cosine_agreement(texts_ref, texts_cand, langs * 2, lengths)
+        out["cosine"] = cosine_agreement(texts_ref, texts_cand, langs, lengths)
         out["cosine_codes_mean"] = float(row_cosine(ref["codes"], emb["codes"]).mean())
         out["cosine_queries_mean"] = float(row_cosine(ref["queries"], emb["queries"]).mean())
     out["similarity"] = similarity_agreement(ref["queries"], ref["codes"], emb["queries"], emb["codes"],
@@ -141,7 +143,7 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
     if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:
         raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
                         f"{inv['min']:.6f} (< {s.batch_invariance_min}): pooling or the attention mask is wrong")
-    task, per_query = task_metrics(emb, s.k)
+    task, per_query = task_metrics(emb, s.k, corpus.qrels)
     manifest = emb["manifest"]
     speedup = read_json(results.speedup(name))
     bench_cand, bench_ref = read_json(results.benchmark(name)), read_json(results.benchmark(ref_name))
@@ -173,7 +175,7 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
     s = params.compare
     machines, finite = out["machines"], out["sanity"]["finite"]
     out = {}
-    _, ref_per_query = task_metrics(ref, s.k)
+    _, ref_per_query = task_metrics(ref, s.k, corpus.qrels)
     out["task_delta"] = {m: paired_delta(per_query[m], ref_per_query[m], s.bootstrap, s.confidence, s.seed)
                          for m in per_query}
     mr, mc = ref["manifest"], emb["manifest"]
@@ -191,7 +193,7 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
     }
     out["consistency"] = consistency
     params_ratio = inspect_cand["parameters"]["count"] / max(inspect_ref["parameters"]["count"], 1)
-    out["agreement"] = agreement = agreement_metrics(ref, emb, corpus.langs, s)
+    out["agreement"] = agreement = agreement_metrics(ref, emb, corpus.query_langs + corpus.doc_langs, s)
     cos_mean = agreement.get("cosine", {}).get("mean")
     related = same_dim and ((cos_mean or 0) >= s.related_min_cosine or abs(params_ratio - 1) < 0.01)
     out["relation"] = {"related": related, "parameter_ratio": params_ratio,

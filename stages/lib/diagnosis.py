@@ -52,7 +52,8 @@ def weighted_layers(model, op_types) -> list[Layer]:
 
 def sample_texts(corpus, n: int) -> list[str]:
     """n code texts spread evenly over the corpus (so both of the demo's languages), deterministic."""
-    idx = np.unique(np.linspace(0, len(corpus) - 1, min(n, len(corpus))).round().astype(int))
+    count = len(corpus.codes)  # documents: a BEIR corpus has more or fewer than queries
+    idx = np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(int))
     return [corpus.codes[i] for i in idx]
 
 

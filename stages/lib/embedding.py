@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from .errors import UserError
@@ -141,11 +142,14 @@ class Embedder:
         order = np.argsort([len(x) for x in id_lists], kind="stable") if sort else np.arange(len(id_lists))
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
-    def embed_ids(self, id_lists: list[list[int]], batch_size: int, sort: bool = True, progress=None) -> np.ndarray:
+    def embed_ids(self, id_lists: list[list[int]], batch_size: int, sort: bool = True, progress=None,
+                  allocate=None) -> np.ndarray:
+        """One vector per id list, in input order. `allocate(shape)` makes the result array (default
+        np.empty; a memory map streams each batch to disk, so vectors never all sit in memory)."""
         if not id_lists:
             raise UserError("nothing to embed: the text list is empty")
         self.check_ids(id_lists)
-        result = None
+        result, bad, first_bad = None, 0, None
         for idx in self.batches(id_lists, batch_size, sort):
             group = [id_lists[i] for i in idx]
             pad_rows = (self.fixed_batch - len(group)) if self.fixed_batch else 0
@@ -153,17 +157,32 @@ class Embedder:
             if result is None:
                 if vectors.ndim != 2:
                     raise UserError(f"{self.runner.model_file}: pooled output has shape {vectors.shape}, expected [batch, dim]")
-                result = np.empty((len(id_lists), vectors.shape[1]), dtype=np.float32)
+                result = (allocate or _empty)((len(id_lists), vectors.shape[1]))
             result[idx] = vectors
+            broken = idx[~np.isfinite(vectors).all(axis=1)]  # checked per batch: `result` may be on disk
+            if len(broken):
+                bad += len(broken)
+                first_bad = int(broken.min()) if first_bad is None else min(first_bad, int(broken.min()))
             if progress is not None:
                 progress.update(len(idx))
-        bad = np.where(~np.isfinite(result).all(axis=1))[0]
-        if len(bad):
-            raise UserError(f"{self.runner.model_file}: {len(bad)} embedding(s) contain NaN or Inf (first: text #{bad[0]})")
+        if bad:
+            raise UserError(f"{self.runner.model_file}: {bad} embedding(s) contain NaN or Inf (first: text #{first_bad})")
         return result
 
-    def embed_texts(self, texts: list[str], batch_size: int, sort: bool = True, progress=None) -> np.ndarray:
-        return self.embed_ids(self.tokenizer.encode(texts), batch_size, sort, progress)
+    def embed_texts(self, texts: list[str], batch_size: int, sort: bool = True, progress=None,
+                    allocate=None) -> np.ndarray:
+        return self.embed_ids(self.tokenizer.encode(texts), batch_size, sort, progress, allocate)
+
+
+def _empty(shape) -> np.ndarray:
+    return np.empty(shape, dtype=np.float32)
+
+
+def _memmap_in(folder: Path | None, name: str):
+    """An allocator writing the array as folder/name (.npy on disk), or None for memory."""
+    if folder is None:
+        return None
+    return lambda shape: np.lib.format.open_memmap(Path(folder) / name, mode="w+", dtype=np.float32, shape=shape)
 
 
 def batch_invariance(embedder: Embedder, id_lists: list[list[int]], sample: int) -> dict:
@@ -202,20 +221,22 @@ def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", int
     return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
 
 
-def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> dict:
-    """Every file of the embed stage's output folder for one model, computed in memory.
+def embed_corpus(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None) -> dict:
+    """Every file of the embed stage's output folder for one model.
 
     `machine`: the embed facts of the machine computing them (machine.py), recorded in the
-    manifest: INT8 vectors depend on the instruction set, not only on the file."""
+    manifest: INT8 vectors depend on the instruction set, not only on the file. `stream_to`: a
+    folder where queries.npy and codes.npy are written batch by batch (memory maps, returned in
+    the dict) instead of held in memory; the rest stays in memory, small."""
     corpus = load_corpus(params.corpus)
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
     query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
     code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
-    bar = Progress(len(corpus) * 2, f"embed {name}", unit="text", enabled=progress)
-    queries = embedder.embed_ids(query_ids, batch_size, progress=bar)
-    codes = embedder.embed_ids(code_ids, batch_size, progress=bar)
+    bar = Progress(corpus.text_count(), f"embed {name}", unit="text", enabled=progress)
+    queries = embedder.embed_ids(query_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "queries.npy"))
+    codes = embedder.embed_ids(code_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "codes.npy"))
     bar.close()
     files = {"queries.npy": queries, "codes.npy": codes,
              "query_lengths.npy": text_lengths(query_ids), "code_lengths.npy": text_lengths(code_ids)}
@@ -233,6 +254,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False) -> di
         "corpus": str(corpus.path),
         "texts_sha256": corpus.sha256(),
         "count": len(corpus),
+        "documents": len(corpus.codes),
         "dim": int(queries.shape[1]),
         "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
         "normalize": embedder.normalize,

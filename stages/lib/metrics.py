@@ -135,9 +135,11 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
 RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1", "recall@10": "recall_10"}
 
 
-def retrieval_per_query(rankings: np.ndarray, relevant: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-query nDCG@10, MRR@10, recall@1/10 from pytrec_eval, given each query's top-10 code indices.
+def retrieval_per_query(rankings: np.ndarray, relevant) -> dict[str, np.ndarray]:
+    """Per-query nDCG@10, MRR@10, recall@1/10 from pytrec_eval, given each query's top-10 document indices.
 
+    `relevant`: qrels as {query index: {document index: grade}} (graded, several per query), or an
+    array holding each query's one relevant document. pytrec_eval takes the qrels as they are.
     The run holds only the top 10, so reciprocal rank is MRR@10. Scores passed to trec_eval strictly
     decrease with rank, so its own tie-breaking never applies: ours (corpus order) does.
     """
@@ -145,11 +147,13 @@ def retrieval_per_query(rankings: np.ndarray, relevant: np.ndarray) -> dict[str,
 
     if rankings.shape[1] < 10:
         raise ValueError("retrieval metrics need at least 10 ranked documents per query")
-    qrels = {f"q{i}": {f"d{int(rel)}": 1} for i, rel in enumerate(relevant)}
+    if not isinstance(relevant, dict):
+        relevant = {i: {int(rel): 1} for i, rel in enumerate(relevant)}
+    qrels = {f"q{q}": {f"d{d}": int(g) for d, g in docs.items()} for q, docs in relevant.items()}
     run = {f"q{i}": {f"d{int(doc)}": float(10 - r) for r, doc in enumerate(row[:10])} for i, row in enumerate(rankings)}
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(RETRIEVAL_MEASURES.values()))
     scores = evaluator.evaluate(run)
-    return {name: np.array([scores[f"q{i}"][measure] for i in range(len(relevant))])
+    return {name: np.array([scores[f"q{i}"][measure] for i in range(len(rankings))])
             for name, measure in RETRIEVAL_MEASURES.items()}
 
 

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import UserError
-from .onnxmodel import model_files
+from .onnxmodel import hardlinked_data, model_files
 from .outputs import swap_dir
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -154,6 +154,11 @@ def make_candidate(spec, out: str | Path, calibration: tuple[list[dict], dict] |
     """Run one recipe on `spec.source` into the folder `out` (written aside, then swapped in), with
     the recipe and, for static INT8, the calibration facts in out/QUANTIZE.json."""
     src_file, _, data_files = model_files(spec.source)
+    linked = hardlinked_data(src_file, data_files)
+    if linked:
+        raise UserError(f"{linked[0]}: external data file has several hard links, and onnx.load refuses those "
+                        f"(\"potential hardlink attack\"); a DVC cache of type hardlink makes them: run "
+                        f"`dvc config cache.type reflink,copy` then `dvc checkout --relink`")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -7,7 +7,7 @@ knows about them.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -69,6 +69,27 @@ def _external_info(tensor: onnx.TensorProto) -> dict[str, str] | None:
     return {entry.key: entry.value for entry in tensor.external_data}
 
 
+def _refuse_escaping(location: str, tensor: str, model_file: Path) -> None:
+    """An untrusted graph must not make us read files outside its folder (onnxruntime refuses these
+    too). Checked on the text of `location`, not the resolved path: a DVC cache of type symlink
+    legitimately links data files to .dvc/cache."""
+    posix = PurePosixPath(location.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(location).drive:
+        cause = "is an absolute path"
+    elif ".." in posix.parts:
+        cause = "climbs out with '..'"
+    else:
+        return
+    raise UserError(f"{model_file}: external data location {location!r} of tensor {tensor!r} {cause}; "
+                    f"refused: external data must lie inside the model's folder")
+
+
+def hardlinked_data(model_file: Path, data_files: dict[str, int]) -> list[Path]:
+    """External data files with more than one hard link: onnx.load refuses them ("potential hardlink
+    attack"), which a DVC cache with `cache.type: hardlink` produces."""
+    return [model_file.parent / loc for loc in data_files if (model_file.parent / loc).stat().st_nlink > 1]
+
+
 def external_data_files(model: onnx.ModelProto, model_file: Path) -> dict[str, int]:
     """Every external data file the graph references -> bytes on disk. Missing or short files are errors."""
     needed: dict[str, int] = {}
@@ -77,6 +98,7 @@ def external_data_files(model: onnx.ModelProto, model_file: Path) -> dict[str, i
         if info is None:
             continue
         location = info.get("location", "")
+        _refuse_escaping(location, tensor.name, model_file)
         end = int(info.get("offset", 0)) + int(info.get("length", 0))
         needed[location] = max(needed.get(location, 0), end)
     sizes = {}

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,28 +67,44 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return _atomic_bytes(path, buf.getvalue())
 
 
-def replace_dir(final: str | os.PathLike, files: dict[str, bytes | np.ndarray | dict | str]) -> Path:
-    """Write a whole output folder next to its final place, then swap it in."""
+@contextmanager
+def staged_dir(final: str | os.PathLike):
+    """A temp folder next to `final`, swapped in when the block ends without error and removed
+    otherwise: a stage can stream large files into it (no whole output in memory) and still never
+    leave a half-written folder."""
     import shutil
 
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
-        for name, content in files.items():
-            if isinstance(content, np.ndarray):
-                write_npy(tmp / name, content)
-            elif isinstance(content, (dict, list)):
-                write_json(tmp / name, content)
-            elif isinstance(content, str):
-                write_text(tmp / name, content)
-            else:
-                _atomic_bytes(tmp / name, content)
+        yield tmp
         swap_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final
+
+
+def write_files(folder: Path, files: dict[str, bytes | np.ndarray | dict | str]) -> None:
+    """Each entry as a file in `folder`; an array already memory-mapped there is only flushed."""
+    for name, content in files.items():
+        if isinstance(content, np.memmap) and content.filename == os.path.abspath(folder / name):
+            content.flush()
+        elif isinstance(content, np.ndarray):
+            write_npy(folder / name, content)
+        elif isinstance(content, (dict, list)):
+            write_json(folder / name, content)
+        elif isinstance(content, str):
+            write_text(folder / name, content)
+        else:
+            _atomic_bytes(folder / name, content)
+
+
+def replace_dir(final: str | os.PathLike, files: dict[str, bytes | np.ndarray | dict | str]) -> Path:
+    """Write a whole output folder next to its final place, then swap it in."""
+    with staged_dir(final) as tmp:
+        write_files(tmp, files)
+    return Path(final)
 
 
 def swap_dir(tmp: Path, final: Path) -> None:

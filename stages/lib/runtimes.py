@@ -79,7 +79,8 @@ class OnnxRuntimeRunner(Runner):
 
         available = ort.get_available_providers()
         if provider not in available:
-            raise UserError(f"provider {provider} is not available in this onnxruntime (have: {', '.join(available)})")
+            raise UserError(f"{model_file}: benchmark.provider {provider} is not available in this onnxruntime "
+                            f"(have: {', '.join(available)}; CUDA needs the onnxruntime-gpu package)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
@@ -96,7 +97,11 @@ class OnnxRuntimeRunner(Runner):
         self.threads = {"intra_op": intra_op_threads or "default", "inter_op": inter_op_threads or "default"}
         self.providers_active = self.session.get_providers()
         if self.providers_active[0] != provider:
-            print(f"warning: {model_file}: requested {provider}, running on {self.providers_active[0]}")
+            # onnxruntime falls back to CPU with a log line when a listed provider fails to start
+            # (CUDA/cuDNN libraries missing, no device): numbers from it would be CPU numbers labelled GPU
+            raise UserError(f"{model_file}: benchmark.provider {provider} is installed but did not start "
+                            f"(onnxruntime fell back to {self.providers_active[0]}); check its libraries and "
+                            f"device, or set benchmark.provider: CPUExecutionProvider")
         self.inputs = [TensorInfo(i.name, list(i.shape), i.type) for i in self.session.get_inputs()]
         self.outputs = [TensorInfo(o.name, list(o.shape), o.type) for o in self.session.get_outputs()]
         self.run = self.session.run  # timed regions call onnxruntime itself, no wrapper frame

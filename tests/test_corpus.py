@@ -1,0 +1,87 @@
+"""The BEIR layout: graded qrels, several relevant documents, distractors; metrics checked against
+pytrec_eval run directly on the same scores, and against the paired layout of the same data."""
+import numpy as np
+import pytest
+import pytrec_eval
+
+from stages.lib.comparison import task_metrics
+from stages.lib.corpus import load_corpus
+from stages.lib.errors import UserError
+from tests import tiny
+
+N_DOCS, N_QUERIES, DIM = 40, 12, 6
+
+
+def _beir(tmp_path):
+    """12 queries (one not in the qrels), 40 documents of which 16 no query points to; grades 0-2."""
+    rng = np.random.default_rng(3)
+    docs = [{"_id": f"d{i}", "title": "t" if i % 3 == 0 else "", "text": f"doc {i}",
+             "metadata": {"lang": ["go", "rust"][i % 2]}} for i in range(N_DOCS)]
+    queries = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(N_QUERIES + 1)]  # q12: no qrels
+    qrels = []
+    for q in range(N_QUERIES):
+        for d in rng.choice(24, size=int(rng.integers(1, 4)), replace=False):
+            qrels.append((f"q{q}", f"d{d}", int(rng.integers(1, 3))))
+        qrels.append((f"q{q}", f"d{int(rng.integers(24, 30))}", 0))  # judged not relevant
+    return tiny.write_beir(tmp_path / "beir", docs, queries, qrels), qrels
+
+
+def test_beir_folder_is_read_with_its_qrels(tmp_path):
+    folder, qrels = _beir(tmp_path)
+    c = load_corpus(folder)
+    assert len(c.queries) == N_QUERIES and "q12" not in c.query_ids  # only judged queries, as BEIR
+    assert len(c.codes) == N_DOCS and c.codes[0] == "t doc 0" and c.codes[1] == "doc 1"  # title joined
+    assert c.doc_langs[:2] == ["go", "rust"]
+    assert sum(len(d) for d in c.qrels.values()) == len(qrels)
+    assert c.qrels[0] == {int(d[1:]): g for q, d, g in qrels if q == "q0"}
+
+
+def test_metrics_equal_pytrec_eval_on_the_same_scores(tmp_path):
+    folder, qrels = _beir(tmp_path)
+    c = load_corpus(folder)
+    rng = np.random.default_rng(0)
+    emb = {"queries": rng.normal(size=(N_QUERIES, DIM)).astype(np.float32),
+           "codes": rng.normal(size=(N_DOCS, DIM)).astype(np.float32)}
+    means, per_query = task_metrics(emb, 10, c.qrels)
+    q = emb["queries"] / np.linalg.norm(emb["queries"], axis=1, keepdims=True)
+    d = emb["codes"] / np.linalg.norm(emb["codes"], axis=1, keepdims=True)
+    scores = q @ d.T  # every document scored: distractors compete
+    run = {f"q{i}": {f"d{j}": float(scores[i, j]) for j in range(N_DOCS)} for i in range(N_QUERIES)}
+    truth = {}
+    for qid, did, g in qrels:
+        truth.setdefault(qid, {})[did] = g
+    direct = pytrec_eval.RelevanceEvaluator(truth, {"ndcg_cut_10", "recip_rank", "recall_1", "recall_10"}).evaluate(run)
+    for name, measure in (("ndcg@10", "ndcg_cut_10"), ("recall@1", "recall_1"), ("recall@10", "recall_10")):
+        np.testing.assert_allclose(per_query[name], [direct[f"q{i}"][measure] for i in range(N_QUERIES)], atol=1e-9)
+    rr = np.array([direct[f"q{i}"]["recip_rank"] for i in range(N_QUERIES)])
+    np.testing.assert_allclose(per_query["mrr@10"], np.where(rr >= 0.1, rr, 0.0), atol=1e-9)  # cut at 10
+    assert 0 < means["ndcg@10"] < 1 and len({round(v, 6) for v in per_query["ndcg@10"]}) > 3  # graded, not trivial
+
+
+def test_paired_jsonl_and_beir_layout_give_identical_metrics(tmp_path):
+    rows = tiny.corpus_rows(30)
+    paired = load_corpus(tiny.write_jsonl(tmp_path / "c.jsonl", rows))
+    beir = load_corpus(tiny.paired_as_beir(tmp_path / "beir", rows))
+    assert (paired.queries, paired.codes, paired.qrels) == (beir.queries, beir.codes, beir.qrels)
+    assert paired.query_langs + paired.doc_langs == beir.query_langs + beir.doc_langs
+    rng = np.random.default_rng(1)
+    emb = {"queries": rng.normal(size=(30, DIM)), "codes": rng.normal(size=(30, DIM))}
+    a, b = task_metrics(emb, 10, paired.qrels), task_metrics(emb, 10, beir.qrels)
+    assert a[0] == b[0] == task_metrics(emb, 10)[0]
+
+
+@pytest.mark.parametrize("line,cause", [("q0\tnope\t1", "test.tsv:2: corpus-id 'nope' is not in corpus.jsonl"),
+                                        ("q0\td1\thigh", "test.tsv:2: score 'high' is not an integer"),
+                                        ("zz\td1\t1", "test.tsv:2: query-id 'zz' is not in queries.jsonl")])
+def test_bad_qrels_name_the_file_and_line(tmp_path, line, cause):
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}], [])
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + line + "\n")
+    with pytest.raises(UserError, match=cause):
+        load_corpus(folder)
+
+
+def test_missing_beir_file_is_named(tmp_path):
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}], [("q0", "d1", 1)])
+    (folder / "queries.jsonl").unlink()
+    with pytest.raises(UserError, match=r"queries.jsonl: file not found"):
+        load_corpus(folder)
