@@ -45,11 +45,13 @@ def tradeoff(report: dict, lang: str) -> bytes:
     verdict, the reference at (1, 0): the best trade-off is the green point furthest right."""
     plt, (fig, ax) = _figure()
     conf = f"{report['confidence']:.0%}"
-    for name, m in report["models"].items():
+    offsets = [(6, 6), (6, -14), (-10, 16), (-10, -24), (6, 26), (6, -34)]  # points that coincide stay legible
+    for i, (name, m) in enumerate(report["models"].items()):
         c = m.get("comparison")
+        xytext = offsets[i % len(offsets)]
         if not c:
             ax.plot([1.0], [0.0], marker="s", color="black")
-            ax.annotate(name, (1.0, 0.0), textcoords="offset points", xytext=(6, 6), fontsize=9)
+            ax.annotate(name, (1.0, 0.0), textcoords="offset points", xytext=xytext, fontsize=9)
             continue
         sp, d = c["speed"]["latency_b1"], c["task_delta"]["ndcg@10"]
         if None in (sp["ci_low"], sp["ci_high"], d["relative"], d["relative_ci_low"], d["relative_ci_high"]):
@@ -59,7 +61,7 @@ def tradeoff(report: dict, lang: str) -> bytes:
                     yerr=[[y - 100 * d["relative_ci_low"]], [100 * d["relative_ci_high"] - y]],
                     fmt="o", color=VERDICT_COLOURS[c["verdict"]["status"]], capsize=4)
         ax.annotate(f"{name} ({t(lang, 'status.' + c['verdict']['status'])})", (x, y), textcoords="offset points",
-                    xytext=(6, 6), fontsize=9)
+                    xytext=xytext, fontsize=9)
     ax.axvline(1.0, color="grey", lw=0.8)
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.axhline(-1.0, color=VERDICT_COLOURS["PASS"], lw=0.8, ls="--", label=t(lang, "fig.pass_line"))

@@ -649,7 +649,7 @@ def _diagnosis(ctx: Ctx, name: str, d: dict | None) -> list[str]:
         return out + _para(ctx, ctx.t("diag.no_jump", name=name, **counts))
     out += _para(ctx, ctx.t("diag.heading", name=name, node=first["node"], op=first["op"], rel=first["rel_error"],
                             before=first["max_before"], **counts)) + [""]
-    rows = [[_tail(r["node"], 70 if ctx.fmt == "md" else 52), r["op"], _f(r["rel_error"]), _f(r["max_before"]),
+    rows = [[_tail(r["node"], 58 if ctx.fmt == "md" else 52), r["op"], _f(r["rel_error"]), _f(r["max_before"]),
              _f(r["sqnr_db"], ".1f", ctx)] for r in d["top"]]
     return out + _table(ctx, rows, [ctx.t(k) for k in ("col.layer", "col.op", "col.rel_error", "col.max_before",
                                                        "col.sqnr")])
