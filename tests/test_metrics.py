@@ -500,3 +500,11 @@ def test_module_has_no_hidden_state():
     b = paired_delta(cand, ref, 200, 0.95, seed=9)
     assert a == b
     assert metrics.HIST_EDGES[0] == -1.0 and metrics.HIST_EDGES[-1] > 1.0
+
+
+def test_query_blocks_shrink_as_documents_grow():
+    from stages.lib.metrics import BLOCK_ELEMENTS, query_block
+
+    assert query_block(698) == 1024 and query_block(0) == 1024
+    assert query_block(100_000) * 100_000 <= BLOCK_ELEMENTS and query_block(100_000) == 40
+    assert query_block(10**8) == 1  # never zero rows

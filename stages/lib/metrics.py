@@ -1,8 +1,10 @@
 """Quality metrics: agreement of a candidate with the reference, and task (retrieval) quality.
 
-Everything that would need an N x N similarity matrix is computed in query blocks, so 100k texts
-never materialise a 100k x 100k matrix. Scores are cosine similarities (vectors normalised here,
-whatever the model's own normalisation), ranked with ties broken by corpus order.
+Everything that would need an N x N similarity matrix is computed in query blocks sized so a block
+holds at most BLOCK_ELEMENTS scores, so 100k texts never materialise a 100k x 100k matrix and the
+memory per block stays the same however many documents there are. Scores are cosine similarities
+(vectors normalised here, whatever the model's own normalisation), ranked with ties broken by
+corpus order.
 """
 from __future__ import annotations
 
@@ -13,6 +15,12 @@ from .pooling import l2_normalize
 
 HIST_EDGES = [-1.0, 0.0, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0 + 1e-6]
 LENGTH_BUCKETS = [(0, 32), (33, 64), (65, 128), (129, 256), (257, 10**9)]
+BLOCK_ELEMENTS = 4_000_000  # scores per query block: 32 MB as float64, a few such arrays alive at once
+
+
+def query_block(n_documents: int) -> int:
+    """Queries per block: 1024 for small corpora, fewer as documents grow (at least one)."""
+    return max(1, min(1024, BLOCK_ELEMENTS // max(n_documents, 1)))
 
 
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,19 +88,22 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
-def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int | None = None) -> np.ndarray:
     """Top-k code indices for every query, blockwise."""
     q, c = l2_normalize(queries.astype(np.float32)), l2_normalize(codes.astype(np.float32))
+    block = block or query_block(len(c))
     return np.vstack([top_k(q[i:i + block] @ c.T, k) for i in range(0, len(q), block)])
 
 
-def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int, block: int = 1024) -> dict:
+def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int,
+                         block: int | None = None) -> dict:
     """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours.
 
     Overlap is reported at 1, 10 (what the verdict reads) and k; RBO at depth k."""
     rq, rc = l2_normalize(ref_q.astype(np.float32)), l2_normalize(ref_c.astype(np.float32))
     cq, cc = l2_normalize(cand_q.astype(np.float32)), l2_normalize(cand_c.astype(np.float32))
     nq, nc = len(rq), len(rc)
+    block = block or query_block(nc)
     total = nq * nc
     rng = np.random.default_rng(seed)
     sample = None if total <= max_pairs else np.sort(rng.choice(total, size=max_pairs, replace=False))
