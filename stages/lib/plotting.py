@@ -90,14 +90,15 @@ def cosine(report: dict, lang: str) -> bytes:
 def latency(report: dict, lang: str) -> bytes:
     """p50 latency against sequence length on real tokens, one line per model and batch size."""
     plt, (fig, ax) = _figure()
-    for name, m in report["models"].items():
+    for i, (name, m) in enumerate(report["models"].items()):  # one colour per model, line style per batch size
         by_bs: dict[int, list] = {}
         for p in m["benchmark"]["sweep"]:
             if "skipped" not in p:
                 by_bs.setdefault(p["batch_size"], []).append((p["seq_len"], p["p50_ms"]))
         for bs, points in sorted(by_bs.items()):
             xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", ls="-" if bs == 1 else "--", label=f"{name}, {t(lang, 'fig.batch', bs=bs)}")
+            ax.plot(xs, ys, marker="o", ls="-" if bs == 1 else "--", color=f"C{i % 10}",
+                    label=f"{name}, {t(lang, 'fig.batch', bs=bs)}")
     _label(ax, lang, "fig.seq_len", "fig.ms", "fig.latency", log2=True)
     return _png(plt, fig)
 
