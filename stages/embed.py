@@ -4,7 +4,7 @@ The manifest names the machine's embed facts (results/machine/embed.json, a depe
 vectors depend on the CPU's instruction set, so another machine's facts rerun this stage.
 """
 from stages.lib import cli
-from stages.lib.embedding import embed_corpus
+from stages.lib.distributed import embed_corpus_on
 from stages.lib.layout import RESULTS
 from stages.lib.machine import current
 from stages.lib.outputs import staged_dir, write_files
@@ -16,11 +16,11 @@ def main() -> None:
     machine = current("embed", RESULTS.machine("embed"))
     out = args.out or RESULTS.embed(args.name)
     with staged_dir(out) as tmp:  # vectors stream into it batch by batch; swapped in when complete
-        files = embed_corpus(params, args.name, machine, progress=True, stream_to=tmp)
+        files = embed_corpus_on(params, args.name, machine, progress=True, stream_to=tmp)
         write_files(tmp, files)
     m = files["manifest.json"]
-    print(f"{args.name}: {m['count']} queries + {m['documents']} documents -> dim {m['dim']}, pooling "
-          f"{m['pooling']['mode']} ({m['pooling']['source']}), normalize={m['normalize']} -> {out}")
+    print(f"{args.name} ({params.embed.engine} engine): {m['count']} queries + {m['documents']} documents -> dim "
+          f"{m['dim']}, pooling {m['pooling']['mode']} ({m['pooling']['source']}), normalize={m['normalize']} -> {out}")
 
 
 if __name__ == "__main__":

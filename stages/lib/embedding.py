@@ -142,18 +142,27 @@ class Embedder:
         order = np.argsort([len(x) for x in id_lists], kind="stable") if sort else np.arange(len(id_lists))
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
+    def embed_group(self, group: list[list[int]]) -> np.ndarray:
+        """One planned batch's vectors; a fixed-batch model gets it padded with copies of its last text."""
+        pad_rows = (self.fixed_batch - len(group)) if self.fixed_batch else 0
+        return self.run_batch(group + [group[-1]] * pad_rows)[:len(group)]
+
     def embed_ids(self, id_lists: list[list[int]], batch_size: int, sort: bool = True, progress=None,
-                  allocate=None) -> np.ndarray:
+                  allocate=None, engine=None) -> np.ndarray:
         """One vector per id list, in input order. `allocate(shape)` makes the result array (default
-        np.empty; a memory map streams each batch to disk, so vectors never all sit in memory)."""
+        np.empty; a memory map streams each batch to disk, so vectors never all sit in memory).
+        `engine(batches, id_lists)` yields (batch number, vectors) in any order (default: this
+        process, in order; distributed.py: Ray). The batches are planned here either way, so the
+        vectors (dynamic INT8 ones depend on their batch-mates) do not depend on the engine."""
         if not id_lists:
             raise UserError("nothing to embed: the text list is empty")
         self.check_ids(id_lists)
+        batches = self.batches(id_lists, batch_size, sort)
+        done = engine(batches, id_lists) if engine else (
+            (k, self.embed_group([id_lists[i] for i in idx])) for k, idx in enumerate(batches))
         result, bad, first_bad = None, 0, None
-        for idx in self.batches(id_lists, batch_size, sort):
-            group = [id_lists[i] for i in idx]
-            pad_rows = (self.fixed_batch - len(group)) if self.fixed_batch else 0
-            vectors = self.run_batch(group + [group[-1]] * pad_rows)[:len(group)]
+        for k, vectors in done:
+            idx = batches[k]
             if result is None:
                 if vectors.ndim != 2:
                     raise UserError(f"{self.runner.model_file}: pooled output has shape {vectors.shape}, expected [batch, dim]")
@@ -221,13 +230,15 @@ def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", int
     return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
 
 
-def embed_corpus(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None) -> dict:
+def embed_corpus(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None,
+                 engine=None) -> dict:
     """Every file of the embed stage's output folder for one model.
 
     `machine`: the embed facts of the machine computing them (machine.py), recorded in the
     manifest: INT8 vectors depend on the instruction set, not only on the file. `stream_to`: a
     folder where queries.npy and codes.npy are written batch by batch (memory maps, returned in
-    the dict) instead of held in memory; the rest stays in memory, small."""
+    the dict) instead of held in memory; the rest stays in memory, small. `engine`: what embeds the
+    corpus batches (see Embedder.embed_ids); snippets and checks always run here."""
     corpus = load_corpus(params.corpus)
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
@@ -235,8 +246,10 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
     code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
     bar = Progress(corpus.text_count(), f"embed {name}", unit="text", enabled=progress)
-    queries = embedder.embed_ids(query_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "queries.npy"))
-    codes = embedder.embed_ids(code_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "codes.npy"))
+    queries = embedder.embed_ids(query_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "queries.npy"),
+                                 engine=engine)
+    codes = embedder.embed_ids(code_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "codes.npy"),
+                               engine=engine)
     bar.close()
     files = {"queries.npy": queries, "codes.npy": codes,
              "query_lengths.npy": text_lengths(query_ids), "code_lengths.npy": text_lengths(code_ids)}

@@ -78,9 +78,12 @@ class EmbedSettings:
     query_prompt: str = _f("", str)
     padding_side: str = _f("right", str)
     invariance_sample: int = _f(16, int)
+    engine: str = _f("local", str)          # local | ray: what embeds the corpus batches (distributed.py)
+    ray_actor_cpus: int = _f(1, int)        # ray: CPUs (= intra-op threads) of each actor's runner
 
 
-MODEL_OVERRIDES = ("max_length", "pooling", "normalize", "query_prompt", "padding_side")  # all of embed but batch_size
+# all of embed but batch_size and the engine settings (one plan of batches for every model)
+MODEL_OVERRIDES = ("max_length", "pooling", "normalize", "query_prompt", "padding_side")
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ RULES = {
     ("embed", "invariance_sample"): (lambda v: v >= 0, "0 or more"),
     ("embed", "padding_side"): (lambda v: v in ("left", "right"), "left or right"),
     ("embed", "normalize"): (lambda v: v in (True, False, "auto"), "true, false or auto"),
+    ("embed", "engine"): (lambda v: v in ("local", "ray"), "local or ray"),
+    ("embed", "ray_actor_cpus"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "warmup"): (lambda v: v >= 0, "0 or more"),
     ("benchmark", "min_iterations"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "min_seconds"): (lambda v: v >= 0, "0 or more"),
