@@ -39,8 +39,8 @@ def embed_corpus_on(params, name: str, machine: dict, progress: bool = False, st
 
 def ray_init_options() -> dict:
     """How the stage starts Ray (tests too): the workers get this `stages` code, not an installed copy.
-    RAY_ADDRESS (e.g. ray://head:10001) names a cluster, which gets nothing else; without it Ray
-    starts on this machine, quietly."""
+    RAY_ADDRESS (the head's GCS address, e.g. head:6379; ray:// is refused above) names a cluster,
+    which gets nothing else; without it Ray starts on this machine, quietly."""
     options = {"runtime_env": {"py_modules": [str(STAGES)]}}
     if not os.environ.get("RAY_ADDRESS"):
         options.update(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
