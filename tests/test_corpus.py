@@ -5,7 +5,7 @@ import pytest
 import pytrec_eval
 
 from stages.lib.comparison import task_metrics
-from stages.lib.corpus import load_corpus
+from stages.lib.corpus import corpus_sha256, iter_texts, load_corpus
 from stages.lib.errors import UserError
 from tests import tiny
 
@@ -68,6 +68,24 @@ def test_paired_jsonl_and_beir_layout_give_identical_metrics(tmp_path):
     emb = {"queries": rng.normal(size=(30, DIM)), "codes": rng.normal(size=(30, DIM))}
     a, b = task_metrics(emb, 10, paired.qrels), task_metrics(emb, 10, beir.qrels)
     assert a[0] == b[0] == task_metrics(emb, 10)[0]
+
+
+def test_streamed_texts_are_the_loaded_texts_in_the_same_order(tmp_path):
+    """The embed stage streams texts (iter_texts), compare loads them (load_corpus): row i of the
+    vectors must be text i of both, in either layout (BEIR: judged queries only, titles joined)."""
+    folder, _ = _beir(tmp_path)
+    paired = tiny.write_jsonl(tmp_path / "c.jsonl", tiny.corpus_rows(30))
+    for path in (folder, paired):
+        c = load_corpus(path)
+        assert list(iter_texts(path, "queries")) == c.queries and list(iter_texts(path, "documents")) == c.codes
+        assert c.sha256() == corpus_sha256(path)
+        labels = load_corpus(path, with_texts=False)
+        assert labels.queries is None and labels.codes is None
+        assert (labels.query_ids, labels.query_langs, labels.doc_ids, labels.doc_langs, labels.qrels) == \
+            (c.query_ids, c.query_langs, c.doc_ids, c.doc_langs, c.qrels)
+    (paired.parent / "empty.jsonl").write_text("\n")
+    with pytest.raises(UserError, match="empty.jsonl: corpus is empty"):
+        list(iter_texts(paired.parent / "empty.jsonl", "documents"))
 
 
 @pytest.mark.parametrize("line,cause", [("q0\tnope\t1", "test.tsv:2: corpus-id 'nope' is not in corpus.jsonl"),

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from stages.lib.corpus import iter_texts
 from stages.lib.embedding import Embedder, batch_invariance, resolve_pooling
 from stages.lib.errors import UserError
 from stages.lib.runtimes import open_runner
@@ -212,3 +213,72 @@ def test_nan_found_in_a_streamed_batch_names_the_first_text(tmp_path):
     with pytest.raises(UserError, match=r"3 embedding\(s\) contain NaN or Inf \(first: text #0\)"):
         emb.embed_texts(TEXTS[:3], 2, allocate=lambda shape: np.lib.format.open_memmap(
             tmp_path / "v.npy", mode="w+", dtype=np.float32, shape=shape))
+
+
+def _traced_peak(tmp_path, n: int, stream: bool) -> int:
+    """Peak bytes Python and numpy allocate (tracemalloc) while the embed stage's work runs on n
+    pairs with batch 7, streaming to disk or not; tokenizers' and onnxruntime's own buffers are
+    not traced, and do not grow with the corpus."""
+    import tracemalloc
+
+    from stages.lib import params as params_lib
+    from stages.lib.embedding import embed_corpus
+
+    folder = tmp_path / str(n)
+    tiny.build_model(folder / "m")
+    corpus = tiny.write_jsonl(folder / "corpus.jsonl", tiny.corpus_rows(n, seed=5))
+    params = params_lib.parse({"corpus": str(corpus), "reference": "m", "models": {"m": {"path": str(folder / "m")}},
+                               "embed": {"pooling": "mean", "batch_size": 7, "invariance_sample": 4}})
+    out = folder / "out"
+    out.mkdir()
+    tracemalloc.start()
+    try:
+        files = embed_corpus(params, "m", machine={}, stream_to=out if stream else None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(files["codes.npy"]) == n
+    return peak
+
+
+def test_streaming_embed_memory_does_not_grow_with_the_corpus(tmp_path, monkeypatch):
+    """From 1,500 to 6,000 pairs the streamed embed's peak grows by the few numbers kept per text
+    (lengths, offsets, the length order, the batch index groups: under 150 bytes each), not by the
+    texts or their token ids. The control: holding the token ids as lists, as the stage did before,
+    grows by more than that on the same texts, so the measure can fail."""
+    import tracemalloc
+
+    monkeypatch.setattr("stages.lib.tokenizing.ENCODE_CHUNK", 500)
+    small, large = (_traced_peak(tmp_path / "s", n, stream=True) for n in (1500, 6000))
+    texts_added = 2 * (6000 - 1500)  # queries and documents
+    assert (large - small) / texts_added < 150, (small, large)
+    tok = load_tokenizer(tiny.build_tokenizer(tmp_path / "tok"), 32)
+    held = []
+    for n in (1500, 6000):
+        corpus = tmp_path / "s" / str(n) / "corpus.jsonl"
+        tracemalloc.start()
+        texts = list(iter_texts(corpus, "queries")) + list(iter_texts(corpus, "documents"))
+        ids = tok.encode(texts)
+        held.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
+        del texts, ids
+    assert (held[1] - held[0]) / texts_added > 150, held
+
+
+def test_embed_parses_the_onnx_graph_once(tmp_path, monkeypatch):
+    """Embedding, hashing and the vocabulary check all read what open_runner kept from one parse."""
+    import onnx
+
+    from stages.lib import params as params_lib
+    from stages.lib.embedding import embed_corpus
+
+    tiny.build_model(tmp_path / "m", external_data=True)
+    corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(40, seed=2))
+    params = params_lib.parse({"corpus": str(corpus), "reference": "m", "models": {"m": {"path": str(tmp_path / "m")}},
+                               "embed": {"pooling": "mean", "batch_size": 8, "invariance_sample": 4}})
+    calls = []
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: calls.append(a[0]) or real_load(*a, **k))
+    files = embed_corpus(params, "m", machine={})
+    assert len(calls) == 1, calls
+    assert files["manifest.json"]["model_sha256"]  # graph file and external data hashed without a second parse

@@ -8,12 +8,13 @@ documents no query points to still compete in the ranking.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .hashing import file_sha256
 
 FIELDS = ("id", "lang", "query", "code")
 UNKNOWN_LANG = "unknown"
@@ -23,10 +24,10 @@ UNKNOWN_LANG = "unknown"
 class Corpus:
     path: Path
     query_ids: list[str]
-    queries: list[str]
+    queries: list[str] | None  # None when loaded without texts
     query_langs: list[str]
     doc_ids: list[str]
-    codes: list[str]  # the documents (code, in this product's use)
+    codes: list[str] | None  # the documents (code, in this product's use)
     doc_langs: list[str]
     qrels: dict[int, dict[int, int]]  # query index -> document index -> relevance grade
     paired: bool = False
@@ -42,17 +43,26 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.query_ids)
 
-    def text_count(self) -> int:
-        return len(self.queries) + len(self.codes)
-
     def sha256(self) -> str:
-        """Identity of the texts and labels; the paired layout keeps the hash it always had."""
-        if self.paired:
-            parts = [self.query_ids, self.query_langs, self.queries, self.codes]
-        else:
-            qrels = sorted((q, d, g) for q, docs in self.qrels.items() for d, g in docs.items())
-            parts = [self.query_ids, self.query_langs, self.queries, self.doc_ids, self.doc_langs, self.codes, qrels]
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        return corpus_sha256(self.path)
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The files a corpus is read from: the paired JSONL, or a BEIR folder's three."""
+    path = Path(path)
+    if path.is_dir():
+        return [path / "corpus.jsonl", path / "queries.jsonl", path / "qrels" / "test.tsv"]
+    return [path]
+
+
+def corpus_sha256(path: str | Path) -> str:
+    """Identity of the texts and labels: the bytes of the corpus files, read in chunks, so the embed
+    stage (which streams the texts) and compare (which loads them) compute the same value."""
+    files = corpus_files(path)
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"{f}: corpus file not found")
+    return file_sha256(files)
 
 
 def _jsonl(path: Path):
@@ -75,26 +85,51 @@ def _unique(path: Path, ids: list[str]) -> None:
         seen.add(i)
 
 
-def load_corpus(path: str | Path) -> Corpus:
-    """A paired JSONL file or a BEIR-layout folder."""
-    path = Path(path)
-    if path.is_dir():
-        return load_beir(path)
+def _paired_rows(path: Path) -> Iterator[dict]:
     if not path.is_file():
         raise UserError(f"{path}: corpus file not found")
-    rows = []
+    empty = True
     for lineno, obj in _jsonl(path):
         missing = [k for k in FIELDS if not isinstance(obj.get(k), str) or not obj[k].strip()]
         if missing:
             raise UserError(f"{path}:{lineno}: missing or empty field(s) {', '.join(missing)}")
-        rows.append(obj)
-    if not rows:
+        empty = False
+        yield obj
+    if empty:
         raise UserError(f"{path}: corpus is empty")
-    ids = [r["id"] for r in rows]
+
+
+def iter_texts(path: str | Path, kind: str) -> Iterator[str]:
+    """The "queries" or "documents" load_corpus would hold, in the same order, one at a time: what
+    the embed stage needs, in memory that does not grow with the corpus (labels and ids are
+    compare's business; load_corpus checks them). A BEIR folder's queries are those its qrels name."""
+    path = Path(path)
+    if not path.is_dir():
+        field = {"queries": "query", "documents": "code"}[kind]
+        yield from (row[field] for row in _paired_rows(path))
+    elif kind == "documents":
+        yield from (text for _, text, _ in _beir_rows(path / "corpus.jsonl", with_title=True))
+    else:
+        judged = _qrels_query_ids(path / "qrels" / "test.tsv")
+        yield from (text for qid, text, _ in _beir_rows(path / "queries.jsonl", with_title=False) if qid in judged)
+
+
+def load_corpus(path: str | Path, with_texts: bool = True) -> Corpus:
+    """A paired JSONL file or a BEIR-layout folder. `with_texts=False`: ids, languages and qrels
+    only (queries and codes are None), for compare, which reads vectors, not a million texts."""
+    path = Path(path)
+    if path.is_dir():
+        return load_beir(path, with_texts)
+    ids, langs, queries, codes = [], [], [], []
+    for row in _paired_rows(path):
+        ids.append(row["id"])
+        langs.append(row["lang"])
+        if with_texts:
+            queries.append(row["query"])
+            codes.append(row["code"])
     _unique(path, ids)
-    langs = [r["lang"] for r in rows]
-    return Corpus(path, ids, [r["query"] for r in rows], langs, ids, [r["code"] for r in rows], langs,
-                  {i: {i: 1} for i in range(len(rows))}, paired=True)
+    return Corpus(path, ids, queries if with_texts else None, langs, ids, codes if with_texts else None, langs,
+                  {i: {i: 1} for i in range(len(ids))}, paired=True)
 
 
 def _lang(obj: dict) -> str | None:
@@ -105,22 +140,40 @@ def _lang(obj: dict) -> str | None:
     return None
 
 
-def _beir_texts(path: Path, with_title: bool) -> tuple[list[str], list[str], list[str | None]]:
+def _beir_rows(path: Path, with_title: bool) -> Iterator[tuple[str, str, str | None]]:
+    """(id, text, language or None) per line; the title joined to the text as BEIR joins them."""
     if not path.is_file():
         raise UserError(f"{path}: file not found (a BEIR corpus folder holds corpus.jsonl, queries.jsonl, qrels/test.tsv)")
-    ids, texts, langs = [], [], []
+    empty = True
     for lineno, obj in _jsonl(path):
         text = obj.get("text")
         if not isinstance(obj.get("_id"), (str, int)) or not isinstance(text, str) or not text.strip():
             raise UserError(f"{path}:{lineno}: missing or empty field(s) _id or text")
         title = obj.get("title") if with_title else None
-        ids.append(str(obj["_id"]))
-        texts.append(f"{title} {text}" if isinstance(title, str) and title.strip() else text)  # as BEIR joins them
-        langs.append(_lang(obj))
-    if not ids:
+        empty = False
+        yield str(obj["_id"]), (f"{title} {text}" if isinstance(title, str) and title.strip() else text), _lang(obj)
+    if empty:
         raise UserError(f"{path}: corpus is empty")
+
+
+def _beir_texts(path: Path, with_title: bool, with_texts: bool) -> tuple[list[str], list[str] | None, list[str | None]]:
+    ids, texts, langs = [], [], []
+    for _id, text, lang in _beir_rows(path, with_title):
+        ids.append(_id)
+        langs.append(lang)
+        if with_texts:
+            texts.append(text)
     _unique(path, ids)
-    return ids, texts, langs
+    return ids, texts if with_texts else None, langs
+
+
+def _qrels_query_ids(path: Path) -> set[str]:
+    """The query ids a qrels file names (the queries BEIR evaluates); checked in full by _beir_qrels."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (a BEIR corpus folder holds qrels/test.tsv)")
+    with open(path, encoding="utf-8", newline="") as fh:
+        return {row[0] for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1)
+                if row and not (lineno == 1 and row[0] == "query-id")}
 
 
 def _beir_qrels(path: Path, query_index: dict, doc_index: dict) -> dict[int, dict[int, int]]:
@@ -148,16 +201,16 @@ def _beir_qrels(path: Path, query_index: dict, doc_index: dict) -> dict[int, dic
     return qrels
 
 
-def load_beir(folder: Path) -> Corpus:
+def load_beir(folder: Path, with_texts: bool = True) -> Corpus:
     """A BEIR folder. Only queries named in the qrels are evaluated (as BEIR does); every document
     is ranked. A query without a language of its own takes its first relevant document's."""
-    doc_ids, docs, doc_langs = _beir_texts(folder / "corpus.jsonl", with_title=True)
-    all_qids, all_queries, all_qlangs = _beir_texts(folder / "queries.jsonl", with_title=False)
+    doc_ids, docs, doc_langs = _beir_texts(folder / "corpus.jsonl", True, with_texts)
+    all_qids, all_queries, all_qlangs = _beir_texts(folder / "queries.jsonl", False, with_texts)
     qrels_all = _beir_qrels(folder / "qrels" / "test.tsv", {q: i for i, q in enumerate(all_qids)},
                             {d: i for i, d in enumerate(doc_ids)})
     keep = sorted(qrels_all)
     qrels = {new: qrels_all[old] for new, old in enumerate(keep)}
     qlangs = [all_qlangs[old] or doc_langs[next(iter(qrels[new]))] for new, old in enumerate(keep)]
-    return Corpus(folder, [all_qids[i] for i in keep], [all_queries[i] for i in keep],
+    return Corpus(folder, [all_qids[i] for i in keep], [all_queries[i] for i in keep] if with_texts else None,
                   [lang or UNKNOWN_LANG for lang in qlangs], doc_ids, docs,
                   [lang or UNKNOWN_LANG for lang in doc_langs], qrels)

@@ -114,14 +114,16 @@ def diagnose(params, name: str, verdict: str | None, machine: dict | None = None
         return _ended(base, "not_comparable", "diag.runtime", runtime=", ".join(sorted(runtimes - {"onnxruntime"})))
     ref_graph = load_graph(params.model(params.reference).path)
     layers = weighted_layers(ref_graph, settings.op_types)
-    produced = {o for node in load_graph(params.model(name).path).graph.node for o in node.output}
+    cand_graph = load_graph(params.model(name).path)
+    produced = {o for node in cand_graph.graph.node for o in node.output}
     matched = [layer for layer in layers if layer.tensor in produced]
     outputs = [o.name for o in ref_graph.graph.output if o.name in produced]
     names = list(dict.fromkeys([layer.tensor for layer in matched] + outputs))
     ops = ", ".join(settings.op_types)
     if not matched:
         return _ended(base, "not_comparable", "diag.no_match", ops=ops, count=len(layers))
-    ref, cand = (open_embedder(params, n, expose=names) for n in (params.reference, name))
+    ref, cand = (open_embedder(params, n, expose=names, graph=g)
+                 for n, g in ((params.reference, ref_graph), (name, cand_graph)))
     types = [{o.name: o.type for o in e.runner.outputs} for e in (ref, cand)]
     names = [n for n in names if types[0].get(n) in FLOAT_TYPES and types[1].get(n) in FLOAT_TYPES]
     texts = sample_texts(load_corpus(params.corpus), settings.texts)

@@ -73,7 +73,7 @@ class RayEngine:
         self.actor_cpus = params.embed.ray_actor_cpus
         self.facts = _key(detect()["embed"])  # the driver's: what the manifest and dvc.lock record
 
-    def __call__(self, batches: list[np.ndarray], id_lists: list[list[int]]):
+    def __call__(self, batches: list[np.ndarray], id_lists):
         ray = self.ray
         ray.data.DataContext.get_current().enable_progress_bars = False
         items = [_pack(k, [id_lists[i] for i in idx]) for k, idx in enumerate(batches)]
@@ -104,7 +104,7 @@ def _other_machine(worker: str, driver: str) -> str:
 
 def _pack(k: int, group: list[list[int]]) -> dict:
     return {"batch": k, "lengths": np.array([len(x) for x in group], dtype=np.int64).tobytes(),
-            "ids": np.array([i for ids in group for i in ids], dtype=np.int64).tobytes()}
+            "ids": np.concatenate([np.asarray(ids, dtype=np.int64) for ids in group]).tobytes()}
 
 
 def _unpack(ids: bytes, lengths: bytes) -> list[list[int]]:

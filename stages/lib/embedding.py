@@ -1,19 +1,20 @@
 """Texts -> vectors with a loaded model (any runtime, runtimes.py): feeds, length-sorted batches, pooling, checks."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from .errors import UserError
-from .inspection import embedding_vocab_size
-from .corpus import load_corpus
-from .onnxmodel import load_graph, model_sha256
+from .corpus import corpus_sha256, iter_texts, load_corpus
+from .hashing import file_sha256
 from .pooling import l2_normalize, pool
 from .progress import Progress
 from .runtimes import Runner, open_runner
-from .tokenizing import TextTokenizer, find_tokenizer, load_tokenizer, sentence_transformers_head
+from .tokenizing import TextTokenizer, TokenIds, find_tokenizer, load_tokenizer, sentence_transformers_head
 
 TOKEN_OUTPUT_NAMES = ("last_hidden_state", "token_embeddings", "hidden_states")
 SUPPORTED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -92,13 +93,14 @@ class Embedder:
         batch_dim = self.inputs["input_ids"].shape[0]
         self.fixed_seq = seq_dim if isinstance(seq_dim, int) else None
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
-        self.vocab_size = embedding_vocab_size(load_graph(runner.model_file))
+        self.vocab_size = runner.vocab_size
 
-    def check_ids(self, id_lists: list[list[int]]) -> None:
+    def check_ids(self, id_lists) -> None:
         """A token id past the embedding table is a wrong tokenizer, not a crash deep in onnxruntime."""
-        if self.vocab_size is None or not id_lists:
+        if self.vocab_size is None or not len(id_lists):
             return
-        top = max((max(ids) for ids in id_lists if ids), default=-1)
+        top = id_lists.max_id if isinstance(id_lists, TokenIds) else \
+            max((max(ids) for ids in id_lists if len(ids)), default=-1)
         if top >= self.vocab_size:
             raise UserError(f"{self.tokenizer.path}: token id {top} is beyond the vocabulary of "
                             f"{self.runner.model_file} ({self.vocab_size} rows): wrong tokenizer for this model")
@@ -135,11 +137,11 @@ class Embedder:
         vectors = out if self.pooling.mode == "output" else pool(self.pooling.mode, out, mask)
         return l2_normalize(vectors) if self.normalize else vectors
 
-    def batches(self, id_lists: list[list[int]], batch_size: int, sort: bool = True) -> list[np.ndarray]:
+    def batches(self, id_lists, batch_size: int, sort: bool = True) -> list[np.ndarray]:
         """Index groups of one batch each; sorted by length so padding (and time) is small."""
         if self.fixed_batch:
             batch_size = self.fixed_batch
-        order = np.argsort([len(x) for x in id_lists], kind="stable") if sort else np.arange(len(id_lists))
+        order = np.argsort(text_lengths(id_lists), kind="stable") if sort else np.arange(len(id_lists))
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
     def embed_group(self, group: list[list[int]]) -> np.ndarray:
@@ -147,14 +149,14 @@ class Embedder:
         pad_rows = (self.fixed_batch - len(group)) if self.fixed_batch else 0
         return self.run_batch(group + [group[-1]] * pad_rows)[:len(group)]
 
-    def embed_ids(self, id_lists: list[list[int]], batch_size: int, sort: bool = True, progress=None,
+    def embed_ids(self, id_lists, batch_size: int, sort: bool = True, progress=None,
                   allocate=None, engine=None) -> np.ndarray:
-        """One vector per id list, in input order. `allocate(shape)` makes the result array (default
+        """One vector per id list (lists, or a TokenIds read one text at a time), in input order. `allocate(shape)` makes the result array (default
         np.empty; a memory map streams each batch to disk, so vectors never all sit in memory).
         `engine(batches, id_lists)` yields (batch number, vectors) in any order (default: this
         process, in order; distributed.py: Ray). The batches are planned here either way, so the
         vectors (dynamic INT8 ones depend on their batch-mates) do not depend on the engine."""
-        if not id_lists:
+        if not len(id_lists):
             raise UserError("nothing to embed: the text list is empty")
         self.check_ids(id_lists)
         batches = self.batches(id_lists, batch_size, sort)
@@ -194,17 +196,17 @@ def _memmap_in(folder: Path | None, name: str):
     return lambda shape: np.lib.format.open_memmap(Path(folder) / name, mode="w+", dtype=np.float32, shape=shape)
 
 
-def batch_invariance(embedder: Embedder, id_lists: list[list[int]], sample: int) -> dict:
+def batch_invariance(embedder: Embedder, id_lists, sample: int) -> dict:
     """Cosine between each sampled text embedded alone and inside one padded batch of mixed lengths.
 
     For a correct FP32 model this is 1 to float precision; below that, pooling or the mask is wrong
     (or, for dynamic INT8, activations are quantized per batch: a finding, not an error).
     """
-    if sample <= 0 or not id_lists:
+    if sample <= 0 or not len(id_lists):
         return {"sample": 0, "min": None, "mean": None}
     if embedder.fixed_batch:
         return {"sample": 0, "min": None, "mean": None, "skipped": "model has a fixed batch size"}
-    by_len = np.argsort([len(x) for x in id_lists], kind="stable")
+    by_len = np.argsort(text_lengths(id_lists), kind="stable")
     picks = by_len[np.unique(np.linspace(0, len(by_len) - 1, min(sample, len(by_len))).astype(int))]
     group = [id_lists[i] for i in picks]
     alone = np.vstack([embedder.run_batch([ids]) for ids in group])
@@ -214,17 +216,20 @@ def batch_invariance(embedder: Embedder, id_lists: list[list[int]], sample: int)
             "padding_side": embedder.padding_side}
 
 
-def text_lengths(id_lists: list[list[int]]) -> np.ndarray:
+def text_lengths(id_lists) -> np.ndarray:
+    if isinstance(id_lists, TokenIds):
+        return id_lists.lengths
     return np.array([len(x) for x in id_lists], dtype=np.int64)
 
 
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                  inter_op_threads: int = 0, expose: list[str] | None = None) -> Embedder:
+                  inter_op_threads: int = 0, expose: list[str] | None = None, graph=None) -> Embedder:
     """A model's embedder, built from its effective settings (`params.embed_for`) and run by the
-    runtime its entry names; `expose`: intermediate tensors it also returns (onnxruntime only)."""
+    runtime its entry names; `expose`: intermediate tensors it also returns (onnxruntime only);
+    `graph`: the model's graph, if the caller has parsed it already."""
     spec, settings = params.model(name), params.embed_for(name)
     runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads,
-                         expose)
+                         expose, graph)
     tok_file = find_tokenizer(runner.model_file, spec.tokenizer)
     tokenizer = load_tokenizer(tok_file, settings.max_length)
     return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
@@ -237,53 +242,64 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     `machine`: the embed facts of the machine computing them (machine.py), recorded in the
     manifest: INT8 vectors depend on the instruction set, not only on the file. `stream_to`: a
     folder where queries.npy and codes.npy are written batch by batch (memory maps, returned in
-    the dict) instead of held in memory; the rest stays in memory, small. `engine`: what embeds the
-    corpus batches (see Embedder.embed_ids); snippets and checks always run here."""
-    corpus = load_corpus(params.corpus)
+    the dict) and where the token ids wait in a temp file, so memory does not grow with the corpus
+    beyond a few numbers per text; without it everything stays in memory. `engine`: what embeds
+    the corpus batches (see Embedder.embed_ids); snippets and checks always run here."""
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
-    query_ids, query_cut = embedder.tokenizer.encode_counting([prompt + q for q in corpus.queries])
-    code_ids, code_cut = embedder.tokenizer.encode_counting(corpus.codes)
-    bar = Progress(corpus.text_count(), f"embed {name}", unit="text", enabled=progress)
+    with tempfile.TemporaryDirectory(prefix=".tokens-", dir=stream_to) if stream_to else contextlib.nullcontext() as spill:
+        spill = Path(spill) if spill else None
+        query_ids = embedder.tokenizer.encode_stream((prompt + q for q in iter_texts(params.corpus, "queries")),
+                                                     spill and spill / "queries.ids")
+        code_ids = embedder.tokenizer.encode_stream(iter_texts(params.corpus, "documents"),
+                                                    spill and spill / "codes.ids")
+        with query_ids, code_ids:
+            files = _embed_tokens(params, name, embedder, query_ids, code_ids, progress, stream_to, engine)
+    if params.snippets:
+        snippets = load_corpus(params.snippets)
+        files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
+        files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
+    files["manifest.json"].update({"provider": embedder.runner.device, "runtime": embedder.runner.facts(),
+                                   "machine": machine})
+    return files
+
+
+def _embed_tokens(params, name: str, embedder: Embedder, query_ids: TokenIds, code_ids: TokenIds, progress: bool,
+                  stream_to: Path | None, engine) -> dict:
+    """The corpus vectors, their lengths and the manifest (without the machine facts)."""
+    batch_size = params.embed.batch_size
+    bar = Progress(len(query_ids) + len(code_ids), f"embed {name}", unit="text", enabled=progress)
     queries = embedder.embed_ids(query_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "queries.npy"),
                                  engine=engine)
     codes = embedder.embed_ids(code_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "codes.npy"),
                                engine=engine)
     bar.close()
-    files = {"queries.npy": queries, "codes.npy": codes,
-             "query_lengths.npy": text_lengths(query_ids), "code_lengths.npy": text_lengths(code_ids)}
-    if params.snippets:
-        snippets = load_corpus(params.snippets)
-        files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
-        files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
-    max_len = embedder.tokenizer.max_length
-    files["manifest.json"] = {
+    fixed = embedder.fixed_seq
+    manifest = {
         "model": name,
         "model_file": str(embedder.runner.model_file),
-        "model_sha256": model_sha256(embedder.runner.model_file),
+        "model_sha256": file_sha256(embedder.runner.files),
         "tokenizer": str(embedder.tokenizer.path),
         "tokenizer_sha256": hashlib.sha256(embedder.tokenizer.path.read_bytes()).hexdigest(),
-        "corpus": str(corpus.path),
-        "texts_sha256": corpus.sha256(),
-        "count": len(corpus),
-        "documents": len(corpus.codes),
+        "corpus": str(params.corpus),
+        "texts_sha256": corpus_sha256(params.corpus),
+        "count": len(query_ids),
+        "documents": len(code_ids),
         "dim": int(queries.shape[1]),
         "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
         "normalize": embedder.normalize,
         "normalize_source": embedder.normalize_source,
-        "query_prompt": prompt,
-        "max_length": max_len,
+        "query_prompt": params.embed_for(name).query_prompt,
+        "max_length": embedder.tokenizer.max_length,
         "padding_side": embedder.padding_side,
         "batch_size": batch_size,
         "batch_order": "sorted by token length (stable), per text kind",
-        "truncated": {"queries": query_cut, "codes": code_cut,
-                      "cut_to_fixed_input_length": int(sum(len(x) > embedder.fixed_seq for x in query_ids + code_ids))
-                      if embedder.fixed_seq else 0},
-        "tokens": {"queries_mean": float(np.mean(text_lengths(query_ids))), "codes_mean": float(np.mean(text_lengths(code_ids)))},
+        "truncated": {"queries": query_ids.truncated, "codes": code_ids.truncated,
+                      "cut_to_fixed_input_length": int((query_ids.lengths > fixed).sum() + (code_ids.lengths > fixed).sum())
+                      if fixed else 0},
+        "tokens": {"queries_mean": float(np.mean(query_ids.lengths)), "codes_mean": float(np.mean(code_ids.lengths))},
         "batch_invariance": batch_invariance(embedder, code_ids, params.embed.invariance_sample),
-        "provider": embedder.runner.device,
-        "runtime": embedder.runner.facts(),
-        "machine": machine,
     }
-    return files
+    return {"queries.npy": queries, "codes.npy": codes, "query_lengths.npy": query_ids.lengths,
+            "code_lengths.npy": code_ids.lengths, "manifest.json": manifest}

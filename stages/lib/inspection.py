@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .onnxmodel import all_initializers, iter_graphs, model_files
+from .onnxmodel import all_initializers, embedding_vocab_size, iter_graphs, model_files
 
 # Bits per element for the element types a quantized model may hold.
 _SUB_BYTE_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
@@ -86,24 +86,6 @@ def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:
     if ops.get("QuantizeLinear") or QOPERATOR_OPS & ops.keys():
         return "static"
     return "none"
-
-
-def embedding_vocab_size(model: onnx.ModelProto) -> int | None:
-    """Rows of the table that `input_ids` indexes: token ids at or above it would crash the model."""
-    inits = {t.name: t for t in model.graph.initializer}
-    aliases = {"input_ids"}
-    for node in model.graph.node:  # follow Cast/Identity of input_ids
-        if node.op_type in ("Cast", "Identity") and node.input and node.input[0] in aliases:
-            aliases.update(node.output)
-    for node in model.graph.node:
-        if node.op_type in ("Gather", "GatherBlockQuantized") and len(node.input) > 1 and node.input[1] in aliases:
-            table = inits.get(node.input[0])
-            if table is not None and table.dims:
-                return int(table.dims[0])
-            for dq in model.graph.node:  # quantized table: DequantizeLinear(initializer) -> Gather
-                if dq.op_type == "DequantizeLinear" and node.input[0] in dq.output and dq.input[0] in inits:
-                    return int(inits[dq.input[0]].dims[0])
-    return None
 
 
 def _recipe(model_file: Path) -> dict | None:

@@ -6,7 +6,6 @@ knows about them.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import onnx
@@ -113,23 +112,28 @@ def external_data_files(model: onnx.ModelProto, model_file: Path) -> dict[str, i
     return sizes
 
 
-def model_files(path: str | Path) -> tuple[Path, onnx.ModelProto, dict[str, int]]:
-    """Resolve, load the graph, and check its external data: the entry point for every stage."""
+def model_files(path: str | Path, graph: onnx.ModelProto | None = None) -> tuple[Path, onnx.ModelProto, dict[str, int]]:
+    """Resolve, load the graph (unless the caller already holds it: a graph is parsed once per
+    stage), and check its external data: the entry point for every stage."""
     model_file = resolve_model_file(path)
-    model = load_graph(model_file)
+    model = graph if graph is not None else load_graph(model_file)
     return model_file, model, external_data_files(model, model_file)
 
 
-def file_sha256(paths: list[Path]) -> str:
-    """One hash over the graph file and its data files, in order: the identity of a model."""
-    digest = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+def embedding_vocab_size(model: onnx.ModelProto) -> int | None:
+    """Rows of the table that `input_ids` indexes: token ids at or above it would crash the model."""
+    inits = {t.name: t for t in model.graph.initializer}
+    aliases = {"input_ids"}
+    for node in model.graph.node:  # follow Cast/Identity of input_ids
+        if node.op_type in ("Cast", "Identity") and node.input and node.input[0] in aliases:
+            aliases.update(node.output)
+    for node in model.graph.node:
+        if node.op_type in ("Gather", "GatherBlockQuantized") and len(node.input) > 1 and node.input[1] in aliases:
+            table = inits.get(node.input[0])
+            if table is not None and table.dims:
+                return int(table.dims[0])
+            for dq in model.graph.node:  # quantized table: DequantizeLinear(initializer) -> Gather
+                if dq.op_type == "DequantizeLinear" and node.input[0] in dq.output and dq.input[0] in inits:
+                    return int(inits[dq.input[0]].dims[0])
+    return None
 
-
-def model_sha256(path: str | Path) -> str:
-    model_file, _, data = model_files(path)
-    return file_sha256([model_file] + [model_file.parent / loc for loc in data])

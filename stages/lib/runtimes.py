@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .onnxmodel import load_graph, model_files
+from .onnxmodel import embedding_vocab_size, model_files
 from .params import RUNTIMES
 
 # OpenVINO element type names -> the onnxruntime type strings the embedder reads
@@ -45,6 +45,8 @@ class Runner:
     def __init__(self, model_file: Path, create_seconds: float):
         self.model_file = model_file
         self.create_seconds = create_seconds
+        self.files: list[Path] = [model_file]  # graph file, then external data files (set by open_runner)
+        self.vocab_size: int | None = None  # rows of the input_ids table, read from the graph by open_runner
 
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
@@ -74,7 +76,7 @@ class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
 
     def __init__(self, model_file: Path, provider: str, intra_op_threads: int, inter_op_threads: int,
-                 expose: list[str] | None = None):
+                 expose: list[str] | None = None, graph=None):
         ort = _import_runtime("onnxruntime", model_file)
 
         available = ort.get_available_providers()
@@ -86,7 +88,7 @@ class OnnxRuntimeRunner(Runner):
         options.inter_op_num_threads = inter_op_threads
         options.log_severity_level = 3
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-        source = _exposing(model_file, expose, options, ort) if expose else str(model_file)
+        source = _exposing(graph, model_file, expose, options, ort) if expose else str(model_file)
         start = time.perf_counter()
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
@@ -187,13 +189,14 @@ def _import_runtime(package: str, model_file: Path):
                         f"(or set the model's runtime to onnxruntime)") from None
 
 
-def _exposing(model_file: Path, names: list[str], options, ort) -> bytes:
+def _exposing(graph, model_file: Path, names: list[str], options, ort) -> bytes:
     """The graph with `names` added as outputs, serialized without its weights: onnxruntime reads
     external data from the model's folder and infers each new output's type itself. Graph
     optimizations are off (as in onnxruntime's qdq_loss_debug) so no exposed tensor is fused away."""
     import onnx
 
-    model = load_graph(model_file)
+    model = onnx.ModelProto()
+    model.CopyFrom(graph)  # the caller's graph stays as it was
     have = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
     options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_file.parent))
@@ -203,15 +206,23 @@ def _exposing(model_file: Path, names: list[str], options, ort) -> bytes:
 
 def open_runner(path: str | Path, runtime: str = "onnxruntime", precision: str | None = None,
                 provider: str = "CPUExecutionProvider", intra_op_threads: int = 0, inter_op_threads: int = 0,
-                expose: list[str] | None = None) -> Runner:
+                expose: list[str] | None = None, graph=None) -> Runner:
     """The one place a model is loaded. `provider`, `inter_op_threads` and `expose` (intermediate
     tensors also returned, for the diagnose stage) apply to onnxruntime only; `precision` to
-    OpenVINO only (None there means auto)."""
-    model_file, graph, _ = model_files(path)  # fail early, with a clear line, on missing external data
+    OpenVINO only (None there means auto). `graph`: the file's graph if the caller parsed it already.
+
+    The graph (without external weights) is parsed here once and what the stages need from it is
+    kept on the runner (`files`, `vocab_size`), not the graph: a model stored in one 2 GB file would
+    otherwise sit in memory twice, once in the runtime and once as a protobuf."""
+    model_file, graph, data = model_files(path, graph)  # fail early, with a clear line, on missing external data
     if runtime == "onnxruntime":
-        return OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads, expose)
-    if expose:
+        runner = OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads, expose, graph)
+    elif expose:
         raise UserError(f"{model_file}: intermediate tensors can be exposed under onnxruntime only, not {runtime}")
-    if runtime == "openvino":
-        return OpenVinoRunner(model_file, [o.name for o in graph.graph.output], precision or "auto", intra_op_threads)
-    raise UserError(f"{model_file}: unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
+    elif runtime == "openvino":
+        runner = OpenVinoRunner(model_file, [o.name for o in graph.graph.output], precision or "auto", intra_op_threads)
+    else:
+        raise UserError(f"{model_file}: unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
+    runner.files = [model_file] + [model_file.parent / loc for loc in data]
+    runner.vocab_size = embedding_vocab_size(graph)
+    return runner

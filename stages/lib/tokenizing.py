@@ -1,15 +1,19 @@
 """Tokenizer discovery and sentence-transformers head config, from files on disk (never a hub)."""
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from .errors import UserError
 
 PAD_CANDIDATES = ("[PAD]", "<pad>", "<|endoftext|>", "</s>", "<|end_of_text|>")
+ENCODE_CHUNK = 4096  # texts per encode_batch call when streaming: bounds the tokenizer's memory
 
 
 def find_tokenizer(model_file: Path, explicit: str | None) -> Path:
@@ -45,6 +49,67 @@ class TextTokenizer:
         """Token ids, and how many texts lost tokens to truncation (not those that just fit)."""
         encodings = self.tokenizer.encode_batch(texts)
         return [e.ids for e in encodings], sum(bool(e.overflowing) for e in encodings)
+
+    def encode_stream(self, texts: Iterable[str], spill_to: Path | None = None) -> TokenIds:
+        """Token ids of a stream of texts, tokenized ENCODE_CHUNK at a time and kept flat as int32, in
+        memory or (`spill_to`) in a file: a corpus of a million texts then costs its lengths and
+        offsets in memory, not a million lists of Python ints."""
+        lengths, parts, truncated, top = [], [], 0, -1
+        texts = iter(texts)
+        sink = open(spill_to, "wb") if spill_to else None
+        try:
+            while texts_chunk := list(itertools.islice(texts, ENCODE_CHUNK)):
+                encodings = self.tokenizer.encode_batch(texts_chunk)
+                lens = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+                flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32,
+                                   count=int(lens.sum()))
+                truncated += sum(bool(e.overflowing) for e in encodings)
+                top = max(top, int(flat.max()) if flat.size else -1)
+                lengths.append(lens)
+                if sink:
+                    sink.write(flat.tobytes())
+                else:
+                    parts.append(flat)
+        finally:
+            if sink:
+                sink.close()
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        flat = None if spill_to else (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32))
+        return TokenIds(lengths, flat, spill_to, truncated, top)
+
+
+class TokenIds:
+    """The token ids of many texts, as a sequence of int32 arrays (`ids[i]`), stored flat in memory
+    or in a file read one text at a time (seek and read: memory maps would count in the RSS).
+    `lengths`, `truncated` (texts that lost tokens) and `max_id` are known without reading them."""
+
+    def __init__(self, lengths: np.ndarray, flat: np.ndarray | None, file: Path | None, truncated: int, max_id: int):
+        self.lengths, self.flat, self.file = lengths, flat, file
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.truncated, self.max_id = truncated, max_id
+        self._fh = open(file, "rb") if file else None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i) -> np.ndarray:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        if self.flat is not None:
+            return self.flat[start:end]
+        self._fh.seek(4 * start)
+        return np.frombuffer(self._fh.read(4 * (end - start)), dtype=np.int32)
+
+    def close(self) -> None:
+        """Release the spill file (Windows cannot delete an open one)."""
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> TokenIds:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
