@@ -164,6 +164,17 @@ def test_top_k_equals_stable_argsort_with_many_ties():
         np.testing.assert_array_equal(top_k(scores, k), brute_top(scores, k))
 
 
+def test_top_k_on_wide_rows_equals_stable_argsort():
+    """Rows wide enough for the chunk-maximum shortcut (with a ragged last chunk), with and without ties."""
+    rng = np.random.default_rng(11)
+    tied = rng.integers(0, 20, size=(30, 1003)).astype(np.float32)  # ~50 copies of each value per row
+    smooth = rng.normal(size=(30, 1003)).astype(np.float32)
+    smooth[3] = -np.inf  # a row where every score ties
+    for scores in (tied, smooth):
+        for k in (1, 10, 25):
+            np.testing.assert_array_equal(top_k(scores, k), brute_top(scores, k))
+
+
 def test_top_k_clamps_k_to_width():
     scores = np.random.default_rng(7).normal(size=(4, 6))
     np.testing.assert_array_equal(top_k(scores, 50), brute_top(scores, 6))
@@ -264,8 +275,11 @@ def reference_agreement(rq, rc, cq, cc, k):
 @pytest.mark.parametrize("noise", [0.05, 0.6, None], ids=["perturbed", "moderate", "unrelated"])
 def test_similarity_agreement_matches_independent_full_computation(noise):
     rq, rc, cq, cc = make_spaces(20, nq=37, nc=53, d=16, noise=noise)
-    got = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)
+    got = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)[0]
     exp = reference_agreement(rq, rc, cq, cc, 10)
+    _, ref_top, cand_top = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)
+    np.testing.assert_array_equal(ref_top, brute_top(cosine_similarity(rq, rc), 10))  # what task metrics read
+    np.testing.assert_array_equal(cand_top, brute_top(cosine_similarity(cq, cc), 10))
     assert got["pairs"] == 37 * 53
     assert got["spearman_pairs"] == 37 * 53
     for key in ("pearson", "spearman", "score_drift_mean_abs"):
@@ -279,8 +293,8 @@ def test_similarity_agreement_matches_independent_full_computation(noise):
 def test_similarity_agreement_block_size_does_not_matter():
     rq, rc, cq, cc = make_spaces(21, nq=40, nc=45, d=12, noise=0.4)
     for max_pairs in (10**6, 700):  # full and sampled Spearman
-        small = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=max_pairs, seed=3, block=7)
-        big = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=max_pairs, seed=3, block=1024)
+        small = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=max_pairs, seed=3, block=7)[0]
+        big = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=max_pairs, seed=3, block=1024)[0]
         assert small.keys() == big.keys()
         for key in big:
             assert small[key] == pytest.approx(big[key], rel=1e-6, abs=1e-9), key  # float32 products differ by block shape
@@ -288,12 +302,12 @@ def test_similarity_agreement_block_size_does_not_matter():
 
 def test_similarity_agreement_sampled_spearman_is_close_to_full():
     rq, rc, cq, cc = make_spaces(22, nq=60, nc=80, d=16, noise=0.8)
-    full = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)
+    full = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)[0]
     exact = stats.spearmanr(cosine_similarity(rq, rc).ravel(), cosine_similarity(cq, cc).ravel()).statistic
     assert full["spearman"] == pytest.approx(exact, abs=2e-5)
     assert 0.4 < exact < 0.9  # a correlation the sampling can get wrong
     for seed in (0, 1, 2):
-        sampled = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=1500, seed=seed)
+        sampled = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=1500, seed=seed)[0]
         assert sampled["spearman_pairs"] == 1500
         assert sampled["pairs"] == 4800
         assert sampled["spearman"] == pytest.approx(exact, abs=0.04)
@@ -304,7 +318,7 @@ def test_similarity_agreement_sampled_spearman_is_close_to_full():
 
 def test_similarity_agreement_max_pairs_equal_to_total_is_full():
     rq, rc, cq, cc = make_spaces(23, nq=10, nc=12, d=6, noise=0.5)
-    got = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=120, seed=0)
+    got = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=120, seed=0)[0]
     assert got["spearman_pairs"] == 120
     exact = stats.spearmanr(cosine_similarity(rq, rc).ravel(), cosine_similarity(cq, cc).ravel()).statistic
     assert got["spearman"] == pytest.approx(exact, abs=2e-5)
@@ -316,7 +330,7 @@ def test_metrics_separate_a_perturbed_copy_from_an_unrelated_space():
 
     def summary(rq, rc, cq, cc):
         cos = cosine_agreement(np.vstack([rq, rc]), np.vstack([cq, cc]), ["x"] * 200, np.full(200, 10))
-        sim = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)
+        sim = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=10**6, seed=0)[0]
         return cos, sim, linear_cka(np.vstack([rq, rc]), np.vstack([cq, cc]))
 
     cos_s, sim_s, cka_s = summary(*same)

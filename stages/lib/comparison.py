@@ -26,12 +26,14 @@ def load_embeddings(folder: Path) -> dict:
     return out
 
 
-def task_metrics(emb: dict, k: int, qrels: dict | None = None) -> tuple[dict, dict]:
+def task_metrics(emb: dict, k: int, qrels: dict | None = None, rankings: np.ndarray | None = None) -> tuple[dict, dict]:
     """Retrieval quality of one model over every document (distractors included), judged by the
-    corpus qrels; without them, query i's one relevant document is code i (the paired layout)."""
+    corpus qrels; without them, query i's one relevant document is code i (the paired layout).
+    `rankings`: each query's top max(k, 10) documents, if already scanned (similarity_agreement)."""
     if len(emb["codes"]) < 10:
         raise UserError(f"corpus has {len(emb['codes'])} documents: @10 retrieval metrics need at least 10")
-    rankings = scan_rankings(emb["queries"], emb["codes"], max(k, 10))
+    if rankings is None:
+        rankings = scan_rankings(emb["queries"], emb["codes"], max(k, 10))
     per_query = retrieval_per_query(rankings, np.arange(len(emb["queries"])) if qrels is None else qrels)
     return {name: float(v.mean()) for name, v in per_query.items()}, per_query
 
@@ -64,9 +66,10 @@ def _same_texts(a: dict, b: dict) -> bool:
     return a.get("text_order_sha256") is not None and a.get("text_order_sha256") == b.get("text_order_sha256")
 
 
-def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> dict:
+def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> tuple[dict, np.ndarray, np.ndarray]:
     """Per-text cosine needs one space; CKA and the similarity-matrix metrics work across dimensions.
-    `langs`: one per text, the queries' then the documents' (their counts may differ)."""
+    `langs`: one per text, the queries' then the documents' (their counts may differ). Also returns
+    both models' rankings (reference, candidate) from the same pass, for the retrieval metrics."""
     texts_ref = np.vstack([ref["queries"], ref["codes"]])
     texts_cand = np.vstack([emb["queries"], emb["codes"]])
     out = {"cka_linear": linear_cka(texts_ref, texts_cand)}
@@ -75,9 +78,9 @@ def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> dict:
         out["cosine"] = cosine_agreement(texts_ref, texts_cand, langs, lengths)
         out["cosine_codes_mean"] = float(row_cosine(ref["codes"], emb["codes"]).mean())
         out["cosine_queries_mean"] = float(row_cosine(ref["queries"], emb["queries"]).mean())
-    out["similarity"] = similarity_agreement(ref["queries"], ref["codes"], emb["queries"], emb["codes"],
-                                             s.k, s.spearman_max_pairs, s.seed)
-    return out
+    out["similarity"], ref_rank, cand_rank = similarity_agreement(
+        ref["queries"], ref["codes"], emb["queries"], emb["codes"], s.k, s.spearman_max_pairs, s.seed)
+    return out, ref_rank, cand_rank
 
 
 def speedup_across_runs(lat_ref: dict, lat_cand: dict, s, paired: bool) -> dict:
@@ -133,7 +136,7 @@ def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> dict
 def compare(params, name: str, results: Results = RESULTS) -> dict:
     ref_name = params.reference
     s = params.compare
-    corpus = load_corpus(params.corpus)
+    corpus = load_corpus(params.corpus, with_texts=False)  # labels: the vectors are on disk
     ref = load_embeddings(results.embed(ref_name))
     emb = ref if name == ref_name else load_embeddings(results.embed(name))
     for model, e in ((ref_name, ref), (name, emb)):
@@ -143,7 +146,9 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
     if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:
         raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
                         f"{inv['min']:.6f} (< {s.batch_invariance_min}): pooling or the attention mask is wrong")
-    task, per_query = task_metrics(emb, s.k, corpus.qrels)
+    agreement, ref_rank, cand_rank = (None, None, None) if name == ref_name else \
+        agreement_metrics(ref, emb, corpus.query_langs + corpus.doc_langs, s)  # one scan of both score matrices
+    task, per_query = task_metrics(emb, s.k, corpus.qrels, cand_rank)
     manifest = emb["manifest"]
     speedup = read_json(results.speedup(name))
     bench_cand, bench_ref = read_json(results.benchmark(name)), read_json(results.benchmark(ref_name))
@@ -164,18 +169,19 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
         out["speed_control"] = {k: speedup[k] for k in ("speedup", "ci_low", "ci_high", "measurable", "method")}
     else:
         out.update(_against_reference(params, out, ref, emb, corpus, per_query, inspect_ref, inspect_cand,
-                                      bench_ref, bench_cand, speedup))
+                                      bench_ref, bench_cand, speedup, agreement, ref_rank))
     out["headline"] = headline_metrics(out, inspect_cand, bench_cand, speedup, params.embed.batch_size)
     return out
 
 
 def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_query: dict, inspect_ref: dict,
-                       inspect_cand: dict, bench_ref: dict, bench_cand: dict, speedup: dict) -> dict:
+                       inspect_cand: dict, bench_ref: dict, bench_cand: dict, speedup: dict, agreement: dict,
+                       ref_rank: np.ndarray) -> dict:
     """Deltas, agreement, relation, speed, size and the verdict of a candidate."""
     s = params.compare
     machines, finite = out["machines"], out["sanity"]["finite"]
     out = {}
-    _, ref_per_query = task_metrics(ref, s.k, corpus.qrels)
+    _, ref_per_query = task_metrics(ref, s.k, corpus.qrels, ref_rank)
     out["task_delta"] = {m: paired_delta(per_query[m], ref_per_query[m], s.bootstrap, s.confidence, s.seed)
                          for m in per_query}
     mr, mc = ref["manifest"], emb["manifest"]
@@ -193,7 +199,7 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
     }
     out["consistency"] = consistency
     params_ratio = inspect_cand["parameters"]["count"] / max(inspect_ref["parameters"]["count"], 1)
-    out["agreement"] = agreement = agreement_metrics(ref, emb, corpus.query_langs + corpus.doc_langs, s)
+    out["agreement"] = agreement
     cos_mean = agreement.get("cosine", {}).get("mean")
     related = same_dim and ((cos_mean or 0) >= s.related_min_cosine or abs(params_ratio - 1) < 0.01)
     out["relation"] = {"related": related, "parameter_ratio": params_ratio,

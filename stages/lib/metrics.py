@@ -51,14 +51,31 @@ def cosine_agreement(ref: np.ndarray, cand: np.ndarray, langs: list[str], length
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores per row, ties broken by lower index (deterministic)."""
-    k = min(k, scores.shape[1])
-    scores = np.where(np.isnan(scores), -np.inf, scores)  # a NaN vector ranks last, it does not crash
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
-    out = np.empty((scores.shape[0], k), dtype=np.int64)
-    for r in range(scores.shape[0]):
-        cand = np.flatnonzero(scores[r] >= kth[r])
-        out[r] = cand[np.lexsort((cand, -scores[r, cand]))][:k]
+    """Indices of the k best scores per row, ties broken by lower index (deterministic).
+
+    Exact, without sorting or partitioning whole rows: the row is cut into about n/w chunks of w;
+    the k-th largest chunk maximum is a score that at least k scores reach, so every top-k score is
+    at or above it, and only those few candidates are sorted (by score, then index)."""
+    n_rows, n = scores.shape
+    k = min(k, n)
+    if np.isnan(scores).any():  # a NaN vector ranks last, it does not crash
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    width = max(1, int(np.sqrt(n / max(k, 1))))
+    chunks = n // width
+    if chunks >= k and width > 1:
+        maxima = scores[:, :chunks * width].reshape(n_rows, chunks, width).max(axis=2)
+        if chunks * width < n:
+            maxima = np.hstack([maxima, scores[:, chunks * width:].max(axis=1, keepdims=True)])
+        floor = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
+    else:
+        floor = np.partition(scores, n - k, axis=1)[:, n - k]
+    rows, cols = np.nonzero(scores >= floor[:, None])
+    order = np.lexsort((cols, -scores[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]  # position within its row
+    keep = rank < k
+    out = np.empty((n_rows, k), dtype=np.int64)
+    out[rows[keep], rank[keep]] = cols[keep]
     return out
 
 
@@ -96,8 +113,10 @@ def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int | N
 
 
 def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int,
-                         block: int | None = None) -> dict:
-    """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours.
+                         block: int | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours;
+    and both models' top-max(k, 10) rankings, which the retrieval metrics read (one pass over
+    the queries x documents scores serves both).
 
     Overlap is reported at 1, 10 (what the verdict reads) and k; RBO at depth k."""
     rq, rc = l2_normalize(ref_q.astype(np.float32)), l2_normalize(ref_c.astype(np.float32))
@@ -107,23 +126,29 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
     total = nq * nc
     rng = np.random.default_rng(seed)
     sample = None if total <= max_pairs else np.sort(rng.choice(total, size=max_pairs, replace=False))
-    sums = np.zeros(6)  # sx, sy, sxx, syy, sxy, |x-y|
+    sums = np.zeros(6)  # sx, sy, sxx, syy, sxy, |x-y|, accumulated in float64
+    size = min(block, nq) * nc
+    x64, y64 = np.empty(size), np.empty(size)  # reused for every block: no fresh pages per block
     xs, ys = [], []
     ref_top, cand_top = [], []
     for start in range(0, nq, block):
-        sx = (rq[start:start + block] @ rc.T).astype(np.float64)
-        sy = (cq[start:start + block] @ cc.T).astype(np.float64)
-        sums += [sx.sum(), sy.sum(), (sx * sx).sum(), (sy * sy).sum(), (sx * sy).sum(), np.abs(sx - sy).sum()]
-        if sample is None:
-            xs.append(sx.ravel())
-            ys.append(sy.ravel())
-        else:
-            lo, hi = start * nc, (start + len(sx)) * nc
-            sel = sample[(sample >= lo) & (sample < hi)] - lo
-            xs.append(sx.ravel()[sel])
-            ys.append(sy.ravel()[sel])
+        sx, sy = rq[start:start + block] @ rc.T, cq[start:start + block] @ cc.T
         ref_top.append(top_k(sx, max(k, 10)))
         cand_top.append(top_k(sy, max(k, 10)))
+        x, y = x64[:sx.size], y64[:sx.size]
+        np.copyto(x, sx.ravel())
+        np.copyto(y, sy.ravel())
+        if sample is None:
+            xs.append(x.copy())
+            ys.append(y.copy())
+        else:
+            lo, hi = start * nc, (start + len(sx)) * nc
+            sel = sample[np.searchsorted(sample, lo):np.searchsorted(sample, hi)] - lo
+            xs.append(x[sel])
+            ys.append(y[sel])
+        products = [x.sum(), y.sum(), x @ x, y @ y, x @ y]
+        np.abs(np.subtract(x, y, out=x), out=x)  # x is not needed any more: |x - y| in its place
+        sums += products + [x.sum()]
     mx, my = sums[0] / total, sums[1] / total
     cov = sums[4] / total - mx * my
     pearson = cov / np.sqrt((sums[2] / total - mx * mx) * (sums[3] / total - my * my))
@@ -140,7 +165,7 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
         **overlap,
         "top1_agreement": overlap["overlap@1"],  # the same quantity, under the name the report uses
         f"rbo@{k}": float(np.mean([rbo(a[:k].tolist(), b[:k].tolist()) for a, b in zip(ref_top, cand_top)])),
-    }
+    }, ref_top, cand_top
 
 
 RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1", "recall@10": "recall_10"}
