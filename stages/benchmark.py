@@ -4,8 +4,8 @@ DVC runs each stage in a fresh process, so peak memory is this model's alone. Th
 the machine it was timed on (results/machine/timing.json, a dependency) and how busy it was.
 """
 from stages.lib import cli
-from stages.lib.benchmarking import environment, run_benchmark
-from stages.lib.corpus import load_corpus
+from stages.lib.benchmarking import environment, run_benchmark, timing_pool_size
+from stages.lib.corpus import sample_texts
 from stages.lib.embedding import open_embedder
 from stages.lib.layout import RESULTS
 from stages.lib.machine import current, describe, load_cell
@@ -16,9 +16,9 @@ def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
     machine = current("timing", RESULTS.machine("timing"))
-    corpus = load_corpus(params.corpus)
+    codes = sample_texts(params.corpus, "documents", timing_pool_size(s))
     embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
-    code_ids = embedder.tokenizer.encode(corpus.codes)  # once, outside every timed region
+    code_ids = embedder.tokenizer.encode(codes)  # once, outside every timed region
     embedder.check_ids(code_ids)
     result = {"model": args.name, "machine": machine,
               "environment": environment(embedder.runner, s.intra_op_threads, s.inter_op_threads)}

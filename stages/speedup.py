@@ -6,8 +6,8 @@ For the reference itself this is an A/A control (two sessions of the same model)
 shows the noise floor of the method on this machine.
 """
 from stages.lib import cli
-from stages.lib.benchmarking import environment, interleaved_speedup
-from stages.lib.corpus import load_corpus
+from stages.lib.benchmarking import environment, interleaved_speedup, timing_pool_size
+from stages.lib.corpus import sample_texts
 from stages.lib.embedding import open_embedder
 from stages.lib.layout import RESULTS
 from stages.lib.machine import current, load_cell
@@ -18,7 +18,7 @@ def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
     machine = current("timing", RESULTS.machine("timing"))
-    codes = load_corpus(params.corpus).codes
+    codes = sample_texts(params.corpus, "documents", timing_pool_size(s))
     ref = open_embedder(params, params.reference, s.provider, s.intra_op_threads, s.inter_op_threads)
     cand = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
     ref_ids, cand_ids = ref.tokenizer.encode(codes), cand.tokenizer.encode(codes)

@@ -5,7 +5,7 @@ import pytest
 import pytrec_eval
 
 from stages.lib.comparison import task_metrics
-from stages.lib.corpus import corpus_sha256, iter_texts, load_corpus
+from stages.lib.corpus import corpus_sha256, iter_texts, load_corpus, sample_texts
 from stages.lib.errors import UserError
 from tests import tiny
 
@@ -86,6 +86,14 @@ def test_streamed_texts_are_the_loaded_texts_in_the_same_order(tmp_path):
     (paired.parent / "empty.jsonl").write_text("\n")
     with pytest.raises(UserError, match="empty.jsonl: corpus is empty"):
         list(iter_texts(paired.parent / "empty.jsonl", "documents"))
+
+
+def test_sampled_texts_spread_over_the_whole_corpus(tmp_path):
+    """What the timing and diagnose stages tokenize: evenly spaced documents, first and last included."""
+    folder, _ = _beir(tmp_path)
+    docs = load_corpus(folder).codes
+    assert sample_texts(folder, "documents", 5) == [docs[i] for i in (0, 10, 20, 29, 39)]
+    assert sample_texts(folder, "documents", 500) == docs  # fewer documents than asked: all of them
 
 
 @pytest.mark.parametrize("line,cause", [("q0\tnope\t1", "test.tsv:2: corpus-id 'nope' is not in corpus.jsonl"),

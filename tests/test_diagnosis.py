@@ -16,8 +16,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
 from stages.lib import i18n, params as params_lib, reporting
-from stages.lib.diagnosis import diagnose, sample_texts
-from stages.lib.corpus import load_corpus
+from stages.lib.diagnosis import diagnose
+from stages.lib.corpus import sample_texts
 from stages.lib.errors import UserError
 from stages.lib.machine import detect
 from stages.lib.outputs import write_json
@@ -74,7 +74,7 @@ def test_errors_equal_numpy_and_onnxruntime_sqnr(damaged):
     params, result = damaged
     emb, mats = tiny.layer_weights(len(tiny.vocab()), 16, 3)
     bad = _damaged_mats()
-    texts = sample_texts(load_corpus(params.corpus), 6)
+    texts = sample_texts(params.corpus, "documents", 6)
     ids = load_tokenizer(Path(params.models["ref"].path) / "tokenizer.json", 16).encode(texts)
     for layer, row in enumerate(result["tensors"][1:]):
         ref, cand = [], []

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UserError
 from .hashing import file_sha256
 
@@ -112,6 +114,15 @@ def iter_texts(path: str | Path, kind: str) -> Iterator[str]:
     else:
         judged = _qrels_query_ids(path / "qrels" / "test.tsv")
         yield from (text for qid, text, _ in _beir_rows(path / "queries.jsonl", with_title=False) if qid in judged)
+
+
+def sample_texts(path: str | Path, kind: str, count: int) -> list[str]:
+    """`count` texts spread evenly over the corpus, first to last (so every language and part of it
+    is represented), deterministic. Two streamed passes: timing and diagnosing need a few hundred
+    texts, not a million of them in memory and through the tokenizer."""
+    total = sum(1 for _ in iter_texts(path, kind))
+    wanted = set(np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)).tolist())
+    return [text for i, text in enumerate(iter_texts(path, kind)) if i in wanted]
 
 
 def load_corpus(path: str | Path, with_texts: bool = True) -> Corpus:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .corpus import load_corpus
+from .corpus import sample_texts
 from .embedding import Embedder, open_embedder
 from .i18n import msg, render
 from .onnxmodel import load_graph
@@ -48,13 +48,6 @@ def weighted_layers(model, op_types) -> list[Layer]:
 
     return [Layer(out, node.name, node.op_type) for node in model.graph.node if weighted(node)
             for out in node.output if out]
-
-
-def sample_texts(corpus, n: int) -> list[str]:
-    """n code texts spread evenly over the corpus (so both of the demo's languages), deterministic."""
-    count = len(corpus.codes)  # documents: a BEIR corpus has more or fewer than queries
-    idx = np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(int))
-    return [corpus.codes[i] for i in idx]
 
 
 def squared_norms(ref: Embedder, cand: Embedder, id_lists: list[list[int]], names: list[str]) -> dict:
@@ -126,7 +119,7 @@ def diagnose(params, name: str, verdict: str | None, machine: dict | None = None
                  for n, g in ((params.reference, ref_graph), (name, cand_graph)))
     types = [{o.name: o.type for o in e.runner.outputs} for e in (ref, cand)]
     names = [n for n in names if types[0].get(n) in FLOAT_TYPES and types[1].get(n) in FLOAT_TYPES]
-    texts = sample_texts(load_corpus(params.corpus), settings.texts)
+    texts = sample_texts(params.corpus, "documents", settings.texts)  # code: a BEIR corpus has more or fewer queries
     id_lists = ref.tokenizer.encode(texts)
     if cand.tokenizer.encode(texts) != id_lists:
         return _ended(base, "not_comparable", "diag.tokenizers_differ")
