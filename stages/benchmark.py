@@ -15,7 +15,7 @@ from stages.lib.outputs import write_json
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
-    machine = current("timing", RESULTS.machine("timing"))
+    machine = current("timing", RESULTS.machine("timing"), s.provider)
     codes = sample_texts(params.corpus, "documents", timing_pool_size(s))
     embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
     code_ids = embedder.tokenizer.encode(codes)  # once, outside every timed region

@@ -10,8 +10,8 @@ from stages.lib.outputs import write_json
 
 
 def main() -> None:
-    cli.stage_args(__doc__, model=False, params=False)
-    facts = detect()
+    _, params = cli.stage_args(__doc__, model=False)
+    facts = detect(params.benchmark.provider)  # a GPU provider adds the GPUs to the timing facts
     for kind in KINDS:
         write_json(RESULTS.machine(kind), facts[kind])
     print(f"machine: {describe(facts['timing'])}")

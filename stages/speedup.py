@@ -17,7 +17,7 @@ from stages.lib.outputs import write_json
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
-    machine = current("timing", RESULTS.machine("timing"))
+    machine = current("timing", RESULTS.machine("timing"), s.provider)
     codes = sample_texts(params.corpus, "documents", timing_pool_size(s))
     ref = open_embedder(params, params.reference, s.provider, s.intra_op_threads, s.inter_op_threads)
     cand = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)

@@ -73,6 +73,27 @@ def test_detect_is_stable_and_timing_facts_extend_embed_facts(monkeypatch):
     assert "cpu" not in embed and "cores_logical" not in embed  # the CPU model does not change the vectors
 
 
+def test_a_gpu_provider_names_the_gpus_in_the_timing_facts_only(tmp_path, monkeypatch):
+    """benchmark.provider CUDA: timing.json names the card (from nvidia-smi), so a GPU number carries
+    its machine and another card reruns the timing stages; the embed facts (CPU) do not change."""
+    monkeypatch.delenv(machine.OVERRIDE_ENV, raising=False)
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 550.54.15, 81559'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    cpu, gpu = machine.detect(), machine.detect("CUDAExecutionProvider")
+    assert gpu["embed"] == cpu["embed"]
+    assert "gpus" not in cpu["timing"] and cpu["timing"]["provider"] == "CPUExecutionProvider"
+    assert gpu["timing"]["provider"] == "CUDAExecutionProvider"
+    assert gpu["timing"]["gpus"] == [{"name": "NVIDIA H100 80GB HBM3", "driver": "550.54.15", "memory_mib": 81559}]
+    assert machine.machine_id(gpu["timing"]) != machine.machine_id(cpu["timing"])
+    assert "timed on CUDAExecutionProvider: NVIDIA H100 80GB HBM3 (driver 550.54.15)" in machine.describe(gpu["timing"])
+    fake.unlink()  # no nvidia-smi: said, not guessed
+    assert machine.gpu_facts() == []
+    assert "no GPU found by nvidia-smi" in machine.describe(machine.detect("CUDAExecutionProvider")["timing"])
+
+
 def test_override_simulates_another_machine(monkeypatch):
     base = machine.detect()
     monkeypatch.setenv(machine.OVERRIDE_ENV, json.dumps({"cpu": "Other CPU"}))

@@ -5,7 +5,9 @@ Two fact sets, because results depend on the machine in two ways:
   set (dynamic INT8 without VNNI adds u8 x s8 products in saturating 16-bit pairs, so the same
   INT8 file gives other vectors on an AVX2-only CPU than on one with AVX512-VNNI or AMX), and
   OpenVINO its default precision (bf16 where the CPU has it): both runtimes' versions count.
-- `timing` facts decide how fast it runs: the embed facts plus the CPU model and core counts.
+- `timing` facts decide how fast it runs: the embed facts plus the CPU model and core counts, and
+  the execution provider the timing stages use (`benchmark.provider`): with a GPU provider, the
+  GPUs nvidia-smi lists (model, driver, memory), so a GPU number names its card.
 The `machine` stage writes both files on every `dvc repro`; they only change content on a machine
 that differs, so exactly the stages that depend on them rerun there, and nothing reruns here.
 
@@ -34,6 +36,7 @@ ALIASES = {"avx512vnni": "avx512_vnni", "avxvnni": "avx_vnni", "avx512bf16": "av
            "avx512fp16": "avx512_fp16"}
 VNNI_PATHS = ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")
 ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
 def int8_support(flags: set[str]) -> str:
@@ -88,9 +91,28 @@ def _package_version(names) -> tuple[str, str]:
     return "none", "not installed"
 
 
-def detect() -> dict[str, dict]:
+def gpu_facts() -> list[dict]:
+    """The NVIDIA GPUs nvidia-smi lists (name, driver, memory); [] where there is none or no nvidia-smi."""
+    import subprocess
+
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"]
+    try:
+        out = subprocess.run(query, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    gpus = []
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "driver": parts[1],
+                         "memory_mib": int(parts[2]) if parts[2].isdigit() else parts[2]})
+    return gpus
+
+
+def detect(timing_provider: str = CPU_PROVIDER) -> dict[str, dict]:
     """Both fact sets of this machine, with the test-only override applied. No load, no clock:
-    the same machine gives the same bytes, so an unchanged machine reruns nothing."""
+    the same machine gives the same bytes, so an unchanged machine reruns nothing.
+    `timing_provider`: `benchmark.provider`; the embed stage always runs on the CPU."""
     import psutil
 
     brand, flags = _cpu_brand_and_flags()
@@ -103,11 +125,14 @@ def detect() -> dict[str, dict]:
         "onnxruntime_package": package,
         "tokenizers": _package_version(("tokenizers",))[1],
         "openvino": _package_version(("openvino",))[1],  # models with runtime: openvino
-        "provider": "CPUExecutionProvider",
+        "provider": CPU_PROVIDER,
     }
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     timing = {"cpu": brand, **embed, "cores_logical": psutil.cpu_count(logical=True),
               "cores_physical": psutil.cpu_count(logical=False), "cpu_affinity": affinity}
+    if timing_provider != CPU_PROVIDER:  # CPU timings keep the bytes they had: nothing reruns
+        timing.update(provider=timing_provider, gpus=gpu_facts(),
+                      cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     facts = {"embed": embed, "timing": timing}
     raw = os.environ.get(OVERRIDE_ENV)
     if raw:
@@ -138,6 +163,9 @@ def describe(facts: dict) -> str:
     extra = [f for f in facts["flags"] if f in ("avx512f", "amx_bf16", "avx512_bf16", "avx512_fp16")]
     if extra:
         parts[-1] += f" (+{', '.join(extra)})"
+    if facts.get("provider", CPU_PROVIDER) != CPU_PROVIDER:
+        cards = ", ".join(f"{g['name']} (driver {g['driver']})" for g in facts.get("gpus", [])) or "no GPU found by nvidia-smi"
+        parts.append(f"timed on {facts['provider']}: {cards}")
     parts.append(f"onnxruntime {facts['onnxruntime']}")
     if facts.get("openvino", "not installed") != "not installed":
         parts.append(f"openvino {facts['openvino']}")
@@ -153,7 +181,7 @@ def label(facts: dict | None) -> dict:
     return {"id": machine_id(facts), "description": describe(facts), "int8_support": facts["int8_support"]}
 
 
-def current(kind: str, recorded_path) -> dict:
+def current(kind: str, recorded_path, timing_provider: str = CPU_PROVIDER) -> dict:
     """This machine's facts of one kind, checked against the file the stage depends on.
 
     A stage run with `dvc repro -s` skips the machine stage; if the file then describes another
@@ -161,7 +189,7 @@ def current(kind: str, recorded_path) -> dict:
     """
     from .outputs import read_json
 
-    facts = detect()[kind]
+    facts = detect(timing_provider)[kind]
     recorded = read_json(recorded_path)
     if recorded != facts:
         raise UserError(f"{recorded_path}: describes another machine than this one "
