@@ -151,8 +151,9 @@ class Embedder:
 
     def embed_ids(self, id_lists, batch_size: int, sort: bool = True, progress=None,
                   allocate=None, engine=None) -> np.ndarray:
-        """One vector per id list (lists, or a TokenIds read one text at a time), in input order. `allocate(shape)` makes the result array (default
-        np.empty; a memory map streams each batch to disk, so vectors never all sit in memory).
+        """One vector per id list (lists, or a TokenIds read one text at a time), in input order.
+        `allocate(shape)` makes the result array (default np.empty; a memory map streams each batch
+        to disk, so vectors never all sit in memory).
         `engine(batches, id_lists)` yields (batch number, vectors) in any order (default: this
         process, in order; distributed.py: Ray). The batches are planned here either way, so the
         vectors (dynamic INT8 ones depend on their batch-mates) do not depend on the engine."""
@@ -248,14 +249,14 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
-    with tempfile.TemporaryDirectory(prefix=".tokens-", dir=stream_to) if stream_to else contextlib.nullcontext() as spill:
+    spill_dir = tempfile.TemporaryDirectory(prefix=".tokens-", dir=stream_to) if stream_to else contextlib.nullcontext()
+    with spill_dir as spill, contextlib.ExitStack() as open_files:  # files closed before their folder goes
         spill = Path(spill) if spill else None
-        query_ids = embedder.tokenizer.encode_stream((prompt + q for q in iter_texts(params.corpus, "queries")),
-                                                     spill and spill / "queries.ids")
-        code_ids = embedder.tokenizer.encode_stream(iter_texts(params.corpus, "documents"),
-                                                    spill and spill / "codes.ids")
-        with query_ids, code_ids:
-            files = _embed_tokens(params, name, embedder, query_ids, code_ids, progress, stream_to, engine)
+        query_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
+            (prompt + q for q in iter_texts(params.corpus, "queries")), spill and spill / "queries.ids"))
+        code_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
+            iter_texts(params.corpus, "documents"), spill and spill / "codes.ids"))
+        files = _embed_tokens(params, name, embedder, query_ids, code_ids, progress, stream_to, engine)
     if params.snippets:
         snippets = load_corpus(params.snippets)
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
@@ -296,8 +297,8 @@ def _embed_tokens(params, name: str, embedder: Embedder, query_ids: TokenIds, co
         "batch_size": batch_size,
         "batch_order": "sorted by token length (stable), per text kind",
         "truncated": {"queries": query_ids.truncated, "codes": code_ids.truncated,
-                      "cut_to_fixed_input_length": int((query_ids.lengths > fixed).sum() + (code_ids.lengths > fixed).sum())
-                      if fixed else 0},
+                      "cut_to_fixed_input_length":
+                          int((query_ids.lengths > fixed).sum() + (code_ids.lengths > fixed).sum()) if fixed else 0},
         "tokens": {"queries_mean": float(np.mean(query_ids.lengths)), "codes_mean": float(np.mean(code_ids.lengths))},
         "batch_invariance": batch_invariance(embedder, code_ids, params.embed.invariance_sample),
     }

@@ -164,7 +164,8 @@ def describe(facts: dict) -> str:
     if extra:
         parts[-1] += f" (+{', '.join(extra)})"
     if facts.get("provider", CPU_PROVIDER) != CPU_PROVIDER:
-        cards = ", ".join(f"{g['name']} (driver {g['driver']})" for g in facts.get("gpus", [])) or "no GPU found by nvidia-smi"
+        cards = ", ".join(f"{g['name']} (driver {g['driver']})" for g in facts.get("gpus", []))
+        cards = cards or "no GPU found by nvidia-smi"
         parts.append(f"timed on {facts['provider']}: {cards}")
     parts.append(f"onnxruntime {facts['onnxruntime']}")
     if facts.get("openvino", "not installed") != "not installed":
