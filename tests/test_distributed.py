@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from stages.lib import params as params_lib
+from stages.lib import distributed, params as params_lib
 from stages.lib.distributed import embed_corpus_on, ray_init_options
 from stages.lib.embedding import embed_corpus
 from stages.lib.errors import UserError
@@ -73,10 +73,29 @@ def test_ray_engine_writes_the_local_engines_bytes(tmp_path, ray_local, kind):
         assert not np.array_equal(other["codes.npy"], local["codes.npy"])
 
 
+def test_windows_group_consecutive_batches_under_a_token_budget():
+    batches = [np.array([0, 1]), np.array([2]), np.array([3, 4]), np.array([5])]
+    lengths = np.array([3, 3, 10, 2, 2, 50])  # batch tokens: 6, 10, 4, 50
+    assert distributed.windows(batches, lengths, 16) == [range(0, 2), range(2, 3), range(3, 4)]
+    assert distributed.windows(batches, lengths, 10**6) == [range(0, 4)]
+    assert distributed.windows(batches, lengths, 1) == [range(k, k + 1) for k in range(4)]  # at least one batch
+
+
+def test_ray_engine_in_several_windows_writes_the_same_bytes(tmp_path, ray_local, monkeypatch):
+    """The driver ships a window of batches at a time (bounded memory); the vectors do not change."""
+    model = tiny.build_model(tmp_path / "fp32").parent
+    local = embed_corpus(_params(tmp_path, model, "local"), "m", machine={})
+    total = int(local["query_lengths.npy"].sum())
+    monkeypatch.setattr(distributed, "WINDOW_TOKENS", total // 2)  # two or three windows per text kind
+    on_ray = embed_corpus_on(_params(tmp_path, model, "ray"), "m", machine={})
+    for name in ("queries.npy", "codes.npy"):
+        assert np.array_equal(on_ray[name], local[name]), name
+
+
 def test_a_worker_unlike_this_machine_is_refused(tmp_path, ray_local, monkeypatch):
     """The manifest records this machine's facts; a worker with other ones (here: this machine
     pretends to have AMX) could compute other INT8 vectors, so the run stops with one line."""
-    from stages.lib import distributed, machine
+    from stages.lib import machine
     real = machine.detect()["embed"]
     monkeypatch.setattr(distributed, "detect", lambda: {"embed": {**real, "int8_support": "AMX-INT8"}})
     model = tiny.build_model(tmp_path / "m").parent

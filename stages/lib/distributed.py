@@ -10,12 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import embed_corpus, open_embedder
+from .embedding import embed_corpus, open_embedder, text_lengths
 from .errors import UserError
 from .machine import describe, detect
 
 STAGES = Path(__file__).resolve().parents[1]  # the `stages` package
 RAY_INSTALL = "pip install -r requirements-dev.txt (or: pip install 'ray[data]>=2.40,<3')"
+# Token ids per Ray dataset (256 MB as int64): the driver holds one window's ids as Ray items, not
+# the corpus's. Each window starts its own actor pool (each actor loads the model again), which is
+# small next to embedding 32M tokens.
+WINDOW_TOKENS = 32_000_000
 
 
 def embed_corpus_on(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None) -> dict:
@@ -66,7 +70,8 @@ def _absolute(params, name: str):
 
 
 class RayEngine:
-    """Ships each planned batch (number, token ids) as one item to an actor pool; yields vectors as they return."""
+    """Ships each planned batch (number, token ids) as one item to an actor pool, a window of
+    batches at a time; yields vectors as they return."""
 
     def __init__(self, ray, params, name: str):
         self.ray, self.params, self.name = ray, _absolute(params, name), name
@@ -74,9 +79,12 @@ class RayEngine:
         self.facts = _key(detect()["embed"])  # the driver's: what the manifest and dvc.lock record
 
     def __call__(self, batches: list[np.ndarray], id_lists):
+        self.ray.data.DataContext.get_current().enable_progress_bars = False
+        for window in windows(batches, text_lengths(id_lists), WINDOW_TOKENS):
+            yield from self._run([_pack(k, [id_lists[i] for i in batches[k]]) for k in window])
+
+    def _run(self, items: list[dict]):
         ray = self.ray
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        items = [_pack(k, [id_lists[i] for i in idx]) for k, idx in enumerate(batches)]
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.actor_cpus)
         pool = ray.data.ActorPoolStrategy(min_size=1, max_size=min(actors, len(items)))
         ds = ray.data.from_items(items).map_batches(
@@ -89,6 +97,19 @@ class RayEngine:
                 yield int(row["batch"]), np.frombuffer(row["vectors"], dtype=np.float32).reshape(int(row["rows"]), -1)
         except Exception as exc:  # Ray wraps the actor's error; a UserError inside stays one clear line
             raise UserError(_cause_line(exc)) from None
+
+
+def windows(batches: list[np.ndarray], lengths: np.ndarray, budget: int) -> list[range]:
+    """Consecutive batch numbers, grouped so each group holds at most `budget` tokens (at least one batch)."""
+    out, start, tokens = [], 0, 0
+    for k, idx in enumerate(batches):
+        size = int(lengths[idx].sum())
+        if k > start and tokens + size > budget:
+            out.append(range(start, k))
+            start, tokens = k, 0
+        tokens += size
+    out.append(range(start, len(batches)))
+    return out
 
 
 def _key(facts: dict) -> str:
