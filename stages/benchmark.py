@@ -4,7 +4,7 @@ DVC runs each stage in a fresh process, so peak memory is this model's alone. Th
 the machine it was timed on (results/machine/timing.json, a dependency) and how busy it was.
 """
 from stages.lib import cli
-from stages.lib.benchmarking import environment, run_benchmark, timing_pool_size
+from stages.lib.benchmarking import environment, run_benchmark
 from stages.lib.corpus import sample_texts
 from stages.lib.embedding import open_embedder
 from stages.lib.layout import RESULTS
@@ -16,7 +16,8 @@ def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
     machine = current("timing", RESULTS.machine("timing"), s.provider)
-    codes = sample_texts(params.corpus, "documents", timing_pool_size(s))
+    # enough documents for its draws, spread over the corpus: not a million texts through the tokenizer
+    codes = sample_texts(params.corpus, "documents", max(s.latency_texts, s.throughput_texts))
     embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
     code_ids = embedder.tokenizer.encode(codes)  # once, outside every timed region
     embedder.check_ids(code_ids)

@@ -6,7 +6,7 @@ For the reference itself this is an A/A control (two sessions of the same model)
 shows the noise floor of the method on this machine.
 """
 from stages.lib import cli
-from stages.lib.benchmarking import environment, interleaved_speedup, timing_pool_size
+from stages.lib.benchmarking import environment, interleaved_speedup
 from stages.lib.corpus import sample_texts
 from stages.lib.embedding import open_embedder
 from stages.lib.layout import RESULTS
@@ -18,7 +18,7 @@ def main() -> None:
     args, params = cli.stage_args(__doc__)
     s = params.benchmark
     machine = current("timing", RESULTS.machine("timing"), s.provider)
-    codes = sample_texts(params.corpus, "documents", timing_pool_size(s))
+    codes = sample_texts(params.corpus, "documents", s.interleave_texts)  # spread over the corpus, not all of it
     ref = open_embedder(params, params.reference, s.provider, s.intra_op_threads, s.inter_op_threads)
     cand = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
     ref_ids, cand_ids = ref.tokenizer.encode(codes), cand.tokenizer.encode(codes)

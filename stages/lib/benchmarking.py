@@ -127,12 +127,6 @@ def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
     return flat[:length]
 
 
-def timing_pool_size(settings) -> int:
-    """Corpus documents the timing stages tokenize (`corpus.sample_texts`): enough for each of their
-    draws, not the whole corpus (a million texts would cost minutes and gigabytes before any timing)."""
-    return max(settings.latency_texts, settings.throughput_texts, settings.interleave_texts)
-
-
 def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0, label: str | None = None) -> dict:
     """Batch-1 latency over real texts, throughput per batch size sorted vs unsorted, a length sweep,
     and how much CPU other processes used meanwhile (a busy machine's numbers are flagged)."""
