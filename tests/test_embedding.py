@@ -166,9 +166,9 @@ def test_query_prompt_is_applied_to_queries_only(tmp_path):
 
 def test_truncation_counts_only_texts_that_lost_tokens(tmp_path):
     tok = load_tokenizer(tiny.build_tokenizer(tmp_path), max_length=5)
-    ids, cut = tok.encode_counting(["read file", "return sort list", "find max value in binary search"])
-    assert [len(x) for x in ids] == [4, 5, 5]  # [CLS] ... [SEP]; the second fits exactly
-    assert cut == 1
+    ids = tok.encode_stream(["read file", "return sort list", "find max value in binary search"])
+    assert [len(ids[i]) for i in range(len(ids))] == [4, 5, 5]  # [CLS] ... [SEP]; the second fits exactly
+    assert ids.truncated == 1
 
 
 def test_unsupported_sentence_transformers_pooling_matters_only_for_auto(tmp_path):

@@ -9,7 +9,7 @@ from . import params as params_lib
 from .errors import UserError
 
 
-def stage_args(description: str, model: bool = True, extra: Callable | None = None, params: bool = True):
+def stage_args(description: str, model: bool = True, extra: Callable | None = None):
     """Parse `[NAME] [--params FILE]` (+ extra options) and load the params; NAME must be a model."""
     parser = argparse.ArgumentParser(description=description)
     if model:
@@ -18,8 +18,6 @@ def stage_args(description: str, model: bool = True, extra: Callable | None = No
     if extra:
         extra(parser)
     args = parser.parse_args()
-    if not params:
-        return args, None
     loaded = params_lib.load(args.params)
     if model:
         loaded.model(args.name)

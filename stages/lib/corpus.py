@@ -32,7 +32,6 @@ class Corpus:
     codes: list[str] | None  # the documents (code, in this product's use)
     doc_langs: list[str]
     qrels: dict[int, dict[int, int]]  # query index -> document index -> relevance grade
-    paired: bool = False
 
     @property
     def ids(self) -> list[str]:
@@ -140,7 +139,7 @@ def load_corpus(path: str | Path, with_texts: bool = True) -> Corpus:
             codes.append(row["code"])
     _unique(path, ids)
     return Corpus(path, ids, queries if with_texts else None, langs, ids, codes if with_texts else None, langs,
-                  {i: {i: 1} for i in range(len(ids))}, paired=True)
+                  {i: {i: 1} for i in range(len(ids))})
 
 
 def _lang(obj: dict) -> str | None:

@@ -100,13 +100,6 @@ def write_files(folder: Path, files: dict[str, bytes | np.ndarray | dict | str])
             _atomic_bytes(folder / name, content)
 
 
-def replace_dir(final: str | os.PathLike, files: dict[str, bytes | np.ndarray | dict | str]) -> Path:
-    """Write a whole output folder next to its final place, then swap it in."""
-    with staged_dir(final) as tmp:
-        write_files(tmp, files)
-    return Path(final)
-
-
 def swap_dir(tmp: Path, final: Path) -> None:
     """Put a finished folder in place: the old one is renamed away first and deleted last, so at
     every moment `final` is either the complete old folder, absent, or the complete new one."""

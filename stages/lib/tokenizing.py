@@ -43,17 +43,13 @@ class TextTokenizer:
     pad_id: int
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return self.encode_counting(texts)[0]
-
-    def encode_counting(self, texts: list[str]) -> tuple[list[list[int]], int]:
-        """Token ids, and how many texts lost tokens to truncation (not those that just fit)."""
-        encodings = self.tokenizer.encode_batch(texts)
-        return [e.ids for e in encodings], sum(bool(e.overflowing) for e in encodings)
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
 
     def encode_stream(self, texts: Iterable[str], spill_to: Path | None = None) -> TokenIds:
         """Token ids of a stream of texts, tokenized ENCODE_CHUNK at a time and kept flat as int32, in
         memory or (`spill_to`) in a file: a corpus of a million texts then costs its lengths and
-        offsets in memory, not a million lists of Python ints."""
+        offsets in memory, not a million lists of Python ints. `truncated` counts the texts that lost
+        tokens to truncation (not those that just fit)."""
         lengths, parts, truncated, top = [], [], 0, -1
         texts = iter(texts)
         sink = open(spill_to, "wb") if spill_to else None
@@ -84,7 +80,7 @@ class TokenIds:
     `lengths`, `truncated` (texts that lost tokens) and `max_id` are known without reading them."""
 
     def __init__(self, lengths: np.ndarray, flat: np.ndarray | None, file: Path | None, truncated: int, max_id: int):
-        self.lengths, self.flat, self.file = lengths, flat, file
+        self.lengths, self.flat = lengths, flat
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.truncated, self.max_id = truncated, max_id
         self._fh = open(file, "rb") if file else None
