@@ -5,10 +5,7 @@ checked against the corpus and the snippets (whitespace-normalised) before any f
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
-from .corpus import load_corpus
+from .corpus import iter_texts, load_corpus
 from .embedding import Embedder
 from .errors import UserError
 from .runtimes import open_runner
@@ -21,8 +18,7 @@ def calibration_feeds(params, name: str) -> tuple[list[dict], dict]:
     calib = load_corpus(params.calibration)
     evaluation = set()
     for path in filter(None, (params.corpus, params.snippets)):
-        c = load_corpus(path)
-        evaluation |= {_norm(x) for x in c.queries + c.codes}
+        evaluation |= {_norm(x) for kind in ("queries", "documents") for x in iter_texts(path, kind)}
     overlap = [i for i, (q, c) in enumerate(zip(calib.queries, calib.codes))
                if _norm(q) in evaluation or _norm(c) in evaluation]
     if overlap:
@@ -38,7 +34,7 @@ def calibration_feeds(params, name: str) -> tuple[list[dict], dict]:
     embedder = Embedder(runner, tokenizer, None, False, settings.padding_side)
     # one shape for all: histogram calibrators (Entropy, Percentile) stack every collected tensor
     feeds = [embedder.feed([ids], length=settings.max_length)[0] for ids in tokenizer.encode(texts)]
-    info = {"file": str(calib.path), "sha256": hashlib.sha256(Path(calib.path).read_bytes()).hexdigest(),
+    info = {"file": str(calib.path), "sha256": calib.sha256(),
             "texts": len(texts), "overlap_with_evaluation": 0,
             "checked_against": [p for p in (params.corpus, params.snippets) if p]}
     return feeds, info

@@ -177,35 +177,36 @@ def _beir_texts(path: Path, with_title: bool, with_texts: bool) -> tuple[list[st
     return ids, texts if with_texts else None, langs
 
 
-def _qrels_query_ids(path: Path) -> set[str]:
-    """The query ids a qrels file names (the queries BEIR evaluates); checked in full by _beir_qrels."""
+def _qrels_rows(path: Path):
+    """(line number, row) of a qrels TSV, without blank lines and the header."""
     if not path.is_file():
         raise UserError(f"{path}: file not found (a BEIR corpus folder holds qrels/test.tsv)")
     with open(path, encoding="utf-8", newline="") as fh:
-        return {row[0] for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1)
-                if row and not (lineno == 1 and row[0] == "query-id")}
+        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
+            if row and not (lineno == 1 and row[0] == "query-id"):
+                yield lineno, row
+
+
+def _qrels_query_ids(path: Path) -> set[str]:
+    """The query ids a qrels file names (the queries BEIR evaluates); checked in full by _beir_qrels."""
+    return {row[0] for _, row in _qrels_rows(path)}
 
 
 def _beir_qrels(path: Path, query_index: dict, doc_index: dict) -> dict[int, dict[int, int]]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found (a BEIR corpus folder holds qrels/test.tsv)")
     qrels: dict[int, dict[int, int]] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if not row or (lineno == 1 and row[0] == "query-id"):
-                continue
-            if len(row) != 3:
-                raise UserError(f"{path}:{lineno}: expected query-id, corpus-id, score separated by tabs")
-            qid, did, score = row
-            if qid not in query_index:
-                raise UserError(f"{path}:{lineno}: query-id {qid!r} is not in queries.jsonl")
-            if did not in doc_index:
-                raise UserError(f"{path}:{lineno}: corpus-id {did!r} is not in corpus.jsonl")
-            try:
-                grade = int(score)
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: score {score!r} is not an integer") from None
-            qrels.setdefault(query_index[qid], {})[doc_index[did]] = grade
+    for lineno, row in _qrels_rows(path):
+        if len(row) != 3:
+            raise UserError(f"{path}:{lineno}: expected query-id, corpus-id, score separated by tabs")
+        qid, did, score = row
+        if qid not in query_index:
+            raise UserError(f"{path}:{lineno}: query-id {qid!r} is not in queries.jsonl")
+        if did not in doc_index:
+            raise UserError(f"{path}:{lineno}: corpus-id {did!r} is not in corpus.jsonl")
+        try:
+            grade = int(score)
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: score {score!r} is not an integer") from None
+        qrels.setdefault(query_index[qid], {})[doc_index[did]] = grade
     if not any(g > 0 for docs in qrels.values() for g in docs.values()):
         raise UserError(f"{path}: no relevant (score > 0) pair: nothing to measure retrieval on")
     return qrels

@@ -20,8 +20,8 @@ from .corpus import sample_texts
 from .embedding import Embedder, open_embedder
 from .i18n import msg, render
 from .onnxmodel import load_graph
+from .runtimes import FLOAT_TYPES
 
-FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
 FLOAT_NOISE = 1e-5  # float32 reordering alone gives relative errors below this: a rise to it is no jump
 
 

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from .errors import UserError
+from .errors import UserError, first_line
 from .corpus import corpus_sha256, iter_texts, load_corpus
 from .hashing import file_sha256
 from .pooling import l2_normalize, pool
 from .progress import Progress
-from .runtimes import Runner, open_runner
+from .runtimes import FLOAT_TYPES, Runner, open_runner
 from .tokenizing import TextTokenizer, TokenIds, find_tokenizer, load_tokenizer, sentence_transformers_head
 
 TOKEN_OUTPUT_NAMES = ("last_hidden_state", "token_embeddings", "hidden_states")
@@ -35,7 +34,7 @@ def _rank(output) -> int:
 
 def resolve_pooling(setting: str, outputs: list, head: dict) -> PoolingChoice:
     """Explicit setting > a rank-2 pooled output > sentence-transformers config > error."""
-    floats = [o for o in outputs if o.type in ("tensor(float)", "tensor(float16)", "tensor(double)")]
+    floats = [o for o in outputs if o.type in FLOAT_TYPES]
     token_level = [o for o in floats if _rank(o) == 3]
     pooled = [o for o in floats if _rank(o) == 2]
     names = ", ".join(f"{o.name}{list(o.shape)}" for o in outputs)
@@ -132,7 +131,7 @@ class Embedder:
         try:
             (out,) = self.runner.run([self.pooling.output], feed)
         except Exception as exc:  # each runtime's own exception types
-            raise UserError(f"{self.runner.model_file}: inference failed: {str(exc).splitlines()[0][:300]}") from None
+            raise UserError(f"{self.runner.model_file}: inference failed: {first_line(exc)}") from None
         out = out.astype(np.float32, copy=False)
         vectors = out if self.pooling.mode == "output" else pool(self.pooling.mode, out, mask)
         return l2_normalize(vectors) if self.normalize else vectors
@@ -282,7 +281,7 @@ def _embed_tokens(params, name: str, embedder: Embedder, query_ids: TokenIds, co
         "model_file": str(embedder.runner.model_file),
         "model_sha256": file_sha256(embedder.runner.files),
         "tokenizer": str(embedder.tokenizer.path),
-        "tokenizer_sha256": hashlib.sha256(embedder.tokenizer.path.read_bytes()).hexdigest(),
+        "tokenizer_sha256": file_sha256([embedder.tokenizer.path]),
         "corpus": str(params.corpus),
         "texts_sha256": corpus_sha256(params.corpus),
         "count": len(query_ids),

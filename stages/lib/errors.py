@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """Bad input the user can fix: the message names the file and the cause, on one line."""
+
+
+def first_line(exc: BaseException) -> str:
+    """A library's exception as the cause in one UserError line (its name when it has no text)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -10,6 +10,7 @@ import onnx
 from onnx import helper
 
 from .onnxmodel import all_initializers, embedding_vocab_size, iter_graphs, model_files
+from .outputs import read_json
 
 # Bits per element for the element types a quantized model may hold.
 _SUB_BYTE_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
@@ -90,10 +91,8 @@ def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:
 
 def _recipe(model_file: Path) -> dict | None:
     """What the quantize stage wrote next to a candidate it made (recipe, calibration facts)."""
-    import json
-
     path = model_file.parent / "QUANTIZE.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def inspect_model(path: str | Path) -> dict:

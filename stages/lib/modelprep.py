@@ -9,7 +9,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .onnxmodel import hardlinked_data, model_files
 from .outputs import swap_dir
 
@@ -185,5 +185,5 @@ def make_candidate(spec, out: str | Path, calibration: tuple[list[dict], dict] |
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"{src_file}: {spec.method} quantization failed: "
-                        f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}") from None
+                        f"{first_line(exc)}") from None
     return out

@@ -19,13 +19,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .onnxmodel import embedding_vocab_size, model_files
 from .params import RUNTIMES
 
 # OpenVINO element type names -> the onnxruntime type strings the embedder reads
 OV_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)", "f16": "tensor(float16)",
             "bf16": "tensor(bfloat16)", "f64": "tensor(double)", "boolean": "tensor(bool)"}
+
+
+FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")  # outputs that can be pooled or compared
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class OnnxRuntimeRunner(Runner):
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise UserError(f"{model_file}: onnxruntime cannot load it: {_first_line(exc)}") from None
+            raise UserError(f"{model_file}: onnxruntime cannot load it: {first_line(exc)}") from None
         super().__init__(model_file, time.perf_counter() - start)
         self.version = ort.__version__
         self.threads = {"intra_op": intra_op_threads or "default", "inter_op": inter_op_threads or "default"}
@@ -132,7 +135,7 @@ class OpenVinoRunner(Runner):
         try:
             self.compiled = core.compile_model(core.read_model(str(model_file)), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with multi-line text
-            raise UserError(f"{model_file}: openvino cannot load it: {_first_line(exc)}") from None
+            raise UserError(f"{model_file}: openvino cannot load it: {first_line(exc)}") from None
         super().__init__(model_file, time.perf_counter() - start)
         self.request = self.compiled.create_infer_request()
         self.inputs = [_ov_tensor(p, ()) for p in self.compiled.inputs]
@@ -174,11 +177,6 @@ def _ov_tensor(port, preferred_names) -> TensorInfo:
     dims = None if shape.rank.is_dynamic else [d.get_length() if d.is_static else None for d in shape]
     kind = port.get_element_type().get_type_name()
     return TensorInfo(name, dims, OV_TYPES.get(kind, f"tensor({kind})"))
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def _import_runtime(package: str, model_file: Path):
