@@ -139,8 +139,9 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
     corpus = load_corpus(params.corpus, with_texts=False)  # labels: the vectors are on disk
     ref = load_embeddings(results.embed(ref_name))
     emb = ref if name == ref_name else load_embeddings(results.embed(name))
+    texts_sha256 = corpus.sha256()  # reads every corpus file: once
     for model, e in ((ref_name, ref), (name, emb)):
-        if e["manifest"]["texts_sha256"] != corpus.sha256():
+        if e["manifest"]["texts_sha256"] != texts_sha256:
             raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; rerun embed@{model}")
     inv = ref["manifest"]["batch_invariance"]
     if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:

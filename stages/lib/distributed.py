@@ -128,9 +128,9 @@ def _pack(k: int, group: list[list[int]]) -> dict:
             "ids": np.concatenate([np.asarray(ids, dtype=np.int64) for ids in group]).tobytes()}
 
 
-def _unpack(ids: bytes, lengths: bytes) -> list[list[int]]:
+def _unpack(ids: bytes, lengths: bytes) -> list[np.ndarray]:
     flat, lens = np.frombuffer(ids, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
-    return [part.tolist() for part in np.split(flat, np.cumsum(lens)[:-1])]
+    return np.split(flat, np.cumsum(lens)[:-1])  # Embedder.feed takes arrays as they are
 
 
 def _cause_line(exc: BaseException) -> str:

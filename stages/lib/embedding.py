@@ -255,7 +255,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
             (prompt + q for q in iter_texts(params.corpus, "queries")), spill and spill / "queries.ids"))
         code_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
             iter_texts(params.corpus, "documents"), spill and spill / "codes.ids"))
-        files = _embed_tokens(params, name, embedder, query_ids, code_ids, progress, stream_to, engine)
+        files = _embed_tokens(params, name, embedder, prompt, query_ids, code_ids, progress, stream_to, engine)
     if params.snippets:
         snippets = load_corpus(params.snippets)
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
@@ -265,8 +265,8 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     return files
 
 
-def _embed_tokens(params, name: str, embedder: Embedder, query_ids: TokenIds, code_ids: TokenIds, progress: bool,
-                  stream_to: Path | None, engine) -> dict:
+def _embed_tokens(params, name: str, embedder: Embedder, prompt: str, query_ids: TokenIds, code_ids: TokenIds,
+                  progress: bool, stream_to: Path | None, engine) -> dict:
     """The corpus vectors, their lengths and the manifest (without the machine facts)."""
     batch_size = params.embed.batch_size
     bar = Progress(len(query_ids) + len(code_ids), f"embed {name}", unit="text", enabled=progress)
@@ -290,7 +290,7 @@ def _embed_tokens(params, name: str, embedder: Embedder, query_ids: TokenIds, co
         "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
         "normalize": embedder.normalize,
         "normalize_source": embedder.normalize_source,
-        "query_prompt": params.embed_for(name).query_prompt,
+        "query_prompt": prompt,
         "max_length": embedder.tokenizer.max_length,
         "padding_side": embedder.padding_side,
         "batch_size": batch_size,
