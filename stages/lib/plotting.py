@@ -117,7 +117,9 @@ def throughput(report: dict, lang: str) -> bytes:
     return _png(plt, fig)
 
 
+PLOTS = {"tradeoff.png": tradeoff, "cosine.png": cosine, "latency.png": latency, "throughput.png": throughput}
+
+
 def render_plots(report: dict, lang: str) -> dict[str, bytes]:
-    """file name -> PNG bytes, for results/plots/ (the names report.md embeds)."""
-    return {"tradeoff.png": tradeoff(report, lang), "cosine.png": cosine(report, lang),
-            "latency.png": latency(report, lang), "throughput.png": throughput(report, lang)}
+    """file name -> PNG bytes, for results/plots/ (the names report.md embeds: reporting.PICTURES)."""
+    return {name: draw(report, lang) for name, draw in PLOTS.items()}

@@ -16,6 +16,7 @@ from .i18n import int8_path, msg, render as render_msg, t
 from .layout import RESULTS, Results
 from .machine import label as machine_label, load_cell
 from .outputs import read_json
+from .plotting import PLOTS
 
 SCHEMA_VERSION = 2
 
@@ -83,18 +84,18 @@ def machine_summary(models: dict, here: dict) -> dict:
     they are not all from one machine (a report must never lend one machine's numbers to another)."""
     out = {"current": here, "warning_codes": []}
     for kind, roles in MACHINE_ROLES.items():
-        seen: dict[str, dict] = {}
+        seen: dict[str | None, dict] = {}  # machine id (None: recorded without facts) -> its entry
         for name, m in models.items():
             for role in roles:
                 label = m["machines"][role]
-                entry = seen.setdefault(str(label["id"]), {"description": label["description"],
+                entry = seen.setdefault(label["id"], {"description": label["description"],
                                                            "int8_support": label["int8_support"], "used_by": []})
                 entry["used_by"].append(f"{name} {role}")
         tags = {mid: f"{kind[0].upper()}{i}" for i, mid in enumerate(seen, 1)}
-        out[kind] = {tags[mid]: {"id": None if mid == "None" else mid, **entry} for mid, entry in seen.items()}
+        out[kind] = {tags[mid]: {"id": mid, **entry} for mid, entry in seen.items()}
         if len(seen) > 1:
             for name, m in models.items():
-                roles_on = [[role, tags[str(m["machines"][role]["id"])]] for role in roles]
+                roles_on = [[role, tags[m["machines"][role]["id"]]] for role in roles]
                 out["warning_codes"].append(msg("warn.mixed", name=name, kind=kind, roles=roles_on, n=len(seen),
                                                 tags=", ".join(tags.values())))
     timing_ids = {v["id"] for v in out["timing"].values()}
@@ -199,8 +200,8 @@ def _mb(n) -> str:
     return f"{n / 1e6:,.2f}"
 
 
-def _f(x, spec=".4f", ctx: Ctx | None = None) -> str:
-    return (ctx.t("cell.na") if ctx else "n/a") if x is None else format(x, spec)
+def _f(x, ctx: Ctx, spec=".4f") -> str:
+    return ctx.t("cell.na") if x is None else format(x, spec)
 
 
 def _cands(report: dict) -> list[str]:
@@ -395,7 +396,7 @@ def section_quality(report: dict, ctx: Ctx) -> list[str]:
     for n, m in models.items():
         task, c = m["task"], m.get("comparison")
         d = c["task_delta"]["ndcg@10"] if c else None
-        rows.append([ctx.n(n), _f(task["ndcg@10"]), _f(task["mrr@10"]), _f(task["recall@1"]), _f(task["recall@10"]),
+        rows.append([ctx.n(n), *(_f(task[k], ctx) for k in ("ndcg@10", "mrr@10", "recall@1", "recall@10")),
                      ctx.t("cell.baseline") if d is None else _delta_cell(ctx, d),
                      "" if d is None or d.get("wilcoxon_p") is None else f"{d['wilcoxon_p']:.3f}"])
     out += _table(ctx, rows, [ctx.t("col.model"), ctx.t("col.ndcg"), ctx.t("col.mrr"), ctx.t("col.r1"),
@@ -410,9 +411,9 @@ def section_quality(report: dict, ctx: Ctx) -> list[str]:
         if n in related:
             cos = a.get("cosine", {})
             cos_rows.append([ctx.n(n), _f(cos.get("mean"), ctx=ctx), _f(cos.get("p1"), ctx=ctx),
-                             _f(cos.get("min"), ctx=ctx), _f(inv.get("min"), ".6f", ctx)])
+                             _f(cos.get("min"), ctx=ctx), _f(inv.get("min"), ctx, ".6f")])
         else:
-            cos_rows.append([ctx.n(n)] + [ctx.t("cell.na_other_model")] * 3 + [_f(inv.get("min"), ".6f", ctx)])
+            cos_rows.append([ctx.n(n)] + [ctx.t("cell.na_other_model")] * 3 + [_f(inv.get("min"), ctx, ".6f")])
         sim = a["similarity"]
         nb_rows.append([ctx.n(n), _f(sim["pearson"], ctx=ctx), _f(sim["spearman"], ctx=ctx),
                         _f(sim.get("overlap@10"), ctx=ctx), _f(sim["top1_agreement"], ctx=ctx),
@@ -547,7 +548,7 @@ def section_recommendations(report: dict, ctx: Ctx) -> list[str]:
 
 SECTIONS = [("INFO", section_info), ("PERF", section_perf), ("QUALITY", section_quality), ("VERDICT", section_verdict),
             ("SUMMARY", section_summary), ("RECOMMENDATIONS", section_recommendations)]
-PICTURES = ("tradeoff.png", "cosine.png", "latency.png", "throughput.png")
+PICTURES = tuple(PLOTS)  # drawn by plotting.render_plots, embedded here
 
 
 def render(report: dict, fmt: str = "text", lang: str | None = None) -> str:
@@ -649,8 +650,8 @@ def _diagnosis(ctx: Ctx, name: str, d: dict | None) -> list[str]:
         return out + _para(ctx, ctx.t("diag.no_jump", name=name, **counts))
     out += _para(ctx, ctx.t("diag.heading", name=name, node=first["node"], op=first["op"], rel=first["rel_error"],
                             before=first["max_before"], **counts)) + [""]
-    rows = [[_tail(r["node"], 58 if ctx.fmt == "md" else 52), r["op"], _f(r["rel_error"]), _f(r["max_before"]),
-             _f(r["sqnr_db"], ".1f", ctx)] for r in d["top"]]
+    rows = [[_tail(r["node"], 58 if ctx.fmt == "md" else 52), r["op"], _f(r["rel_error"], ctx),
+             _f(r["max_before"], ctx), _f(r["sqnr_db"], ctx, ".1f")] for r in d["top"]]
     return out + _table(ctx, rows, [ctx.t(k) for k in ("col.layer", "col.op", "col.rel_error", "col.max_before",
                                                        "col.sqnr")])
 
