@@ -6,6 +6,8 @@ rendered from them; their English text is stored beside them for people reading 
 """
 from __future__ import annotations
 
+from .machine import int8_family
+
 LANGUAGES = ("en", "ru")
 
 # key -> (English, Russian). Placeholders are str.format fields and must match in both.
@@ -310,7 +312,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                           "reduce_range: true для этого ЦП с AVX2 без VNNI"),
     "knob.nodes_to_exclude": ("keeping the most damaged layers in float (quantize.NAME.nodes_to_exclude)",
                               "оставить самые поврежденные слои в float (quantize.NAME.nodes_to_exclude)"),
-    # INT8 paths (machine.int8_path) and verdict scope
+    # INT8 kernel families (machine.int8_family, i18n.int8_path) and verdict scope
     "path.vnni": ("CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)", "ЦП с VNNI (AVX512-VNNI, AVX-VNNI или AMX)"),
     "path.avx2": ("AVX2 CPUs without VNNI", "ЦП с AVX2 без VNNI"),
     "path.arm": ("ARM CPUs with dot-product/i8mm", "ЦП ARM с dot-product/i8mm"),
@@ -367,16 +369,8 @@ def msg(key: str, **args) -> dict:
 
 
 def int8_path(support: str, lang: str = "en") -> str:
-    """The INT8 kernel family a verdict holds for: products summed exactly (VNNI/AMX) or not."""
-    from .machine import VNNI_PATHS
-
-    if support in VNNI_PATHS:
-        return t(lang, "path.vnni")
-    if support == "AVX2 only (no VNNI)":
-        return t(lang, "path.avx2")
-    if support.startswith("ARM"):
-        return t(lang, "path.arm")
-    return t(lang, "path.other", support=support)
+    """The INT8 kernel family a verdict holds for, in words (machine.int8_family)."""
+    return t(lang, f"path.{int8_family(support)}", support=support)
 
 
 def render(code: dict, lang: str) -> str:

@@ -35,6 +35,7 @@ KERNEL_FLAGS = ("sse4_1", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "
 ALIASES = {"avx512vnni": "avx512_vnni", "avxvnni": "avx_vnni", "avx512bf16": "avx512_bf16",
            "avx512fp16": "avx512_fp16"}
 VNNI_PATHS = ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")
+AVX2_ONLY = "AVX2 only (no VNNI)"
 ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 CPU_PROVIDER = "CPUExecutionProvider"
 
@@ -51,8 +52,20 @@ def int8_support(flags: set[str]) -> str:
     if "i8mm" in flags or "asimddp" in flags:
         return "ARM dot-product/i8mm"
     if "avx2" in flags:
-        return "AVX2 only (no VNNI)"
+        return AVX2_ONLY
     return "none detected"
+
+
+def int8_family(support: str) -> str:
+    """The kernel family of an `int8_support` value, which decides the INT8 numbers: "vnni" (u8 x s8
+    products summed exactly), "avx2" (no VNNI: saturating 16-bit pairs), "arm" or "other"."""
+    if support in VNNI_PATHS:
+        return "vnni"
+    if support == AVX2_ONLY:
+        return "avx2"
+    if support.startswith("ARM"):
+        return "arm"
+    return "other"
 
 
 def parse_cpuinfo(text: str) -> tuple[str, set[str]]:

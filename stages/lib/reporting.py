@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from .i18n import int8_path, msg, render as render_msg, t
+from .i18n import msg, render as render_msg, t
 from .layout import RESULTS, Results
-from .machine import label as machine_label, load_cell
+from .machine import int8_family, label as machine_label, load_cell
 from .outputs import read_json
 from .plotting import PLOTS
 
@@ -528,7 +528,7 @@ def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
     support = models[best]["machines"]["embed"]["int8_support"] or ""
     if recipe.get("method") in ("dynamic", "static") and not recipe.get("per_channel"):
         knob = "per_channel"
-    elif "no VNNI" in support and recipe.get("method") == "dynamic" and not recipe.get("reduce_range"):
+    elif int8_family(support) == "avx2" and recipe.get("method") == "dynamic" and not recipe.get("reduce_range"):
         knob = "reduce_range"
     else:
         knob = "nodes_to_exclude"
@@ -571,7 +571,7 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
     models = report["models"]
     for entry in report["machines"]["timing"].values():
         support = entry["int8_support"] or "unknown"
-        if "no VNNI" in support or support == "none detected":
+        if int8_family(support) == "avx2" or support == "none detected":
             out.append(("[!]", msg("rec.avx2_speed", machine=entry["description"], support=support)))
     for n, m in models.items():
         rep = m["benchmark"]["latency_b1"].get("repeatability")
@@ -611,11 +611,11 @@ def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> lis
     reduce_range = bool(recipe and recipe.get("reduce_range"))
     if support is None:
         return [("[!]", msg("rec.int8_unknown", name=name))]  # a single code, like most recommendations
-    path = int8_path(support)
-    if path == int8_path("AVX2 only (no VNNI)"):
+    family = int8_family(support)
+    if family == "avx2":
         return [("[!]", [msg("rec.int8_avx2", name=name, support=support),
                          msg("rec.int8_avx2_rr_on" if reduce_range else "rec.int8_avx2_rr_off")])]
-    if path == int8_path("AVX512-VNNI"):
+    if family == "vnni":
         return [("[!]", [msg("rec.int8_vnni", name=name, support=support),
                          msg("rec.int8_vnni_rr_on" if reduce_range else "rec.int8_vnni_rr_off")])]
     return [("[!]", msg("rec.int8_other", name=name, support=support))]
