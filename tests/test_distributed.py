@@ -122,3 +122,28 @@ def test_a_ray_client_address_is_refused_with_what_to_use(tmp_path, monkeypatch)
 def test_unknown_engine_is_a_params_error(tmp_path):
     with pytest.raises(UserError, match="'embed.engine' must be local or ray, got 'spark'"):
         _params(tmp_path, tmp_path / "m", "spark")
+
+
+def test_a_killed_ray_embed_resumes_to_the_local_engines_bytes(tmp_path, ray_local, monkeypatch, capfd):
+    """Batches come back from the actors in any order; what is saved is the leading run of finished
+    ones, so a run stopped after its first save resumes on Ray to the local engine's bytes."""
+    import re
+
+    from stages.lib.resume import FAIL_ENV, Resume
+    model = _int8_copy(tmp_path)  # dynamic INT8: a replayed batch with other batch-mates would show
+    local = embed_corpus(_params(tmp_path, model, "local"), "m", machine={})
+    resume = Resume(tmp_path / "scratch" / "m", every_s=0)
+    monkeypatch.setenv(FAIL_ENV, "1")
+    with pytest.raises(RuntimeError, match="stopped after saving window 1"):
+        embed_corpus_on(_params(tmp_path, model, "ray"), "m", machine={}, resume=resume)
+    monkeypatch.delenv(FAIL_ENV)
+    capfd.readouterr()
+    (tmp_path / "out").mkdir()
+    on_ray = embed_corpus_on(_params(tmp_path, model, "ray"), "m", machine={}, stream_to=tmp_path / "out",
+                             resume=resume)
+    embedded, reused = map(int, re.search(r"(\d+) corpus batches embedded in this run, (\d+) reused",
+                                          capfd.readouterr().err).groups())
+    assert reused >= 1 and embedded + reused == 2 * 60  # 300 texts of each kind in batches of 5
+    for name in ("queries.npy", "codes.npy"):
+        assert np.array_equal(np.asarray(on_ray[name]), local[name]), name
+    assert on_ray["manifest.json"] == local["manifest.json"]

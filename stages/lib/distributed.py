@@ -22,10 +22,12 @@ RAY_INSTALL = "pip install -r requirements-dev.txt (or: pip install 'ray[data]>=
 WINDOW_TOKENS = 32_000_000
 
 
-def embed_corpus_on(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None) -> dict:
-    """embed_corpus with the engine `embed.engine` names; a Ray started here is shut down after."""
+def embed_corpus_on(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None,
+                    resume=None) -> dict:
+    """embed_corpus with the engine `embed.engine` names; a Ray started here is shut down after.
+    A killed run resumes (`resume`) under either engine: the batches are planned alike."""
     if params.embed.engine == "local":
-        return embed_corpus(params, name, machine, progress, stream_to)
+        return embed_corpus(params, name, machine, progress, stream_to, resume=resume)
     ray = import_ray()
     address = os.environ.get("RAY_ADDRESS", "")
     if address.startswith("ray://"):  # Ray Data's executor needs a real driver (Ray 2.60: AttributeError core_worker)
@@ -35,7 +37,8 @@ def embed_corpus_on(params, name: str, machine: dict, progress: bool = False, st
     if started:
         ray.init(**ray_init_options())
     try:
-        return embed_corpus(params, name, machine, progress, stream_to, engine=RayEngine(ray, params, name))
+        return embed_corpus(params, name, machine, progress, stream_to, engine=RayEngine(ray, params, name),
+                            resume=resume)
     finally:
         if started:
             ray.shutdown()

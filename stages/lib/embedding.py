@@ -149,33 +149,51 @@ class Embedder:
         return self.run_batch(group + [group[-1]] * pad_rows)[:len(group)]
 
     def embed_ids(self, id_lists, batch_size: int, sort: bool = True, progress=None,
-                  allocate=None, engine=None) -> np.ndarray:
+                  allocate=None, engine=None, saved=None) -> np.ndarray:
         """One vector per id list (lists, or a TokenIds read one text at a time), in input order.
         `allocate(shape)` makes the result array (default np.empty; a memory map streams each batch
         to disk, so vectors never all sit in memory).
         `engine(batches, id_lists)` yields (batch number, vectors) in any order (default: this
         process, in order; distributed.py: Ray). The batches are planned here either way, so the
-        vectors (dynamic INT8 ones depend on their batch-mates) do not depend on the engine."""
+        vectors (dynamic INT8 ones depend on their batch-mates) do not depend on the engine.
+        `saved` (a resume.Saved): the array lives in the scratch folder; the leading planned batches
+        it already holds are skipped, and each finished batch is reported to it."""
         if not len(id_lists):
             raise UserError("nothing to embed: the text list is empty")
         self.check_ids(id_lists)
         batches = self.batches(id_lists, batch_size, sort)
-        done = engine(batches, id_lists) if engine else (
-            (k, self.embed_group([id_lists[i] for i in idx])) for k, idx in enumerate(batches))
-        result, bad, first_bad = None, 0, None
-        for k, vectors in done:
-            idx = batches[k]
-            if result is None:
-                if vectors.ndim != 2:
-                    raise UserError(f"{self.runner.model_file}: pooled output has shape {vectors.shape}, expected [batch, dim]")
-                result = (allocate or _empty)((len(id_lists), vectors.shape[1]))
-            result[idx] = vectors
-            broken = idx[~np.isfinite(vectors).all(axis=1)]  # checked per batch: `result` may be on disk
-            if len(broken):
-                bad += len(broken)
-                first_bad = int(broken.min()) if first_bad is None else min(first_bad, int(broken.min()))
-            if progress is not None:
-                progress.update(len(idx))
+        start, result = saved.open(batches) if saved else (0, None)
+        allocate = saved.allocate if saved else (allocate or _empty)
+        if progress is not None and start:
+            progress.skip(sum(len(idx) for idx in batches[:start]))
+        todo = batches[start:]  # numbered from 0 again: an engine sees only what is left
+        if not todo:
+            done = ()
+        elif engine:
+            done = engine(todo, id_lists)
+        else:
+            done = ((k, self.embed_group([id_lists[i] for i in idx])) for k, idx in enumerate(todo))
+        bad, first_bad = 0, None
+        try:
+            for k, vectors in done:
+                idx = todo[k]
+                if result is None:
+                    if vectors.ndim != 2:
+                        raise UserError(f"{self.runner.model_file}: pooled output has shape {vectors.shape}, "
+                                        "expected [batch, dim]")
+                    result = allocate((len(id_lists), vectors.shape[1]))
+                result[idx] = vectors
+                broken = idx[~np.isfinite(vectors).all(axis=1)]  # checked per batch: `result` may be on disk
+                if len(broken):
+                    bad += len(broken)
+                    first_bad = int(broken.min()) if first_bad is None else min(first_bad, int(broken.min()))
+                if saved is not None:
+                    saved.done(start + k, clean=not len(broken))
+                if progress is not None:
+                    progress.update(len(idx))
+        finally:
+            if saved is not None:  # at the end, and on Ctrl-C or an error: what is written stays usable
+                saved.save()
         if bad:
             raise UserError(f"{self.runner.model_file}: {bad} embedding(s) contain NaN or Inf (first: text #{first_bad})")
         return result
@@ -236,7 +254,7 @@ def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", int
 
 
 def embed_corpus(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None,
-                 engine=None) -> dict:
+                 engine=None, resume=None) -> dict:
     """Every file of the embed stage's output folder for one model.
 
     `machine`: the embed facts of the machine computing them (machine.py), recorded in the
@@ -244,56 +262,80 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     folder where queries.npy and codes.npy are written batch by batch (memory maps, returned in
     the dict) and where the token ids wait in a temp file, so memory does not grow with the corpus
     beyond a few numbers per text; without it everything stays in memory. `engine`: what embeds
-    the corpus batches (see Embedder.embed_ids); snippets and checks always run here."""
+    the corpus batches (see Embedder.embed_ids); snippets and checks always run here. `resume`
+    (a resume.Resume): the corpus vectors and token ids are kept in its scratch folder instead,
+    continuing from a killed run with the same inputs, and placed into `stream_to` when complete."""
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
-    spill_dir = tempfile.TemporaryDirectory(prefix=".tokens-", dir=stream_to) if stream_to else contextlib.nullcontext()
+    made = _made_from(params, name, embedder, prompt, machine)
+    partial = resume.open(made) if resume else None
+    spill_to = partial.folder if partial else stream_to
+    spill_dir = tempfile.TemporaryDirectory(prefix=".tokens-", dir=spill_to) if spill_to else contextlib.nullcontext()
     with spill_dir as spill, contextlib.ExitStack() as open_files:  # files closed before their folder goes
         spill = Path(spill) if spill else None
         query_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
             (prompt + q for q in iter_texts(params.corpus, "queries")), spill and spill / "queries.ids"))
         code_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
             iter_texts(params.corpus, "documents"), spill and spill / "codes.ids"))
-        files = _embed_tokens(params, name, embedder, prompt, query_ids, code_ids, progress, stream_to, engine)
+        files = _embed_tokens(params, name, embedder, made, query_ids, code_ids, progress, stream_to, engine, partial)
+    if partial:
+        partial.summary()
+        if stream_to:
+            for kind in ("queries", "codes"):
+                files[f"{kind}.npy"] = partial.deliver(kind, Path(stream_to) / f"{kind}.npy")
     if params.snippets:
         snippets = load_corpus(params.snippets)
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
         files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
-    files["manifest.json"].update({"provider": embedder.runner.device, "runtime": embedder.runner.facts(),
-                                   "machine": machine})
+    files["manifest.json"].update({key: made[key] for key in ("provider", "runtime", "machine")})
     return files
 
 
-def _embed_tokens(params, name: str, embedder: Embedder, prompt: str, query_ids: TokenIds, code_ids: TokenIds,
-                  progress: bool, stream_to: Path | None, engine) -> dict:
-    """The corpus vectors, their lengths and the manifest (without the machine facts)."""
-    batch_size = params.embed.batch_size
-    bar = Progress(len(query_ids) + len(code_ids), f"embed {name}", unit="text", enabled=progress)
-    queries = embedder.embed_ids(query_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "queries.npy"),
-                                 engine=engine)
-    codes = embedder.embed_ids(code_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "codes.npy"),
-                               engine=engine)
-    bar.close()
-    fixed = embedder.fixed_seq
-    manifest = {
+def _made_from(params, name: str, embedder: Embedder, prompt: str, machine: dict) -> dict:
+    """Everything the vectors depend on that is known before embedding: the manifest records it, and
+    a resumed embed reuses saved vectors only when all of it is unchanged."""
+    runner, tokenizer = embedder.runner, embedder.tokenizer
+    return {
         "model": name,
-        "model_file": str(embedder.runner.model_file),
-        "model_sha256": file_sha256(embedder.runner.files),
-        "tokenizer": str(embedder.tokenizer.path),
-        "tokenizer_sha256": file_sha256([embedder.tokenizer.path]),
+        "model_file": str(runner.model_file),
+        "model_sha256": file_sha256(runner.files),
+        "tokenizer": str(tokenizer.path),
+        "tokenizer_sha256": file_sha256([tokenizer.path]),
         "corpus": str(params.corpus),
         "texts_sha256": corpus_sha256(params.corpus),
-        "count": len(query_ids),
-        "documents": len(code_ids),
-        "dim": int(queries.shape[1]),
         "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
         "normalize": embedder.normalize,
         "normalize_source": embedder.normalize_source,
         "query_prompt": prompt,
-        "max_length": embedder.tokenizer.max_length,
+        "max_length": tokenizer.max_length,
         "padding_side": embedder.padding_side,
-        "batch_size": batch_size,
+        "batch_size": params.embed.batch_size,
+        "provider": runner.device,
+        "runtime": runner.facts(),
+        "machine": machine,
+    }
+
+
+def _embed_tokens(params, name: str, embedder: Embedder, made: dict, query_ids: TokenIds, code_ids: TokenIds,
+                  progress: bool, stream_to: Path | None, engine, partial) -> dict:
+    """The corpus vectors, their lengths and the manifest (without provider, runtime and machine)."""
+    batch_size = params.embed.batch_size
+    bar = Progress(len(query_ids) + len(code_ids), f"embed {name}", unit="text", enabled=progress)
+    queries = embedder.embed_ids(query_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "queries.npy"),
+                                 engine=engine, saved=partial and partial.kind("queries", query_ids.digest))
+    codes = embedder.embed_ids(code_ids, batch_size, progress=bar, allocate=_memmap_in(stream_to, "codes.npy"),
+                               engine=engine, saved=partial and partial.kind("codes", code_ids.digest))
+    bar.close()
+    fixed = embedder.fixed_seq
+    manifest = {
+        **{key: made[key] for key in ("model", "model_file", "model_sha256", "tokenizer", "tokenizer_sha256", "corpus",
+                                      "texts_sha256")},
+        "count": len(query_ids),
+        "documents": len(code_ids),
+        "dim": int(queries.shape[1]),
+        **{key: made[key] for key in ("pooling", "normalize", "normalize_source", "query_prompt", "max_length",
+                                      "padding_side", "batch_size")},
         "batch_order": "sorted by token length (stable), per text kind",
         "truncated": {"queries": query_ids.truncated, "codes": code_ids.truncated,
                       "cut_to_fixed_input_length":

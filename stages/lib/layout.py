@@ -1,4 +1,5 @@
-"""The one place that knows where each stage's files live under `results/` (dvc.yaml spells the same paths)."""
+"""The one place that knows where each stage's files live under `results/` (dvc.yaml spells the same
+paths), and where unfinished work waits outside them (`.scratch/`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,3 +51,19 @@ class Results:
 
 
 RESULTS = Results()
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """Work that must outlive a killed stage. DVC deletes a stage's outputs before running it, so
+    this lies outside every output; it is git- and dvc-ignored, no stage's dependency, and each
+    stage deletes its own part when it completes (`rm -rf .scratch` clears it by hand)."""
+
+    root: Path = Path(".scratch")
+
+    def embed(self, name: str) -> Path:
+        """A killed embed's finished batches and its progress (resume.py)."""
+        return self.root / "embed" / name
+
+
+SCRATCH = Scratch()

@@ -16,7 +16,7 @@ class Progress:
         self.total, self.desc, self.unit, self.every = max(int(total), 1), desc, unit, every
         self.stream = stream or sys.stderr
         self.enabled = enabled
-        self.done = 0
+        self.done = self.skipped = 0
         self.start = self.last = time.monotonic()
         self.bar = None
         if enabled and self.stream.isatty():
@@ -26,10 +26,16 @@ class Progress:
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
-        left = elapsed / self.done * (self.total - self.done) if self.done else None
+        ran = self.done - self.skipped  # the rate counts only work done in this run
+        left = elapsed / ran * (self.total - self.done) if ran else None
         eta = "estimating" if left is None else f"about {left:.0f} s left"
         return (f"{self.desc}: {self.done}/{self.total} {self.unit}s ({self.done / self.total:.0%}), "
                 f"{elapsed:.0f} s elapsed, {eta}")
+
+    def skip(self, n: int) -> None:
+        """Work an earlier run did (a resumed embed): counted as done, not in the rate."""
+        self.skipped += n
+        self.update(n)
 
     def update(self, n: int = 1) -> None:
         self.done = min(self.done + n, self.total)

@@ -1,6 +1,7 @@
 """Tokenizer discovery and sentence-transformers head config, from files on disk (never a hub)."""
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Iterable
@@ -49,8 +50,9 @@ class TextTokenizer:
         """Token ids of a stream of texts, tokenized ENCODE_CHUNK at a time and kept flat as int32, in
         memory or (`spill_to`) in a file: a corpus of a million texts then costs its lengths and
         offsets in memory, not a million lists of Python ints. `truncated` counts the texts that lost
-        tokens to truncation (not those that just fit)."""
-        lengths, parts, truncated, top = [], [], 0, -1
+        tokens to truncation (not those that just fit); `digest` hashes every id and length (a
+        resumed embed checks that tokenizing again gave the ids its saved vectors came from)."""
+        lengths, parts, truncated, top, digest = [], [], 0, -1, hashlib.sha256()
         texts = iter(texts)
         sink = open(spill_to, "wb") if spill_to else None
         try:
@@ -62,6 +64,7 @@ class TextTokenizer:
                 truncated += sum(bool(e.overflowing) for e in encodings)
                 top = max(top, int(flat.max()) if flat.size else -1)
                 lengths.append(lens)
+                digest.update(flat)
                 if sink:
                     sink.write(flat.tobytes())
                 else:
@@ -71,16 +74,18 @@ class TextTokenizer:
                 sink.close()
         lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         flat = None if spill_to else (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32))
-        return TokenIds(lengths, flat, spill_to, truncated, top)
+        digest.update(lengths)
+        return TokenIds(lengths, flat, spill_to, truncated, top, digest.hexdigest())
 
 
 class TokenIds:
     """The token ids of many texts, as a sequence of int32 arrays (`ids[i]`), stored flat in memory
     or in a file read one text at a time (seek and read: memory maps would count in the RSS).
-    `lengths`, `truncated` (texts that lost tokens) and `max_id` are known without reading them."""
+    `lengths`, `truncated` (texts that lost tokens), `max_id` and `digest` are known without reading them."""
 
-    def __init__(self, lengths: np.ndarray, flat: np.ndarray | None, file: Path | None, truncated: int, max_id: int):
-        self.lengths, self.flat = lengths, flat
+    def __init__(self, lengths: np.ndarray, flat: np.ndarray | None, file: Path | None, truncated: int, max_id: int,
+                 digest: str = ""):
+        self.lengths, self.flat, self.digest = lengths, flat, digest
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.truncated, self.max_id = truncated, max_id
         self._fh = open(file, "rb") if file else None
