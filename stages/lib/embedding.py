@@ -248,6 +248,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
+    snippets = load_corpus(params.snippets) if params.snippets else None  # small: a bad one fails before the corpus runs
     spill_dir = tempfile.TemporaryDirectory(prefix=".tokens-", dir=stream_to) if stream_to else contextlib.nullcontext()
     with spill_dir as spill, contextlib.ExitStack() as open_files:  # files closed before their folder goes
         spill = Path(spill) if spill else None
@@ -256,8 +257,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
         code_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
             iter_texts(params.corpus, "documents"), spill and spill / "codes.ids"))
         files = _embed_tokens(params, name, embedder, prompt, query_ids, code_ids, progress, stream_to, engine)
-    if params.snippets:
-        snippets = load_corpus(params.snippets)
+    if snippets is not None:
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
         files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
     files["manifest.json"].update({"provider": embedder.runner.device, "runtime": embedder.runner.facts(),
