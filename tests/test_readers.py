@@ -1,6 +1,7 @@
 """Every reader of a user file fails with one line "<file>:<line>: <cause>": readers.py itself, and
-the readers of a model folder (tokenizer.json, the sentence-transformers JSON files, QUANTIZE.json).
-Corpus readers: test_corpus.py; params.yaml: test_params.py; the command line: test_cli.py. Expected lines and offsets are computed from the bytes the test writes."""
+the readers of a model folder (tokenizer.json, the sentence-transformers JSON files, QUANTIZE.json,
+the ONNX file). Corpus readers: test_corpus.py; params.yaml: test_params.py; the command line:
+test_cli.py. Expected lines and offsets are computed from the bytes the test writes."""
 import json
 import re
 
@@ -9,6 +10,7 @@ import pytest
 from stages.lib import readers
 from stages.lib.errors import UserError
 from stages.lib.inspection import inspect_model
+from stages.lib.onnxmodel import load_graph
 from stages.lib.tokenizing import load_tokenizer, sentence_transformers_head
 from tests import tiny
 
@@ -119,7 +121,7 @@ def test_sentence_transformers_files_of_the_wrong_shape_name_file_and_key(tmp_pa
     assert _error(sentence_transformers_head, path).startswith(f"{config}:2: not UTF-8: byte 80 at byte offset {offset} ")
 
 
-# ---------------------------------------------------------------- QUANTIZE.json
+# ---------------------------------------------------------------- QUANTIZE.json, the ONNX file
 
 def test_quantize_json_in_a_model_folder(tmp_path):
     tiny.build_model(tmp_path / "m")
@@ -134,3 +136,19 @@ def test_quantize_json_in_a_model_folder(tmp_path):
         facts.write_text(text)
         assert _error(inspect_model, tmp_path / "m") == f"{facts}{cause}"
 
+
+def test_truncated_onnx_files_are_one_line(tmp_path):
+    """protobuf parses a few prefixes of a file without complaint (a cut between two top-level
+    fields: right after the graph reads as a model without opset_import). Cuts in the first and
+    last 64 bytes (where those fields begin and end) and every 50th between must all be refused."""
+    good = tiny.build_model(tmp_path / "m").read_bytes()
+    cut = tmp_path / "cut.onnx"
+    causes = set()
+    for n in sorted({*range(1, 64), *range(64, len(good) - 64, 50), *range(len(good) - 64, len(good))}):
+        cut.write_bytes(good[:n])
+        causes.add(_error(load_graph, cut).removeprefix(f"{cut}: "))
+    assert causes == {"not a readable ONNX model, truncated or corrupt (DecodeError)",
+                      "not a complete ONNX model, truncated or corrupt (no graph or opset_import)",
+                      "not a complete ONNX model, truncated or corrupt (no opset_import)"}
+    cut.write_bytes(good)
+    assert len(load_graph(cut).graph.node) > 0
