@@ -131,3 +131,36 @@ def test_embed_reads_a_beir_folder(work):
     assert proc.returncode == 0, proc.stderr
     out = work / "results" / "embed" / "m"
     assert np.load(out / "codes.npy").shape[0] == 6 and np.load(out / "queries.npy").shape[0] == 1
+
+
+@pytest.mark.parametrize("key", ["corpus", "snippets"])
+def test_corpus_bytes_that_are_not_utf8_stop_embed_with_one_line(work, key):
+    """The issue's case: scraped code in Latin-1 on line 4 was a UnicodeDecodeError traceback."""
+    path = work / "data" / f"{key}.jsonl"
+    rows = tiny.corpus_rows(6)
+    tiny.write_jsonl(path, rows)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(rows[3]["code"].encode(), b"# r\xe9sum\xe9 " + rows[3]["code"].encode())
+    path.write_bytes(b"".join(lines))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params[key] = f"data/{key}.jsonl"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    line = _error_line(_stage(work, "stages.embed", "m"))
+    offset = lines[3].index(b"\xe9")
+    assert line == (f"error: data/{key}.jsonl:4: not UTF-8: byte e9 at byte offset {offset} of the line "
+                    f"(invalid continuation byte); save the file as UTF-8")
+    assert not (work / "results" / "embed" / "m").exists()
+
+
+def test_params_and_tokenizer_bytes_that_are_not_utf8_are_one_line(work):
+    tokenizer = work / "models" / "m" / "tokenizer.json"
+    good = tokenizer.read_bytes()
+    tokenizer.write_bytes(good.replace(b'"version": "1.0"', b'"version": "1.0\xa0"'))  # a Latin-1 no-break space
+    lineno = good[:good.index(b'"version"')].count(b"\n") + 1
+    assert _error_line(_stage(work, "stages.embed", "m")).startswith(f"error: models/m/tokenizer.json:{lineno}: not UTF-8: byte a0")
+    tokenizer.write_bytes(good)
+    text = (work / "params.yaml").read_bytes()
+    (work / "params.yaml").write_bytes(text + b"# \xa9 2024\n")
+    lineno = text.count(b"\n") + 1
+    assert _error_line(_stage(work, "stages.inspect", "m")).startswith(f"error: params.yaml:{lineno}: not UTF-8: byte a9")
+    assert not (work / "results" / "embed" / "m").exists() and not (work / "results" / "inspect").exists()

@@ -268,6 +268,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
+    snippets = load_corpus(params.snippets) if params.snippets else None  # small: a bad one fails before the corpus runs
     made = _made_from(params, name, embedder, prompt, machine)
     partial = resume.open(made) if resume else None
     spill_to = partial.folder if partial else stream_to
@@ -284,8 +285,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
         if stream_to:
             for kind in ("queries", "codes"):
                 files[f"{kind}.npy"] = partial.deliver(kind, Path(stream_to) / f"{kind}.npy")
-    if params.snippets:
-        snippets = load_corpus(params.snippets)
+    if snippets is not None:
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
         files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
     files["manifest.json"].update({key: made[key] for key in ("provider", "runtime", "machine")})

@@ -9,8 +9,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .errors import UserError
 from .onnxmodel import all_initializers, embedding_vocab_size, iter_graphs, model_files
 from .outputs import read_json
+from .readers import json_type
 
 # Bits per element for the element types a quantized model may hold.
 _SUB_BYTE_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
@@ -92,7 +94,14 @@ def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:
 def _recipe(model_file: Path) -> dict | None:
     """What the quantize stage wrote next to a candidate it made (recipe, calibration facts)."""
     path = model_file.parent / "QUANTIZE.json"
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    facts = read_json(path)
+    if not isinstance(facts, dict):
+        raise UserError(f"{path}: expected a JSON object, got {json_type(facts)}")
+    if not isinstance(facts.get("recipe", {}), dict):  # the report reads it as one
+        raise UserError(f"{path}: 'recipe' must be an object, got {json_type(facts['recipe'])}")
+    return facts
 
 
 def inspect_model(path: str | Path) -> dict:

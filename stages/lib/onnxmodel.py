@@ -37,9 +37,16 @@ def load_graph(path: str | Path) -> onnx.ModelProto:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise UserError(f"{path}: not a readable ONNX model, truncated or corrupt ({type(exc).__name__})") from None
+    # protobuf parses some prefixes of a file without complaint: one cut before or right after the
+    # graph reads as a model without it or without its opset, which every ONNX model has
+    missing = [name for name, present in (("graph", model.HasField("graph")), ("opset_import", model.opset_import))
+               if not present]
+    if missing:
+        raise UserError(f"{path}: not a complete ONNX model, truncated or corrupt (no {' or '.join(missing)})")
+    return model
 
 
 def iter_graphs(graph: onnx.GraphProto):

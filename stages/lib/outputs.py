@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from . import readers
+from .errors import UserError
+
 
 def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
@@ -128,12 +131,9 @@ def swap_dir(tmp: Path, final: Path) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    from .errors import UserError
-
+    """A JSON file a stage wrote (or QUANTIZE.json in a model folder): parsed by readers.py, whose
+    errors name file:line; a missing one most likely means its stage has not run."""
     path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (did the stage that writes it run?)") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (did the stage that writes it run?)")
+    return readers.read_json(path)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .readers import read_text
 
 POOLING_MODES = ("auto", "cls", "mean", "last")
 RUNTIMES = ("onnxruntime", "openvino")  # runtimes.py has one runner for each
@@ -396,14 +397,31 @@ def _valid_name(where: str, name: Any) -> None:
 
 
 def load(path: str | Path = "params.yaml") -> Params:
+    """params.yaml read as UTF-8 (a byte-order mark accepted, see readers.py); bad bytes and YAML
+    errors name the file and line, an empty file says so."""
     path = Path(path)
+    text = read_text(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UserError(_yaml_error(path, text, exc)) from None
+    if raw is None:
+        raise UserError(f"{path}: file is empty (no settings)")
     try:
         return parse(raw)
     except UserError as exc:
         raise UserError(str(exc).replace("params.yaml:", f"{path}:", 1)) from None
+
+
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: file:line from its mark, then the cause."""
+    if isinstance(exc, yaml.MarkedYAMLError) and (exc.problem_mark or exc.context_mark):
+        mark = exc.problem_mark or exc.context_mark
+        cause = f"{exc.problem or exc.context} at column {mark.column + 1}"
+        if exc.problem and exc.context and exc.context_mark:
+            cause += f", {exc.context} started on line {exc.context_mark.line + 1}"
+        return f"{path}:{mark.line + 1}: not valid YAML ({cause})"
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        return f"{path}:{line}: not valid YAML (character U+{exc.character:04X}: {exc.reason})"
+    return f"{path}: not valid YAML ({str(exc).splitlines()[0]})"
