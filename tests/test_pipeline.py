@@ -95,7 +95,7 @@ def repo(tmp_path_factory):
     _run(repo, "git", "init", "-q")
     _dvc(repo, "init", "-q")
     _dvc(repo, "config", "core.analytics", "false")
-    _dvc(repo, "add", "models/tiny")  # README "Your own model": the recipe as written
+    _dvc(repo, "add", "models/tiny")  # README "Compare your own model": the recipe as written
     ran = _repro(repo)
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "first run")
