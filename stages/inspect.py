@@ -5,6 +5,7 @@
 from pathlib import Path
 
 from stages.lib import cli
+from stages.lib.hashing import tree_sha256
 from stages.lib.inspection import inspect_model
 from stages.lib.layout import RESULTS
 from stages.lib.outputs import write_json
@@ -12,7 +13,10 @@ from stages.lib.outputs import write_json
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
-    info = {"model": args.name, **inspect_model(params.model(args.name).path)}
+    path = params.model(args.name).path
+    info = inspect_model(path)  # checks the files first: a missing one is one line, not an empty hash
+    # the files' identity: the speedup stage, which times every model, depends on results/inspect
+    info = {"model": args.name, "path_sha256": tree_sha256(path), **info}
     write_json(RESULTS.inspect(args.name), info)
     if Path(params.model(args.name).path).is_file() and info["size"]["external_data_files"]:
         print(f"warning: models.{args.name}.path names the graph file only, so DVC does not track its external "

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from stages.lib.benchmarking import interleaved_speedup, log_interval, run_benchmark
+from stages.lib.benchmarking import run_benchmark
 from stages.lib.embedding import Embedder
 from stages.lib.runtimes import open_runner
 from stages.lib.params import BenchmarkSettings
@@ -62,26 +62,6 @@ def test_static_sequence_length_skips_impossible_points(tmp_path):
             assert "skipped" not in p and np.isfinite(p["p50_ms"])
         else:
             assert p["skipped"] == "model input has a fixed sequence length 8"
-
-
-def test_log_interval_matches_scipy_t_interval():
-    from scipy import stats
-    ratios = [1.9, 2.1, 2.0, 1.8, 2.2, 2.05]
-    logs = np.log(ratios)
-    lo, hi = stats.t.interval(0.95, len(logs) - 1, loc=logs.mean(), scale=stats.sem(logs))
-    point, got_lo, got_hi = log_interval(ratios, 0.95)
-    np.testing.assert_allclose([point, got_lo, got_hi], np.exp([logs.mean(), lo, hi]), rtol=1e-12)
-
-
-def test_interleaved_speedup_alternates_rounds_on_the_same_texts(tmp_path):
-    a, ids = _setup(tmp_path / "a")
-    b, _ = _setup(tmp_path / "b", seed=2)
-    settings = replace(SETTINGS, interleave_rounds=4, interleave_texts=5)
-    out = interleaved_speedup(a, b, ids, ids, settings)
-    assert len(out["rounds"]) == 4 and out["texts"] == 5
-    assert out["ci_low"] <= out["speedup"] <= out["ci_high"]
-    point, lo, hi = log_interval([r["speedup"] for r in out["rounds"]], 0.95)
-    assert (out["speedup"], out["ci_low"], out["ci_high"]) == (point, lo, hi)
 
 
 def test_fixed_batch_model_is_refused_with_one_line(tmp_path):

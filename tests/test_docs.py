@@ -185,9 +185,9 @@ def test_the_helpers_follow_githubs_anchor_rules_and_the_schema():
     assert slug("quantize.NAME: a candidate made by a recipe") == "quantizename-a-candidate-made-by-a-recipe"
     assert slug("Beyond one machine: the Ray engine") == "beyond-one-machine-the-ray-engine"
     assert anchors("# Notes\n\n## Notes\n\n```\n# not a heading\n```\n") == {"notes", "notes-1"}
-    assert key_error("benchmark.interleave_rounds") is None and key_error("models.NAME.pooling") is None
+    assert key_error("benchmark.speedup_blocks") is None and key_error("models.NAME.pooling") is None
     assert key_error("verdict.pass_*") is None and key_error("quantize.int8-pt") is None
-    assert key_error("benchmark.interleave_round") and key_error("models.NAME.pool") and key_error("embed.a.b")
+    assert key_error("benchmark.speedup_block") and key_error("models.NAME.pool") and key_error("embed.a.b")
     assert named_keys("`embed.json`, `report.md`, `compare.confidence: 95`") == ["compare.confidence"]
     assert command_errors("python benchmarks/scale.py [--sizes 1000 10000]") == []
     assert command_errors("python benchmarks/scale.py --size 1") and command_errors("python -m stages.nope")

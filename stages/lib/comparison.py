@@ -10,7 +10,7 @@ from .errors import UserError
 from .layout import RESULTS, Results
 from .i18n import msg, render
 from .machine import label as machine_label
-from .metrics import (cosine_agreement, linear_cka, norms, paired_delta, ratio_interval, retrieval_per_query,
+from .metrics import (cosine_agreement, linear_cka, norms, paired_delta, retrieval_per_query,
                       row_cosine, scan_rankings, similarity_agreement)
 from .outputs import read_json
 from .verdict import Reason, decide
@@ -61,11 +61,6 @@ def snippet_view(ref: dict, cand: dict, snippets_path: str | None) -> list[dict]
     return rows
 
 
-def _same_texts(a: dict, b: dict) -> bool:
-    """Did sample j of both timing runs use the same token ids? (Only the shorter run's length matters.)"""
-    return a.get("text_order_sha256") is not None and a.get("text_order_sha256") == b.get("text_order_sha256")
-
-
 def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> tuple[dict, np.ndarray, np.ndarray]:
     """Per-text cosine needs one space; CKA and the similarity-matrix metrics work across dimensions.
     `langs`: one per text, the queries' then the documents' (their counts may differ). Also returns
@@ -81,24 +76,6 @@ def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> tuple[dict, 
     out["similarity"], ref_rank, cand_rank = similarity_agreement(
         ref["queries"], ref["codes"], emb["queries"], emb["codes"], s.k, s.spearman_max_pairs, s.seed)
     return out, ref_rank, cand_rank
-
-
-def speedup_across_runs(lat_ref: dict, lat_cand: dict, s, paired: bool) -> dict:
-    """Speedup from the benchmark stage's runs (separate processes): a cross-check of the
-    interleaved speedup stage, from every pairing of the two back-to-back runs of each model.
-
-    One pairing's interval only covers text-to-text variation; drift between runs (another
-    process, a frequency change) would make it too narrow. The reported interval spans all four
-    pairings' intervals, so run-to-run drift is inside it.
-    """
-    runs_ref = [lat_ref["samples_ms"]] + ([lat_ref["samples_ms_repeat"]] if lat_ref.get("samples_ms_repeat") else [])
-    runs_cand = [lat_cand["samples_ms"]] + ([lat_cand["samples_ms_repeat"]] if lat_cand.get("samples_ms_repeat") else [])
-    parts = [ratio_interval(r, c, s.bootstrap, s.confidence, s.seed, paired) for r in runs_ref for c in runs_cand]
-    return {"speedup": float(np.exp(np.mean([np.log(p["speedup"]) for p in parts]))),
-            "ci_low": min(p["ci_low"] for p in parts), "ci_high": max(p["ci_high"] for p in parts),
-            "measurable": bool(min(p["ci_low"] for p in parts) > 1.0 or max(p["ci_high"] for p in parts) < 1.0),
-            "method": parts[0]["method"], "runs_paired": len(parts),
-            "pairings": [{k: p[k] for k in ("speedup", "ci_low", "ci_high")} for p in parts]}
 
 
 INT8_KERNEL_FORMATS = ("QOperator", "QDQ", "4-bit")  # run on integer kernels chosen by instruction set
@@ -151,7 +128,6 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
         agreement_metrics(ref, emb, corpus.query_langs + corpus.doc_langs, s)  # one scan of both score matrices
     task, per_query = task_metrics(emb, s.k, corpus.qrels, cand_rank)
     manifest = emb["manifest"]
-    speedup = read_json(results.speedup(name))
     bench_cand, bench_ref = read_json(results.benchmark(name)), read_json(results.benchmark(ref_name))
     inspect_cand, inspect_ref = read_json(results.inspect(name)), read_json(results.inspect(ref_name))
     out = {"model": name, "reference": ref_name, "is_reference": name == ref_name,
@@ -161,22 +137,19 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
            "machines": {"embed": machine_label(manifest.get("machine")),
                         "embed_reference": machine_label(ref["manifest"].get("machine")),
                         "benchmark": machine_label(bench_cand.get("machine")),
-                        "benchmark_reference": machine_label(bench_ref.get("machine")),
-                        "speedup": machine_label(speedup.get("machine"))},
-           "load": {"benchmark": bench_cand.get("load"), "speedup": speedup.get("load")},
+                        "benchmark_reference": machine_label(bench_ref.get("machine"))},
+           "load": {"benchmark": bench_cand.get("load")},
            "sanity": sanity(emb), "task": task,
            "runtime": runtime_summary(name, manifest.get("runtime"), inspect_cand["parameters"]["bytes_by_dtype"])}
-    if name == ref_name:
-        out["speed_control"] = {k: speedup[k] for k in ("speedup", "ci_low", "ci_high", "measurable", "method")}
-    else:
+    if name != ref_name:
         out.update(_against_reference(params, out, ref, emb, corpus, per_query, inspect_ref, inspect_cand,
-                                      bench_ref, bench_cand, speedup, agreement, ref_rank))
-    out["headline"] = headline_metrics(out, inspect_cand, bench_cand, speedup, params.embed.batch_size)
+                                      bench_ref, bench_cand, agreement, ref_rank))
+    out["headline"] = headline_metrics(out, inspect_cand, bench_cand, params.embed.batch_size)
     return out
 
 
 def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_query: dict, inspect_ref: dict,
-                       inspect_cand: dict, bench_ref: dict, bench_cand: dict, speedup: dict, agreement: dict,
+                       inspect_cand: dict, bench_ref: dict, bench_cand: dict, agreement: dict,
                        ref_rank: np.ndarray) -> dict:
     """Deltas, agreement, relation, speed, size and the verdict of a candidate."""
     s = params.compare
@@ -195,8 +168,7 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
         and mr["max_length"] == mc["max_length"],
         "same_pooling": mr["pooling"]["mode"] == mc["pooling"]["mode"] and mr["normalize"] == mc["normalize"],
         "same_embed_machine": machines["embed"]["id"] == machines["embed_reference"]["id"],
-        "same_timing_machine": machines["benchmark"]["id"] == machines["benchmark_reference"]["id"]
-        == machines["speedup"]["id"],
+        "same_timing_machine": machines["benchmark"]["id"] == machines["benchmark_reference"]["id"],
     }
     out["consistency"] = consistency
     params_ratio = inspect_cand["parameters"]["count"] / max(inspect_ref["parameters"]["count"], 1)
@@ -207,10 +179,7 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
                        "reason": "same dimension and agreeing vectors or parameter count" if related else
                        ("different embedding dimension" if not same_dim else
                         "low agreement and a different parameter count: not the same network")}
-    lat_ref, lat_cand = bench_ref["latency_b1"], bench_cand["latency_b1"]
-    out["speed"] = {
-        "latency_b1": {k: speedup[k] for k in ("speedup", "ci_low", "ci_high", "measurable", "method", "texts")},
-        "latency_b1_separate_runs": speedup_across_runs(lat_ref, lat_cand, s, paired=_same_texts(lat_ref, lat_cand)),
+    out["speed"] = {  # the batch-1 speedup is the speedup stage's, which the report reads (timing.py)
         "throughput": {str(r["batch_size"]): c["sorted"]["texts_per_s"] / r["sorted"]["texts_per_s"]
                        for r, c in zip(bench_ref["throughput"], bench_cand["throughput"])
                        if r["batch_size"] == c["batch_size"]},
@@ -244,7 +213,7 @@ def _rounded(x, digits: int):
     return None if x is None else round(float(x), digits)
 
 
-def headline_metrics(result: dict, inspect: dict, bench: dict, speedup: dict, batch_size: int) -> dict:
+def headline_metrics(result: dict, inspect: dict, bench: dict, batch_size: int) -> dict:
     """The few flat numbers per model DVC shows (`metrics diff`, `exp show`); detail stays in compare/.
 
     Rounded to what the measurement supports, so a diff is readable and shows real changes; the
@@ -257,8 +226,6 @@ def headline_metrics(result: dict, inspect: dict, bench: dict, speedup: dict, ba
         out.update({"verdict": VERDICT_NUMBER[result["verdict"]["status"]],
                     "cosine_mean": _rounded(cos.get("mean"), 4),
                     "ndcg_change": _rounded(result["task_delta"]["ndcg@10"]["relative"], 4),
-                    "speedup": _rounded(speedup["speedup"], 3), "speedup_low": _rounded(speedup["ci_low"], 3),
-                    "speedup_high": _rounded(speedup["ci_high"], 3),  # the reference's A/A control stays in compare/
                     "cosine_p1": _rounded(cos.get("p1"), 4), "spearman": _rounded(sim["spearman"], 4),
                     "overlap@10": _rounded(sim["overlap@10"], 4)})
     out.update({**{m: _rounded(result["task"][m], 4) for m in ("ndcg@10", "mrr@10", "recall@10")},

@@ -55,9 +55,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.texts_s": ("texts/s @bs{bs}", "текстов/с @bs{bs}"),
     "col.sorted_gain": ("sorted vs unsorted", "сортировка дает"),
     "col.peak_rss": ("peak RSS MB", "пик RSS, МБ"),
-    "col.speedup_il": ("speedup, one process [{conf}]", "ускорение, один процесс [{conf}]"),
-    "col.speedup_sep": ("separate processes [{conf}]", "отдельные процессы [{conf}]"),
-    "col.estimates": ("estimates", "оценки"),
+    "col.speedup_pr": ("speedup [{conf}]", "ускорение [{conf}]"),
+    "col.noise_floor": ("A/A noise floor", "порог шума A/A"),
+    "col.state_fast": ("fast state", "быстрое сост."),
+    "col.state_slow": ("slow state", "медленное сост."),
     "col.ndcg": ("nDCG@10", "nDCG@10"),
     "col.mrr": ("MRR@10", "MRR@10"),
     "col.r1": ("R@1", "R@1"),
@@ -97,8 +98,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cell.slower": ("{x:.2f}x slower", "в {x:.2f} раза медленнее"),
     "cell.no_difference": ("no measurable difference ({x:.2f}x)", "разница не измерима ({x:.2f}x)"),
     "cell.noisy": ("noisy", "шумно"),
-    "cell.agree": ("agree", "согласны"),
-    "cell.disagree": ("DISAGREE", "РАСХОДЯТСЯ"),
     "cell.not_lower": ("not sig.", "незначимо"),
     "cell.lower": ("lower", "ниже"),
     "cell.unmeasurable": ("not measurable", "не измеримо"),
@@ -119,26 +118,29 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "note.latency_method": (
         "Latency: batch 1 on real corpus texts after warmup, each model in its own process (run-to-run: "
         "difference of two back-to-back runs' medians; others' CPU: share of all cores other processes used "
-        "while timing). Speedup: reference and candidate timed in one process in alternating rounds, reference "
-        "time / candidate time, {conf} t-interval over rounds; the separate-process estimate comes from the "
-        "latency runs above.",
+        "while timing: benchmark / speedup). Speedup: reference time / candidate time, every model timed in fresh "
+        "processes, one model per process as deployed, in {blocks} blocks interleaved over time (each block: the "
+        "reference, then every candidate and the reference again as the A/A control, shuffled and mirrored, then "
+        "the reference); {conf} t-interval over blocks, so the variation between processes is inside it.",
         "Задержка: батч 1 на реальных текстах корпуса после прогрева, каждая модель в своем процессе (между "
         "прогонами: разница медиан двух прогонов подряд; чужая загрузка ЦП: доля всех ядер, занятая другими "
-        "процессами во время замера). Ускорение: эталон и кандидат в одном процессе, поочередными раундами, "
-        "время эталона / время кандидата, {conf} t-интервал по раундам; оценка по отдельным процессам взята "
-        "из замеров задержки выше."),
+        "процессами во время замера: замер / ускорение). Ускорение: время эталона / время кандидата; каждая "
+        "модель замеряется в новых процессах, по одной модели на процесс, как в эксплуатации, в {blocks} блоках, "
+        "чередующихся во времени (блок: эталон, затем все кандидаты и снова эталон как A/A-контроль, вперемешку и "
+        "зеркально, затем эталон); {conf} t-интервал по блокам, так что разброс между процессами входит в него."),
+    "note.states": (
+        "The machine ran in two speed states while timing: the reference took about {fast:.2f} ms per text in one "
+        "and {slow:.2f} in the other (split at {threshold:.2f} ms; of {n} blocks {fast_n} fast, {slow_n} slow, "
+        "{mixed} mixed). Speedups differ by state (columns above); the interval covers the mix this run saw.",
+        "Во время замеров машина была в двух состояниях скорости: эталон тратил около {fast:.2f} мс на текст в "
+        "одном и {slow:.2f} в другом (граница {threshold:.2f} мс; из {n} блоков {fast_n} быстрых, {slow_n} "
+        "медленных, {mixed} смешанных). Ускорение зависит от состояния (столбцы выше); интервал покрывает ту "
+        "смесь, что видел этот прогон."),
     "note.control": ("A/A control (the reference against itself, same protocol): {x:.3f}x [{lo:.3f}, {hi:.3f}]",
                      "A/A-контроль (эталон против самого себя, тот же протокол): {x:.3f}x [{lo:.3f}, {hi:.3f}]"),
     "note.control_bad": ("the method sees a difference where there is none: the machine is too noisy for speed "
                          "conclusions",
                          "метод видит разницу там, где ее нет: машина слишком шумная для выводов о скорости"),
-    "note.disagree": (
-        "{name}: the two speed estimates disagree: {il} in one process vs {sep} in separate processes. The report "
-        "trusts the one-process estimate: both models are timed in alternating rounds there, so machine drift "
-        "hits both alike; separate processes run minutes apart.",
-        "{name}: две оценки скорости расходятся: {il} в одном процессе против {sep} в отдельных процессах. Отчет "
-        "доверяет оценке в одном процессе: там обе модели замеряются поочередно, и дрейф машины влияет на обе "
-        "одинаково; отдельные процессы идут с разницей в минуты."),
     "note.agreement": ("Agreement: each text's vector from the candidate vs the reference (same batches); "
                        "similarity matrices are query x code cosine scores.",
                        "Согласие: вектор каждого текста у кандидата против эталона (те же батчи); матрицы "
@@ -228,9 +230,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                         "{name}: вектор текста зависит от соседей по батчу (косинус отдельно против в батче: мин. "
                         "{min:.4f}, среднее {mean:.4f}); ожидаемо для динамического INT8, который квантует "
                         "активации по батчу. Метрики согласия считаются на одинаковых батчах."),
-    "rec.within_noise": ("{name}: speed difference is within noise; raise benchmark.interleave_rounds or run on "
+    "rec.within_noise": ("{name}: speed difference is within noise; raise benchmark.speedup_blocks or run on "
                          "an idle machine.",
-                         "{name}: разница в скорости в пределах шума; увеличьте benchmark.interleave_rounds или "
+                         "{name}: разница в скорости в пределах шума; увеличьте benchmark.speedup_blocks или "
                          "запустите на свободной машине."),
     "rec.fail": ("{name}: do not replace the reference; try per-channel weights, excluding sensitive layers "
                  "(nodes_to_exclude) or static/QDQ quantization with calibration data.",
@@ -301,10 +303,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "speed are those of {used} arithmetic.",
         "{name}: файл {stored} исполнялся в {used} под {runtime} {version}, precision {requested}; векторы и "
         "скорость - от арифметики {used}."),
-    "ship.also": ("{name} is as fast within the intervals ({speedup:.2f}x), {size}: pick by what matters more "
-                  "to you.",
-                  "{name} так же быстр в пределах интервалов ({speedup:.2f}x), {size}: выбирайте по тому, что "
-                  "важнее."),
+    "ship.tied": ("Tied with it (PASS, no measurable nDCG@10 loss, speeds not measurably different): {others}; "
+                  "{name} is picked as the smallest on disk (rule: smaller file, then name).",
+                  "Наравне с ним (ПРОШЕЛ, без измеримой потери nDCG@10, скорости неразличимы): {others}; "
+                  "{name} выбран как самый маленький на диске (правило: меньший файл, затем имя)."),
     "ship.none_to_rank": ("No candidates to rank.", "Нет кандидатов для сравнения."),
     "knob.per_channel": ("per-channel weights (quantize.NAME.per_channel: true)",
                          "веса per-channel (quantize.NAME.per_channel: true)"),

@@ -212,30 +212,6 @@ def paired_delta(cand: np.ndarray, ref: np.ndarray, n_boot: int, confidence: flo
             "relative_ci_low": float(lo), "relative_ci_high": float(hi), "wilcoxon_p": p}
 
 
-def ratio_interval(ref_samples, cand_samples, n_boot: int, confidence: float, seed: int, paired: bool) -> dict:
-    """Speedup of the candidate over the reference from batch-1 timing samples, with a bootstrap interval.
-
-    paired: sample j of both runs timed the same text, so the speedup is the geometric mean of the
-    per-text ratios and the bootstrap resamples texts (text length variety cancels out). Otherwise
-    it is the ratio of medians, each run resampled on its own.
-    """
-    ref, cand = np.asarray(ref_samples, float), np.asarray(cand_samples, float)
-    rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
-    if paired:
-        n = min(len(ref), len(cand))
-        logs = np.log(ref[:n] / cand[:n])
-        boots = np.exp(logs[rng.integers(0, n, size=(n_boot, n))].mean(axis=1))
-        point = float(np.exp(logs.mean()))
-    else:
-        boots = np.array([np.median(ref[rng.integers(0, len(ref), len(ref))]) /
-                          np.median(cand[rng.integers(0, len(cand), len(cand))]) for _ in range(n_boot)])
-        point = float(np.median(ref) / np.median(cand))
-    lo, hi = np.percentile(boots, [100 * alpha, 100 * (1 - alpha)])
-    return {"speedup": point, "ci_low": float(lo), "ci_high": float(hi), "measurable": bool(lo > 1.0 or hi < 1.0),
-            "method": "paired per-text geometric mean" if paired else "ratio of medians, unpaired"}
-
-
 def norms(x: np.ndarray) -> dict:
     n = np.linalg.norm(x.astype(np.float64), axis=1)
     return {"mean": float(n.mean()), "min": float(n.min()), "max": float(n.max())}

@@ -22,10 +22,19 @@ PRECISIONS = ("auto", "f32", "bf16", "f16")  # OpenVINO's INFERENCE_PRECISION_HI
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+# keys that were replaced, and by what: a params.yaml from an older checkout gets told, not only "unknown"
+REPLACED = {
+    "benchmark.interleave_rounds": "benchmark.speedup_blocks (speedups are timed in fresh processes now: docs/timing.md)",
+    "benchmark.interleave_texts": "benchmark.speedup_texts (speedups are timed in fresh processes now: docs/timing.md)",
+}
+
+
 def _check_keys(where: str, given: dict, allowed: list[str], required: tuple[str, ...] = ()) -> None:
     if not isinstance(given, dict):
         raise UserError(f"params.yaml: '{where}' must be a mapping, got {type(given).__name__}")
     for key in given:
+        if f"{where}.{key}" in REPLACED:
+            raise UserError(f"params.yaml: '{where}.{key}' was replaced by {REPLACED[f'{where}.{key}']}")
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -158,8 +167,9 @@ class BenchmarkSettings:
     sweep_batch_size: int = _f(8, int)
     noise_tolerance: float = _f(0.05, float)
     busy_tolerance: float = _f(0.10, float)
-    interleave_rounds: int = _f(10, int)
-    interleave_texts: int = _f(100, int)
+    speedup_blocks: int = _f(6, int)
+    speedup_passes: int = _f(2, int)
+    speedup_texts: int = _f(100, int)
 
 
 @dataclass(frozen=True)
@@ -300,8 +310,9 @@ RULES = {
     ("benchmark", "sweep_batch_size"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "noise_tolerance"): (lambda v: v > 0, "more than 0"),
     ("benchmark", "busy_tolerance"): (lambda v: 0 < v <= 1, "between 0 and 1 (a fraction of all cores)"),
-    ("benchmark", "interleave_rounds"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
-    ("benchmark", "interleave_texts"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "speedup_blocks"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
+    ("benchmark", "speedup_passes"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "speedup_texts"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "batch_sizes"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
     ("benchmark", "seq_lengths"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
     ("report", "language"): (lambda v: v in ("en", "ru"), "en or ru"),

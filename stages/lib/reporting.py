@@ -7,6 +7,7 @@ models are rows, long model names are shortened the same way everywhere, prose i
 """
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass, field
 
@@ -18,16 +19,17 @@ from .machine import int8_family, label as machine_label, load_cell
 from .outputs import read_json
 from .plotting import PLOTS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def build_report(params, results: Results = RESULTS) -> dict:
-    """Gather every model's inspect, benchmark and compare output into one document (schema in README)."""
+    """Gather every model's inspect, benchmark, speedup and compare output into one document (schema in README)."""
     models, control = {}, None
     for name in params.models:
         ins = read_json(results.inspect(name))
         bench = read_json(results.benchmark(name))
         comp = read_json(results.compare(name))
+        speed = read_json(results.speedup(name))
         lat = {k: v for k, v in bench["latency_b1"].items() if not k.startswith("samples_ms")}
         models[name] = {
             "path": params.models[name].path,
@@ -39,7 +41,8 @@ def build_report(params, results: Results = RESULTS) -> dict:
             "benchmark": {"session_create_s": bench["session_create_s"], "memory": bench["memory"],
                           "latency_b1": lat, "throughput": bench["throughput"], "sweep": bench["sweep"]},
             "environment": bench["environment"],
-            "machines": comp["machines"], "load": comp["load"],
+            "machines": {**comp["machines"], "speedup": machine_label(speed.get("machine"))},
+            "load": {**comp["load"], "speedup": speed.get("load")},
             "task": comp["task"],
             "activations": ins.get("activations"),
             "recipe": (ins.get("recipe") or {}).get("recipe"),
@@ -47,36 +50,68 @@ def build_report(params, results: Results = RESULTS) -> dict:
             "runtime": comp.get("runtime"),
         }
         if comp["is_reference"]:
-            control = comp.get("speed_control")
+            control = {**{k: speed[k] for k in SPEED_KEYS}, "states": speed["states"], "seconds": speed["seconds"]}
         else:
             models[name]["comparison"] = {k: comp[k] for k in ("verdict", "relation", "consistency", "agreement",
                                                                "task_delta", "speed", "size", "snippets")}
+            models[name]["comparison"]["speed"] = {"latency_b1": {k: speed[k] for k in SPEED_KEYS},
+                                                   **comp["speed"]}
             models[name]["diagnosis"] = diagnosis_summary(read_json(results.diagnose(name)))
     here = read_json(results.machine("timing"))
     order = ranking(models, params.reference)
     return {"ranking": order, "recommended": order[0] if order and models[order[0]]["comparison"]["verdict"]["status"]
-            == "PASS" else None,"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
+            == "PASS" else None, "schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
             "busy_tolerance": params.benchmark.busy_tolerance, "language": params.report.language,
             "batch_size": params.embed.batch_size,
             "machines": machine_summary(models, machine_label(here)), "speed_control": control, "models": models}
 
 
+# what the report keeps of each results/speedup/NAME.json (the per-block and per-process detail stays there)
+SPEED_KEYS = ("speedup", "ci_low", "ci_high", "measurable", "method", "texts", "passes", "by_state")
+
+
 MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
 STATUS_RANK = {"PASS": 2, "WARN": 1, "FAIL": 0}
 
 
+def speed_tiers(names: list[str], speed: dict) -> dict[str, int]:
+    """Tier 0 for the fastest and every candidate whose interval overlaps its interval, tier 1 for
+    the fastest of the rest and those overlapping it, and so on: inside a tier the speeds are not
+    measurably different, so the order there must not come from their point estimates (a rerun
+    moves those: docs/timing.md). A speed that could not be measured is a tier of its own, last."""
+    rest = sorted(names, key=lambda n: (speed[n]["speedup"] is None, -(speed[n]["speedup"] or 0.0), n))
+    tiers, tier = {}, 0
+    while rest:
+        lead = rest[0]
+        same = [n for n in rest if n == lead or (speed[lead]["speedup"] is not None and speed[n]["speedup"] is not None
+                                                 and _overlap(speed[lead], speed[n]))]
+        for n in same:
+            tiers[n] = tier
+        rest = [n for n in rest if n not in same]
+        tier += 1
+    return tiers
+
+
+def _group(c: dict) -> tuple[int, bool]:
+    """(verdict rank, no measurable nDCG@10 loss): candidates compete on speed only inside a group."""
+    hi = c["task_delta"]["ndcg@10"]["relative_ci_high"]
+    return STATUS_RANK[c["verdict"]["status"]], hi is not None and hi >= 0
+
+
 def ranking(models: dict, reference: str) -> list[str]:
     """Candidates best first: by verdict; then quality, as "no measurable nDCG@10 loss" before "a
-    measurable loss" (differences inside the interval are noise, not a ranking); then speedup;
-    then size. A measurement that could not be made ranks last within its group."""
-    def key(name: str):
-        c = models[name]["comparison"]
-        d, speed = c["task_delta"]["ndcg@10"], c["speed"]["latency_b1"]["speedup"]
-        kept = d["relative_ci_high"] is not None and d["relative_ci_high"] >= 0
-        return (STATUS_RANK[c["verdict"]["status"]], kept, float("-inf") if speed is None else speed,
-                c["size"]["ratio"] or 0.0)
-    return sorted((n for n in models if n != reference), key=key, reverse=True)
+    measurable loss" (differences inside the interval are noise, not a ranking); then speed, by
+    tiers of speeds that are not measurably different (speed_tiers); inside a tier, the smaller
+    file first, then the name: a rule that does not depend on timing noise, so the answer does not
+    change when nothing changed."""
+    cands = [n for n in models if n != reference]
+    out = []
+    for g in sorted({_group(models[n]["comparison"]) for n in cands}, reverse=True):
+        members = [n for n in cands if _group(models[n]["comparison"]) == g]
+        tiers = speed_tiers(members, {n: models[n]["comparison"]["speed"]["latency_b1"] for n in members})
+        out += sorted(members, key=lambda n: (tiers[n], -(models[n]["comparison"]["size"]["ratio"] or 0.0), n))
+    return out
 
 
 def machine_summary(models: dict, here: dict) -> dict:
@@ -249,9 +284,21 @@ def _overlap(a: dict | None, b: dict | None) -> bool:
     return not (a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"])
 
 
-def estimates_disagree(speed: dict) -> bool:
-    """Do the one-process and separate-process speedup intervals fail to overlap?"""
-    return not _overlap(speed["latency_b1"], speed.get("latency_b1_separate_runs"))
+def _noise_floor(control: dict | None) -> str:
+    """The A/A control's interval as a +-%: the smallest speed difference this machine can show."""
+    if not control or control["ci_low"] is None:
+        return "-"
+    return f"+-{math.sqrt(control['ci_high'] / control['ci_low']) - 1:.1%}"
+
+
+def _states_note(ctx: Ctx, states: dict) -> list[str]:
+    """When the reference's own speed split into two states during timing, say so with numbers."""
+    if states["threshold_ms"] is None:
+        return []
+    n = {k: states["blocks"].count(k) for k in ("fast", "slow", "mixed")}
+    return _para(ctx, "[!] " + ctx.t("note.states", fast=states["state_ms"]["fast"], slow=states["state_ms"]["slow"],
+                                     threshold=states["threshold_ms"], n=len(states["blocks"]), fast_n=n["fast"],
+                                     slow_n=n["slow"], mixed=n["mixed"]), bullet=True)
 
 
 def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
@@ -333,6 +380,8 @@ def section_perf(report: dict, ctx: Ctx) -> list[str]:
     out.append("")
     lat_rows, tput_rows, speed_rows = [], [], []
     big = report.get("batch_size")
+    control = report.get("speed_control")
+    noise = _noise_floor(control)
     for n, m in models.items():
         b = m["benchmark"]
         lat = b["latency_b1"]
@@ -345,26 +394,22 @@ def section_perf(report: dict, ctx: Ctx) -> list[str]:
         tput_rows.append([ctx.n(n), f"{b['session_create_s']:.2f}", f"{tput[bs]['sorted']['texts_per_s']:.1f}",
                           f"{tput[bs]['sort_speedup']:.2f}x", _mb(b["memory"]["peak_rss_bytes"])])
         if n != ref:
-            speed = m["comparison"]["speed"]
-            sep = speed.get("latency_b1_separate_runs")
-            speed_rows.append([ctx.n(n), _interval(speed["latency_b1"]), _interval(sep) if sep else ctx.t("cell.na"),
-                               f"[!] {ctx.t('cell.disagree')}" if estimates_disagree(speed) else ctx.t("cell.agree")])
+            sp = m["comparison"]["speed"]["latency_b1"]
+            states = sp.get("by_state") or {}
+            speed_rows.append([ctx.n(n), _interval(sp), noise,
+                               *(f"{states[k]['speedup']:.2f}x" if k in states else "-" for k in ("fast", "slow"))])
     out += _table(ctx, lat_rows, [ctx.t(k) for k in ("col.model", "col.p50", "col.p90", "col.p99", "col.mean_std",
                                                      "col.n", "col.run_to_run", "col.other_load")])
     out += _table(ctx, tput_rows, [ctx.t("col.model"), ctx.t("col.session_s"), ctx.t("col.texts_s", bs=bs),
                                    ctx.t("col.sorted_gain"), ctx.t("col.peak_rss")])
-    out += _table(ctx, speed_rows, [ctx.t("col.candidate"), ctx.t("col.speedup_il", conf=ctx.conf),
-                                    ctx.t("col.speedup_sep", conf=ctx.conf), ctx.t("col.estimates")])
-    out += _para(ctx, ctx.t("note.latency_method", conf=ctx.conf), bullet=True)
-    control = report.get("speed_control")
+    out += _table(ctx, speed_rows, [ctx.t("col.candidate"), ctx.t("col.speedup_pr", conf=ctx.conf),
+                                    ctx.t("col.noise_floor"), ctx.t("col.state_fast"), ctx.t("col.state_slow")])
+    blocks = len(control["states"]["blocks"]) if control else 0
+    out += _para(ctx, ctx.t("note.latency_method", conf=ctx.conf, blocks=blocks), bullet=True)
     if control:
         line = ctx.t("note.control", x=control["speedup"], lo=control["ci_low"], hi=control["ci_high"])
         out += _para(ctx, line + (f" [!] {ctx.t('note.control_bad')}" if control["measurable"] else ""), bullet=True)
-    for n in _cands(report):
-        speed = models[n]["comparison"]["speed"]
-        if estimates_disagree(speed):
-            out += _para(ctx, "[!] " + ctx.t("note.disagree", name=n, il=_interval(speed["latency_b1"]),
-                                             sep=_interval(speed["latency_b1_separate_runs"])), bullet=True)
+        out += _states_note(ctx, control["states"])
     out.append("")
     out += _picture(ctx, ctx.t("fig.latency"), "latency.png") + _picture(ctx, ctx.t("fig.throughput"), "throughput.png")
     if ctx.fmt == "text":
@@ -506,7 +551,8 @@ def section_summary(report: dict, ctx: Ctx) -> list[str]:
 
 def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
     """The answer to "which one should I ship?": the best-ranked PASS, or why none, and the knob
-    the evidence points to."""
+    the evidence points to. When other PASS candidates are tied with it (same quality group, speeds
+    not measurably different), the line names them and the rule that picked it (ranking)."""
     models, order = report["models"], report["ranking"]
     if not order:
         return "[!]", msg("ship.none_to_rank")
@@ -518,11 +564,10 @@ def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
     scope = c["verdict"].get("scope_code")
     if c["verdict"]["status"] == "PASS":
         codes = [msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope else msg("ship.pass", **args)]
-        runner_up = next((n for n in order[1:2] if models[n]["comparison"]["verdict"]["status"] == "PASS"), None)
-        if runner_up and _overlap(c["speed"]["latency_b1"], models[runner_up]["comparison"]["speed"]["latency_b1"]):
-            other = models[runner_up]["comparison"]
-            codes.append(msg("ship.also", name=runner_up, speedup=other["speed"]["latency_b1"]["speedup"],
-                             size=_size_msg(other["size"]["ratio"])))
+        tied = [n for n in _tied_with_best(report) if n != best]
+        if tied:
+            codes.append(msg("ship.tied", name=best, others=", ".join(
+                f"{n} {models[n]['comparison']['speed']['latency_b1']['speedup']:.2f}x" for n in tied)))
         return "[+]", codes
     recipe = models[best].get("recipe") or {}
     support = models[best]["machines"]["embed"]["int8_support"] or ""
@@ -533,6 +578,14 @@ def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
     else:
         knob = "nodes_to_exclude"
     return "[!]", msg("ship.none", status=c["verdict"]["status"], knob=msg(f"knob.{knob}"), **args)
+
+
+def _tied_with_best(report: dict) -> list[str]:
+    """The candidates in the best one's verdict and quality group and in its speed tier."""
+    models, order = report["models"], report["ranking"]
+    members = [n for n in order if _group(models[n]["comparison"]) == _group(models[order[0]]["comparison"])]
+    tiers = speed_tiers(members, {n: models[n]["comparison"]["speed"]["latency_b1"] for n in members})
+    return [n for n in members if tiers[n] == tiers[order[0]]]
 
 
 def _as_list(codes: dict | list[dict]) -> list[dict]:
@@ -580,7 +633,7 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
         busy = [role for role, load in m["load"].items() if load and load.get("busy")]
         if busy:
             out.append(("[!]", msg("rec.busy", name=n, parts=", ".join(busy), tol=report["busy_tolerance"],
-                                   stage=f"{busy[0]}@{n}")))
+                                   stage="speedup" if busy[0] == "speedup" else f"{busy[0]}@{n}")))
     # a runtime that computed in another precision than the file stores (OpenVINO bf16): say it plainly
     out.extend(("[!]", m["runtime"]["note_code"]) for m in models.values() if (m.get("runtime") or {}).get("note_code"))
     for n in _cands(report):
