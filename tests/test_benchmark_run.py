@@ -6,8 +6,8 @@ import numpy as np
 
 from stages.lib.benchmarking import run_benchmark
 from stages.lib.embedding import Embedder
-from stages.lib.runtimes import open_runner
 from stages.lib.params import BenchmarkSettings
+from stages.lib.runtimes import open_runner
 from stages.lib.tokenizing import find_tokenizer, load_tokenizer
 from tests import tiny
 
@@ -41,7 +41,8 @@ def test_benchmark_contents(tmp_path):
     assert set(points) == {(4, 1), (4, 3), (8, 1), (8, 3), (64, 1), (64, 3)}
     assert points[(64, 1)]["skipped"] == "beyond max_length 16"
     assert points[(8, 3)]["tokens_per_s"] > 0 and "skipped" not in points[(8, 3)]
-    assert out["memory"]["peak_rss_bytes"] > 0 and out["memory"]["rss_after_load_bytes"] > 0  # kernel RSS counters are approximate: no ordering asserted
+    # kernel RSS counters are approximate: no ordering asserted
+    assert out["memory"]["peak_rss_bytes"] > 0 and out["memory"]["rss_after_load_bytes"] > 0
 
 
 def test_two_models_time_the_same_texts_in_the_same_order(tmp_path):
@@ -66,6 +67,7 @@ def test_static_sequence_length_skips_impossible_points(tmp_path):
 
 def test_fixed_batch_model_is_refused_with_one_line(tmp_path):
     import pytest
+
     from stages.lib.errors import UserError
 
     emb, ids = _setup(tmp_path / "m", fixed_batch=2)

@@ -62,7 +62,8 @@ def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0
                            "p50_ms": float(np.median(samples))},
             "throughput": [{"batch_size": 8, "sorted": {"texts_per_s": 100 / timings[name]}}],
             "machine": _timing(facts), "load": {"other_fraction": 0.01, "busy": False}}))
-    params = params_lib.parse({"corpus": str(corpus), "reference": "ref", "models": {"ref": {"path": "r"}, "cand": {"path": "c"}},
+    params = params_lib.parse({"corpus": str(corpus), "reference": "ref",
+                               "models": {"ref": {"path": "r"}, "cand": {"path": "c"}},
                                "compare": {"bootstrap": 300}})
     return params, Results(results)
 
@@ -138,15 +139,18 @@ def test_headline_metrics_are_the_detailed_numbers_rounded(tmp_path):
     assert h["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[out["verdict"]["status"]]
     assert "speedup" not in h  # the speedup stage's own metrics file (results/speed.json) has it
     assert h["size_mb"] == 0.0 and h["parameters"] == 1000 and h["texts_per_s@8"] == 200.0
-    assert h["p50_ms"] == round(float(np.median(json.loads(results.benchmark("cand").read_text())["latency_b1"]["samples_ms"])), 3)
+    samples = json.loads(results.benchmark("cand").read_text())["latency_b1"]["samples_ms"]
+    assert h["p50_ms"] == round(float(np.median(samples)), 3)
     assert h["machine"] == machine_id(_timing(VNNI))
     assert all(isinstance(v, (int, float, str)) for v in h.values())  # flat: every value a DVC metric
     ref = compare(params, "ref", results)["headline"]
-    assert not {"verdict", "cosine_mean", "speedup"} & set(ref) and ref["ndcg@10"] == round(out["task_delta"]["ndcg@10"]["reference"], 4)
+    assert not {"verdict", "cosine_mean", "speedup"} & set(ref)
+    assert ref["ndcg@10"] == round(out["task_delta"]["ndcg@10"]["reference"], 4)
 
 
 def _ov(requested, used):
-    return {"runtime": "openvino", "version": "2026.4.1", "device": "CPU", "precision": {"requested": requested, "used": used},
+    return {"runtime": "openvino", "version": "2026.4.1", "device": "CPU",
+            "precision": {"requested": requested, "used": used},
             "threads": {"intra_op": 2, "inter_op": "not applicable"}}
 
 
@@ -157,9 +161,10 @@ def test_a_file_run_in_another_precision_is_said_plainly(tmp_path):
     params, results = _fabricate(tmp_path, perturb, runtimes=(ort, _ov("auto", "bf16")))
     out = compare(params, "cand", results)
     assert out["runtime"]["facts"]["precision"]["used"] == "bf16" and out["runtime"]["stored_precision"] == "f32"
-    assert out["runtime"]["note"] == ("cand: the F32 file ran in bf16 under openvino 2026.4.1, its default on this CPU "
-                                      "(precision auto; on another CPU it may pick another), so its verdict holds where "
-                                      "openvino runs it in bf16; its vectors and speed are those of bf16 arithmetic.")
+    assert out["runtime"]["note"] == ("cand: the F32 file ran in bf16 under openvino 2026.4.1, its default on this "
+                                      "CPU (precision auto; on another CPU it may pick another), so its verdict holds "
+                                      "where openvino runs it in bf16; its vectors and speed are those of bf16 "
+                                      "arithmetic.")
     assert out["verdict"]["scope"] is None  # the scope names INT8 instruction paths only
     assert compare(params, "ref", results)["runtime"]["note"] is None  # onnxruntime runs the file's own types
     params, results = _fabricate(tmp_path / "f32", perturb, runtimes=(ort, _ov("f32", "f32")))

@@ -15,9 +15,10 @@ import yaml
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
-from stages.lib import i18n, params as params_lib, reporting
-from stages.lib.diagnosis import diagnose
+from stages.lib import i18n, reporting
+from stages.lib import params as params_lib
 from stages.lib.corpus import sample_texts
+from stages.lib.diagnosis import diagnose
 from stages.lib.errors import UserError
 from stages.lib.machine import detect
 from stages.lib.outputs import write_json

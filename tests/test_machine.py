@@ -60,7 +60,8 @@ def test_parse_cpuinfo_reads_the_first_cpu_and_folds_aliases():
 
 def test_detect_is_stable_and_timing_facts_extend_embed_facts(monkeypatch):
     monkeypatch.delenv(machine.OVERRIDE_ENV, raising=False)
-    monkeypatch.setattr(machine, "_cpu_brand_and_flags", lambda: ("Test CPU 9000", {"avx2", "fma", "aes", "avx512_vnni"}))
+    monkeypatch.setattr(machine, "_cpu_brand_and_flags",
+                        lambda: ("Test CPU 9000", {"avx2", "fma", "aes", "avx512_vnni"}))
     first, second = machine.detect(), machine.detect()
     assert first == second  # the same machine gives the same bytes: nothing reruns
     embed, timing = first["embed"], first["timing"]
@@ -127,7 +128,8 @@ def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkey
 
 def test_load_monitor_tells_our_cpu_from_other_processes():
     with machine.LoadMonitor() as idle_self:
-        child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"])
+        spin = "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"
+        child = subprocess.Popen([sys.executable, "-c", spin])
         child.wait()
     other = idle_self.summary(0.1)
     assert other["other_cpu_s"] > 0.5  # the child's busy second is someone else's CPU

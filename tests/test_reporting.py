@@ -171,12 +171,13 @@ def test_verdict_lines_name_their_scope_and_reasons_in_both_languages():
 
 def test_russian_leaves_no_english_prose():
     ru = reporting.render(five_candidates(), "text", "ru")
-    english = {w for w in re.findall(r"[a-z]{5,}", reporting.render(five_candidates(), "text", "en"))}
+    english = set(re.findall(r"[a-z]{5,}", reporting.render(five_candidates(), "text", "en")))
     # what may stay English: data (model, corpus, op and provider names, machine facts) and params keys
-    allowed = ({w for w in re.findall(r"[a-z]{5,}", json.dumps(five_candidates()))}
-               | {"reduce", "range", "channel", "nodes", "exclude", "speedup_blocks", "results", "plots"}  # params keys, paths
+    allowed = (set(re.findall(r"[a-z]{5,}", json.dumps(five_candidates())))
+               # params keys, paths
+               | {"reduce", "range", "channel", "nodes", "exclude", "speedup_blocks", "results", "plots"}
                | {w for p in reporting.PICTURES for w in re.findall(r"[a-z]{5,}", p)})
-    leftover = {w for w in re.findall(r"[a-z]{5,}", ru)} & english - allowed
+    leftover = set(re.findall(r"[a-z]{5,}", ru)) & english - allowed
     assert not leftover, leftover
 
 
@@ -233,7 +234,8 @@ def test_ranking_is_verdict_then_measurable_quality_loss_then_speed_tier_then_si
     assert _ranked({"fast-fail": ("FAIL", 0.01, 3.0, 0.1, 1.0), "warn": ("WARN", 0.01, 1.0, 0.1, 1.0),
                     "pass-lossy-fast": ("PASS", -0.001, 3.0, 0.1, 1.0),   # a measurable nDCG loss ranks below no loss
                     "pass-slow": ("PASS", 0.02, 1.1, 0.05, 1.0), "pass-fast": ("PASS", 0.001, 1.9, 0.05, 1.0),
-                    "pass-fast-small": ("PASS", 0.001, 1.85, 0.05, 4.0), "pass-unmeasured": ("PASS", None, 9.0, 0.1, 1.0),
+                    "pass-fast-small": ("PASS", 0.001, 1.85, 0.05, 4.0),
+                    "pass-unmeasured": ("PASS", None, 9.0, 0.1, 1.0),
                     "pass-no-speed": ("PASS", 0.001, None, 0, 9.0)}) == [
         "pass-fast-small", "pass-fast", "pass-slow", "pass-no-speed", "pass-unmeasured", "pass-lossy-fast", "warn",
         "fast-fail"]
@@ -258,7 +260,8 @@ def test_tied_candidates_rank_by_size_whatever_their_point_estimates(a_speed, b_
 
 
 def test_a_measurably_faster_candidate_is_not_tied_with_a_smaller_one():
-    assert _ranked({"small": ("PASS", 0.01, 1.5, 0.05, 4.0), "fast": ("PASS", 0.01, 2.0, 0.05, 1.3)}) == ["fast", "small"]
+    ranked = _ranked({"small": ("PASS", 0.01, 1.5, 0.05, 4.0), "fast": ("PASS", 0.01, 2.0, 0.05, 1.3)})
+    assert ranked == ["fast", "small"]
 
 
 def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():

@@ -1,7 +1,6 @@
 """runtimes.py: onnxruntime and OpenVINO behind one runner interface, on tiny onnx.helper models.
 Agreement against onnxruntime and numpy, precision read back from the compiled model, the one-line
 errors; timing across runtimes is checked by structure, never by wall clock."""
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ from scipy import stats
 from stages.lib import timing
 from stages.lib.errors import UserError
 
-
 # ---------------------------------------------------------------- the interval
 
 def _coverage(rng, sims: int, k: int, r: int, offsets, sd_round: float, truth: float) -> tuple[float, float]:
@@ -135,7 +134,8 @@ def test_two_speed_states_are_found_and_each_gets_its_speedup():
     run = []
     for b in range(6):
         slow = b >= 3
-        run += [p for p in _two_model_run(1, 1.85 if slow else 2.1, lambda _: 13.0 if slow else 9.0)]
+        ref_ms = 13.0 if slow else 9.0
+        run += list(_two_model_run(1, 1.85 if slow else 2.1, lambda _, ms=ref_ms: ms))
         for p in run[-6:]:
             p["block"] = b
     results = timing.speedup_results(run, "ref", 0.95, 0.10)

@@ -22,6 +22,7 @@ from .errors import UserError
 from .machine import LoadMonitor
 from .progress import Progress
 
+
 @dataclass(frozen=True)
 class Latency:
     """Summary of timing samples in milliseconds; std is the sample std (ddof=1)."""
@@ -29,7 +30,7 @@ class Latency:
     samples_ms: tuple
 
     @classmethod
-    def from_seconds(cls, samples) -> "Latency":
+    def from_seconds(cls, samples) -> Latency:
         return cls(tuple(float(s) * 1e3 for s in samples))
 
     def summary(self) -> dict:
@@ -157,7 +158,8 @@ def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng, progress: Pro
     repeat, _ = measure(call, feeds, s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
     progress.update()
     latency = {**Latency.from_seconds(samples).summary(), "capped": capped, "texts": len(feeds),
-               "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
+               "text_order_sha256": hashlib.sha256(
+                   json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
                "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
                "repeatability": repeatability(samples, repeat, s.noise_tolerance),
                "samples_ms": [x * 1e3 for x in samples], "samples_ms_repeat": [x * 1e3 for x in repeat]}

@@ -7,11 +7,19 @@ import numpy as np
 
 from .corpus import load_corpus
 from .errors import UserError
-from .layout import RESULTS, Results
 from .i18n import msg, render
+from .layout import RESULTS, Results
 from .machine import label as machine_label
-from .metrics import (cosine_agreement, linear_cka, norms, paired_delta, retrieval_per_query,
-                      row_cosine, scan_rankings, similarity_agreement)
+from .metrics import (
+    cosine_agreement,
+    linear_cka,
+    norms,
+    paired_delta,
+    retrieval_per_query,
+    row_cosine,
+    scan_rankings,
+    similarity_agreement,
+)
 from .outputs import read_json
 from .verdict import Reason, decide
 
@@ -119,7 +127,8 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
     texts_sha256 = corpus.sha256()  # reads every corpus file: once
     for model, e in ((ref_name, ref), (name, emb)):
         if e["manifest"]["texts_sha256"] != texts_sha256:
-            raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; rerun embed@{model}")
+            raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; "
+                            f"rerun embed@{model}")
     inv = ref["manifest"]["batch_invariance"]
     if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:
         raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
@@ -231,6 +240,7 @@ def headline_metrics(result: dict, inspect: dict, bench: dict, batch_size: int) 
     out.update({**{m: _rounded(result["task"][m], 4) for m in ("ndcg@10", "mrr@10", "recall@10")},
                 "p50_ms": _rounded(bench["latency_b1"]["p50_ms"], 3),
                 f"texts_per_s@{main_bs}": _rounded(tput[main_bs]["sorted"]["texts_per_s"], 1),
-                "size_mb": _rounded(inspect["size"]["total_bytes"] / 1e6, 2), "parameters": inspect["parameters"]["count"],
+                "size_mb": _rounded(inspect["size"]["total_bytes"] / 1e6, 2),
+                "parameters": inspect["parameters"]["count"],
                 "machine": result["machines"]["benchmark"]["id"]})
     return out

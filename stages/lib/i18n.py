@@ -114,7 +114,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                               "not comparable:",
                               "Эмбеддинги считали на {n} разных машинах; числа с разных машин несравнимы:"),
     "note.machine_tag": ("{tag} = {machine}: {used}", "{tag} = {machine}: {used}"),
-    "note.provider": ("Provider: {provider}, intra-op threads: {threads}.", "Провайдер: {provider}, потоков: {threads}."),
+    "note.provider": ("Provider: {provider}, intra-op threads: {threads}.",
+                      "Провайдер: {provider}, потоков: {threads}."),
     "note.latency_method": (
         "Latency: batch 1 on real corpus texts after warmup, each model in its own process (run-to-run: "
         "difference of two back-to-back runs' medians; others' CPU: share of all cores other processes used "

@@ -73,7 +73,8 @@ def quantization_format(ops: Counter, dtype_bytes: dict[str, int], initializer_n
     return "none"
 
 
-DYNAMIC_ACTIVATION_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM"}
+DYNAMIC_ACTIVATION_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+                          "DynamicQuantizeLSTM"}
 
 
 def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:

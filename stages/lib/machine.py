@@ -217,7 +217,7 @@ class LoadMonitor:
 
     MIN_SECONDS = 0.5
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> LoadMonitor:
         import psutil
 
         self._proc = psutil.Process()
@@ -226,7 +226,8 @@ class LoadMonitor:
 
     @staticmethod
     def _busy(times) -> float:
-        return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(times, f))
+        fields = ("user", "nice", "system", "irq", "softirq", "steal")
+        return sum(getattr(times, f) for f in fields if hasattr(times, f))
 
     def _own(self) -> float:
         t = self._proc.cpu_times()  # every thread of this process (onnxruntime's pool included)

@@ -168,7 +168,8 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
     }, ref_top, cand_top
 
 
-RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1", "recall@10": "recall_10"}
+RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1",
+                      "recall@10": "recall_10"}
 
 
 def retrieval_per_query(rankings: np.ndarray, relevant) -> dict[str, np.ndarray]:

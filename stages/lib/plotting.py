@@ -74,7 +74,8 @@ def cosine(report: dict, lang: str) -> bytes:
     uneven, finer near 1, so they are drawn as categories). Unrelated models are left out."""
     plt, (fig, ax) = _figure()
     cands = [(n, m["comparison"]["agreement"]["cosine"]) for n, m in report["models"].items()
-             if m.get("comparison") and m["comparison"]["relation"]["related"] and "cosine" in m["comparison"]["agreement"]]
+             if m.get("comparison") and m["comparison"]["relation"]["related"]
+             and "cosine" in m["comparison"]["agreement"]]
     if cands:
         edges = cands[0][1]["histogram"]["edges"]
         labels = [f"{lo:g}-{min(hi, 1):g}" for lo, hi in zip(edges[:-1], edges[1:])]

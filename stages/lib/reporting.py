@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from .i18n import msg, render as render_msg, t
+from .i18n import msg, t
+from .i18n import render as render_msg
 from .layout import RESULTS, Results
-from .machine import int8_family, label as machine_label, load_cell
+from .machine import int8_family, load_cell
+from .machine import label as machine_label
 from .outputs import read_json
 from .plotting import PLOTS
 
@@ -59,8 +61,9 @@ def build_report(params, results: Results = RESULTS) -> dict:
             models[name]["diagnosis"] = diagnosis_summary(read_json(results.diagnose(name)))
     here = read_json(results.machine("timing"))
     order = ranking(models, params.reference)
-    return {"ranking": order, "recommended": order[0] if order and models[order[0]]["comparison"]["verdict"]["status"]
-            == "PASS" else None, "schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
+    best_passes = bool(order) and models[order[0]]["comparison"]["verdict"]["status"] == "PASS"
+    return {"ranking": order, "recommended": order[0] if best_passes else None, "schema_version": SCHEMA_VERSION,
+            "reference": params.reference, "corpus": params.corpus,
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
             "busy_tolerance": params.benchmark.busy_tolerance, "language": params.report.language,
             "batch_size": params.embed.batch_size,
@@ -151,7 +154,8 @@ def plot_series(report: dict) -> dict[str, list[dict]]:
         for row in m["benchmark"]["throughput"]:
             for order in ("sorted", "unsorted"):
                 throughput.append({"series": f"{name} {order}", "batch_size": row["batch_size"],
-                                   "texts_per_s": row[order]["texts_per_s"], "tokens_per_s": row[order]["tokens_per_s"]})
+                                   "texts_per_s": row[order]["texts_per_s"],
+                                   "tokens_per_s": row[order]["tokens_per_s"]})
     return {"latency.json": latency, "throughput.json": throughput}
 
 
@@ -180,7 +184,7 @@ NAME_WIDTH = 14
 
 def short_names(names: list[str], width: int = NAME_WIDTH) -> dict[str, str]:
     """name -> label of at most `width` characters, unique, the same in every table; names that fit stay."""
-    out, used = {}, set(n for n in names if len(n) <= width)
+    out, used = {}, {n for n in names if len(n) <= width}
     for name in names:
         if len(name) <= width:
             out[name] = name
@@ -308,7 +312,8 @@ def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
         return _para(ctx, ctx.t(one, machine=entry["description"]), bullet=True)
     lines = _para(ctx, "[!] " + ctx.t(many, n=len(kind)), bullet=True)
     for tag, entry in kind.items():
-        used = ", ".join(f"{ctx.n(u.rsplit(' ', 1)[0])} {ctx.t('role.' + u.rsplit(' ', 1)[1])}" for u in entry["used_by"])
+        used = ", ".join(f"{ctx.n(u.rsplit(' ', 1)[0])} {ctx.t('role.' + u.rsplit(' ', 1)[1])}"
+                         for u in entry["used_by"])
         lines += _para(ctx, ctx.t("note.machine_tag", tag=tag, machine=entry["description"], used=used),
                        bullet=True, indent=1)
     return lines
@@ -342,7 +347,8 @@ def section_info(report: dict, ctx: Ctx) -> list[str]:
                       ctx.t("cell.yes") if emb["normalize"] else ctx.t("cell.no"), emb["max_length"],
                       ", ".join(f"{k} {v}" for k, v in m["opset"].items())])
     rows3 = [[ctx.n(n), recipe_cell(m.get("recipe")), ctx.t(f"act.{m.get('activations') or 'unknown'}"),
-              ctx.t("cell.calibration", n=m["calibration"]["texts"], overlap=m["calibration"]["overlap_with_evaluation"])
+              ctx.t("cell.calibration", n=m["calibration"]["texts"],
+                    overlap=m["calibration"]["overlap_with_evaluation"])
               if m.get("calibration") else "-"] for n, m in report["models"].items()]
     return (_table(ctx, rows, [ctx.t(k) for k in ("col.model", "col.format", "col.size_mb", "col.graph_ext",
                                                   "col.parameters", "col.vs_ref_size")])
@@ -366,7 +372,8 @@ def recipe_cell(recipe: dict | None) -> str:
         if "Gather" in recipe["op_types"]:
             parts.append("+Gather")
     if recipe["method"] == "int4":
-        parts.append(f"block {recipe['block_size']}" + (f", acc {recipe['accuracy_level']}" if recipe["accuracy_level"] else ""))
+        accuracy = f", acc {recipe['accuracy_level']}" if recipe["accuracy_level"] else ""
+        parts.append(f"block {recipe['block_size']}{accuracy}")
     if recipe.get("nodes_to_exclude"):
         parts.append(f"-{len(recipe['nodes_to_exclude'])} nodes")
     return " ".join(parts)
@@ -563,7 +570,8 @@ def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
             "speedup": sp["speedup"], "size": _size_msg(c["size"]["ratio"])}
     scope = c["verdict"].get("scope_code")
     if c["verdict"]["status"] == "PASS":
-        codes = [msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope else msg("ship.pass", **args)]
+        codes = [msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope
+                 else msg("ship.pass", **args)]
         tied = [n for n in _tied_with_best(report) if n != best]
         if tied:
             codes.append(msg("ship.tied", name=best, others=", ".join(

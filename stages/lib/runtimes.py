@@ -146,7 +146,8 @@ class OpenVinoRunner(Runner):
         self._facts_read = {
             "version": ov.__version__.split("-")[0],  # the release, as the machine facts name it
             "build": ov.get_version(),
-            "precision": {"requested": precision, "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
+            "precision": {"requested": precision,
+                          "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
             # read back: what the compiled model uses, set or not; OpenVINO has no inter-op setting
             "threads": {"intra_op": self.compiled.get_property("INFERENCE_NUM_THREADS"), "inter_op": "not applicable"},
             "device_name": core.get_property("CPU", "FULL_DEVICE_NAME"),

@@ -109,7 +109,8 @@ def in_fresh_process(job: Job) -> dict:
     return payload
 
 
-def run_schedule(plan: list[list[tuple[str, str]]], make_job, label: str | None = None, runner=in_fresh_process) -> list[dict]:
+def run_schedule(plan: list[list[tuple[str, str]]], make_job, label: str | None = None,
+                 runner=in_fresh_process) -> list[dict]:
     """Every process of every block, in order: (block, position, role, model, seconds since the
     first process started, its result). `runner(job)` is in_fresh_process (tests may pass another)."""
     total = sum(len(b) for b in plan)

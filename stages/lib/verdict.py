@@ -15,7 +15,7 @@ class Reason(str):
 
     code: dict
 
-    def __new__(cls, key: str, **args) -> "Reason":
+    def __new__(cls, key: str, **args) -> Reason:
         code = msg(key, **args)
         obj = super().__new__(cls, render(code, "en"))
         obj.code = code
