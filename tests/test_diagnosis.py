@@ -117,7 +117,7 @@ def test_reference_and_pass_are_skipped_without_opening_a_model(tmp_path):
     params = _params(tmp_path, {"ref": tmp_path / "missing", "cand": tmp_path / "missing-too"})
     for name, verdict, key in (("ref", None, "diag.skip_reference"), ("cand", "PASS", "diag.skip_pass")):
         result = diagnose(params, name, verdict)
-        assert result["status"] == "skipped" and result["reason"]["key"] == key and "tensors" not in result
+        assert result["status"] == "skipped" and result["reason"].key == key and "tensors" not in result
     with pytest.raises(UserError, match="missing"):
         diagnose(params, "cand", "FAIL")  # a non-PASS candidate does open it
 
@@ -126,7 +126,7 @@ def test_a_graph_that_is_not_a_copy_is_not_comparable(tmp_path):
     tiny.build_layers(tmp_path / "ref")
     tiny.build_layers(tmp_path / "other", prefix="other/")
     result = diagnose(_params(tmp_path, {"ref": tmp_path / "ref", "other": tmp_path / "other"}), "other", "FAIL")
-    assert result["status"] == "not_comparable" and result["reason"]["key"] == "diag.no_match"
+    assert result["status"] == "not_comparable" and result["reason"].key == "diag.no_match"
     assert "4 weighted layers" in result["reason_text"]
 
 

@@ -54,7 +54,7 @@ def test_int8_advice_points_at_the_other_path():
     assert "Here reduce_range would only cost accuracy" in _advice("AVX-VNNI", None)
     assert "16-битных" in _advice("AVX2 only (no VNNI)", None, "ru")
     unknown = int8_path_advice("c", None, None)
-    assert [code["key"] for _, code in unknown] == ["rec.int8_unknown"]
+    assert [code.key for _, codes in unknown for code in codes] == ["rec.int8_unknown"]
 
 
 # ---------------------------------------------------------------- rendering a fixed report
@@ -254,8 +254,8 @@ def test_tied_candidates_rank_by_size_whatever_their_point_estimates(a_speed, b_
             m["comparison"]["task_delta"]["ndcg@10"]["relative"] = 0.0
     report = {"models": models, "ranking": reporting.ranking(models, "ref")}
     marker, codes = reporting.ship_line(report)
-    assert marker == "[+]" and codes[0]["args"]["name"] == "int8-emb"
-    assert codes[1]["key"] == "ship.tied" and codes[1]["args"]["others"] == f"int8-pc {a_speed:.2f}x"
+    assert marker == "[+]" and codes[0].args["name"] == "int8-emb"
+    assert codes[1].key == "ship.tied" and codes[1].args["others"] == f"int8-pc {a_speed:.2f}x"
     assert "picked as the smallest on disk" in i18n.render(codes[1], "en")
 
 
@@ -268,13 +268,13 @@ def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
     r = five_candidates()
     marker, codes = reporting.ship_line(r)
     code = codes[0]
-    assert marker == "[+]" and code["args"]["name"] == r["ranking"][0] and code["key"] == "ship.pass_scope"
+    assert marker == "[+]" and code.args["name"] == r["ranking"][0] and code.key == "ship.pass_scope"
     assert i18n.render(code, "en").startswith(f"Ship {r['ranking'][0]}: PASS")
     for n in r["ranking"]:
         r["models"][n]["comparison"]["verdict"]["status"] = "WARN"
     r["models"]["int8-pt"]["recipe"] = {"method": "dynamic", "per_channel": False}
     r["ranking"] = ["int8-pt"] + [n for n in r["ranking"] if n != "int8-pt"]
-    marker, code = reporting.ship_line(r)
+    marker, (code,) = reporting.ship_line(r)
     text = i18n.render(code, "en")
     assert marker == "[!]" and text.startswith("No candidate passes. The closest is int8-pt (WARN")
     assert "per-channel weights" in text and "веса per-channel" in i18n.render(code, "ru")

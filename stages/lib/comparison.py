@@ -7,7 +7,7 @@ import numpy as np
 
 from .corpus import load_corpus
 from .errors import UserError
-from .i18n import msg, render
+from .i18n import Message, msg
 from .layout import RESULTS, Results
 from .machine import label as machine_label
 from .metrics import (
@@ -21,7 +21,8 @@ from .metrics import (
     similarity_agreement,
 )
 from .outputs import read_json
-from .verdict import Reason, decide
+from .status import Status
+from .verdict import decide
 
 
 def load_embeddings(folder: Path) -> dict:
@@ -87,10 +88,9 @@ def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> tuple[dict, 
 
 
 INT8_KERNEL_FORMATS = ("QOperator", "QDQ", "4-bit")  # run on integer kernels chosen by instruction set
-VERDICT_NUMBER = {"PASS": 1, "WARN": 0, "FAIL": -1}  # for `dvc metrics diff`, where only numbers diff well
 
 
-def verdict_scope(quantization: str, embed_machine: dict | None) -> dict | None:
+def verdict_scope(quantization: str, embed_machine: dict | None) -> Message | None:
     """For INT8 kernels, the instruction path the verdict holds on (another path computes other
     numbers), as a message code; None for formats that do not run on INT8 kernels."""
     if quantization not in INT8_KERNEL_FORMATS:
@@ -114,8 +114,7 @@ def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> dict
         code = msg("rec.precision_auto" if requested == "auto" else "rec.precision_set", name=name,
                    stored=stored.upper(), used=used, runtime=facts["runtime"], version=facts["version"],
                    requested=requested)
-    note = render(code, "en") if code else None
-    return {"facts": facts, "stored_precision": stored, "note": note, "note_code": code}
+    return {"facts": facts, "stored_precision": stored, "note": code and code.text(), "note_code": code}
 
 
 def compare(params, name: str, results: Results = RESULTS) -> dict:
@@ -206,15 +205,14 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
     status, reasons = decide(flat, params.verdict, related)
     for key, reason in (("same_prompt", "reason.prompt_differ"), ("same_batches", "reason.batches_differ")):
         if not consistency[key]:
-            reasons.append(Reason(reason))
-            status = "WARN" if status == "PASS" else status
+            reasons.append(msg(reason))
+            status = Status.WARN if status == Status.PASS else status
     if not consistency["same_embed_machine"]:
-        reasons.append(Reason("reason.machines_differ", ref=machines["embed_reference"]["description"],
+        reasons.append(msg("reason.machines_differ", ref=machines["embed_reference"]["description"],
                               cand=machines["embed"]["description"]))
     scope = verdict_scope(inspect_cand["quantization"], mc.get("machine"))
-    out["verdict"] = {"status": status, "reasons": [str(r) for r in reasons],
-                      "reason_codes": [r.code for r in reasons],
-                      "scope": render(scope, "en") if scope else None, "scope_code": scope}
+    out["verdict"] = {"status": status, "reasons": [r.text() for r in reasons], "reason_codes": reasons,
+                      "scope": scope and scope.text(), "scope_code": scope}
     return out
 
 
@@ -232,7 +230,7 @@ def headline_metrics(result: dict, inspect: dict, bench: dict, batch_size: int) 
     out = {}
     if not result["is_reference"]:
         cos, sim = result["agreement"].get("cosine", {}), result["agreement"]["similarity"]
-        out.update({"verdict": VERDICT_NUMBER[result["verdict"]["status"]],
+        out.update({"verdict": Status(result["verdict"]["status"]).number,
                     "cosine_mean": _rounded(cos.get("mean"), 4),
                     "ndcg_change": _rounded(result["task_delta"]["ndcg@10"]["relative"], 4),
                     "cosine_p1": _rounded(cos.get("p1"), 4), "spearman": _rounded(sim["spearman"], 4),

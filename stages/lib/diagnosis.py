@@ -18,9 +18,10 @@ import numpy as np
 
 from .corpus import sample_texts
 from .embedding import Embedder, open_embedder
-from .i18n import msg, render
+from .i18n import msg
 from .onnxmodel import load_graph
 from .runtimes import FLOAT_TYPES
+from .status import Status
 
 FLOAT_NOISE = 1e-5  # float32 reordering alone gives relative errors below this: a rise to it is no jump
 
@@ -89,8 +90,9 @@ def find_jumps(rows: list[dict], factor: float, top: int) -> tuple[dict | None, 
 
 
 def _ended(base: dict, status: str, key: str, **args) -> dict:
-    code = msg(key, **args)
-    return {**base, "status": status, "reason": code, "reason_text": render(code, "en")}
+    """A diagnosis that stops early: why, as a message (and its English text for the JSON's readers)."""
+    reason = msg(key, **args)
+    return {**base, "status": status, "reason": reason, "reason_text": reason.text()}
 
 
 def diagnose(params, name: str, verdict: str | None, machine: dict | None = None) -> dict:
@@ -100,7 +102,7 @@ def diagnose(params, name: str, verdict: str | None, machine: dict | None = None
     base = {"model": name, "reference": params.reference, "verdict": verdict}
     if name == params.reference:
         return _ended(base, "skipped", "diag.skip_reference")
-    if verdict == "PASS":
+    if verdict == Status.PASS:
         return _ended(base, "skipped", "diag.skip_pass")
     runtimes = {params.model(n).runtime for n in (params.reference, name)}
     if runtimes != {"onnxruntime"}:  # OpenVINO compiles the graph: its intermediate tensors are not exposed

@@ -1,10 +1,15 @@
 """Every word the report prints, in English and Russian (`report.language`), in one catalog.
 
-Numbers and model names are never translated. Messages that are stored in JSON (verdict reasons,
-machine warnings) are kept as codes, `{"key": ..., "args": {...}}`, so any language can be
-rendered from them; their English text is stored beside them for people reading the JSON.
+Numbers and model names are never translated. A sentence the pipeline decides on (a verdict
+reason, its scope, a diagnosis outcome, a runtime note, a machine warning, a recommendation) is a
+`Message`: a catalog key plus its arguments, stored in JSON as `{"key": ..., "args": {...}}` so any
+language can be rendered from it; documents store its English text beside it for people reading
+the JSON.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from .machine import int8_family
 
@@ -366,9 +371,34 @@ def t(lang: str, key: str, **args) -> str:
     return MESSAGES[key][LANGUAGES.index(lang)].format(**args)
 
 
-def msg(key: str, **args) -> dict:
+@dataclass(frozen=True)
+class Message:
+    """A catalog key and its arguments: what the pipeline decided, rendered later in any language.
+    An argument may itself be a Message (a size phrase, a knob), rendered in the same language."""
+
+    key: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The stored form, {"key", "args"} (outputs.write_json calls it)."""
+        args = {k: v.to_dict() if isinstance(v, Message) else v for k, v in self.args.items()}
+        return {"key": self.key, "args": args}
+
+    @classmethod
+    def of(cls, stored: Message | dict) -> Message:
+        """A Message, from itself or from its stored form."""
+        if isinstance(stored, Message):
+            return stored
+        return cls(stored["key"], {k: cls.of(v) if isinstance(v, dict) and "key" in v else v
+                                   for k, v in stored["args"].items()})
+
+    def text(self, lang: str = "en") -> str:
+        return render(self, lang)
+
+
+def msg(key: str, **args) -> Message:
     """A message kept as a code, to be rendered in any language later."""
-    return {"key": key, "args": args}
+    return Message(key, args)
 
 
 def int8_path(support: str, lang: str = "en") -> str:
@@ -376,10 +406,11 @@ def int8_path(support: str, lang: str = "en") -> str:
     return t(lang, f"path.{int8_family(support)}", support=support)
 
 
-def render(code: dict, lang: str) -> str:
-    """A stored message code in `lang`. Args named `metric`, `kind`, `roles` and `support` are
-    translated or expanded (`support` -> `path`, the INT8 family in words)."""
-    args = dict(code["args"])
+def render(message: Message | dict, lang: str) -> str:
+    """A message (or its stored form) in `lang`. Args named `metric`, `kind`, `roles` and `support`
+    are translated or expanded (`support` -> `path`, the INT8 family in words)."""
+    message = Message.of(message)
+    args = dict(message.args)
     if "support" in args:
         args["path"] = int8_path(args["support"], lang)
     if "metric" in args:
@@ -387,8 +418,8 @@ def render(code: dict, lang: str) -> str:
     if "kind" in args:
         args["kind"] = t(lang, f"kind.{args['kind']}")
     for key, value in args.items():  # nested messages (a knob, a size phrase) render in the same language
-        if isinstance(value, dict) and "key" in value:
+        if isinstance(value, Message):
             args[key] = render(value, lang)
     if "roles" in args:  # [[role, tag], ...]
         args["used"] = ", ".join(t(lang, "role.on", role=t(lang, f"role.{r}"), tag=tag) for r, tag in args.pop("roles"))
-    return t(lang, code["key"], **args)
+    return t(lang, message.key, **args)

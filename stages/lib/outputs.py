@@ -34,7 +34,10 @@ def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
-    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing)."""
+    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing);
+    a typed record (a Message, a document) -> its to_dict()."""
+    if hasattr(obj, "to_dict"):
+        return _jsonable(obj.to_dict())
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -9,8 +9,7 @@ from __future__ import annotations
 import io
 
 from .i18n import t
-
-VERDICT_COLOURS = {"PASS": "#2e7d32", "WARN": "#ef6c00", "FAIL": "#c62828"}
+from .status import Status
 
 
 def _figure(width: float = 8.0, height: float = 4.8):
@@ -59,12 +58,12 @@ def tradeoff(report: dict, lang: str) -> bytes:
         x, y = sp["speedup"], 100 * d["relative"]
         ax.errorbar([x], [y], xerr=[[x - sp["ci_low"]], [sp["ci_high"] - x]],
                     yerr=[[y - 100 * d["relative_ci_low"]], [100 * d["relative_ci_high"] - y]],
-                    fmt="o", color=VERDICT_COLOURS[c["verdict"]["status"]], capsize=4)
+                    fmt="o", color=Status(c["verdict"]["status"]).colour, capsize=4)
         ax.annotate(f"{name} ({t(lang, 'status.' + c['verdict']['status'])})", (x, y), textcoords="offset points",
                     xytext=xytext, fontsize=9)
     ax.axvline(1.0, color="grey", lw=0.8)
     ax.axhline(0.0, color="grey", lw=0.8)
-    ax.axhline(-1.0, color=VERDICT_COLOURS["PASS"], lw=0.8, ls="--", label=t(lang, "fig.pass_line"))
+    ax.axhline(-1.0, color=Status.PASS.colour, lw=0.8, ls="--", label=t(lang, "fig.pass_line"))
     _label(ax, lang, "fig.speedup", "fig.ndcg_change", "fig.tradeoff", conf=conf)
     return _png(plt, fig)
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from .i18n import msg, t
+from .i18n import Message, msg, t
 from .i18n import render as render_msg
 from .layout import RESULTS, Results
 from .machine import int8_family, load_cell
 from .machine import label as machine_label
 from .outputs import read_json
 from .plotting import PLOTS
+from .status import BAD, GOOD, LOOK, Status
 
 SCHEMA_VERSION = 3
 
@@ -61,7 +62,7 @@ def build_report(params, results: Results = RESULTS) -> dict:
             models[name]["diagnosis"] = diagnosis_summary(read_json(results.diagnose(name)))
     here = read_json(results.machine("timing"))
     order = ranking(models, params.reference)
-    best_passes = bool(order) and models[order[0]]["comparison"]["verdict"]["status"] == "PASS"
+    best_passes = bool(order) and models[order[0]]["comparison"]["verdict"]["status"] == Status.PASS
     return {"ranking": order, "recommended": order[0] if best_passes else None, "schema_version": SCHEMA_VERSION,
             "reference": params.reference, "corpus": params.corpus,
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
@@ -75,7 +76,6 @@ SPEED_KEYS = ("speedup", "ci_low", "ci_high", "measurable", "method", "texts", "
 
 
 MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
-STATUS_RANK = {"PASS": 2, "WARN": 1, "FAIL": 0}
 
 
 def speed_tiers(names: list[str], speed: dict) -> dict[str, int]:
@@ -99,7 +99,7 @@ def speed_tiers(names: list[str], speed: dict) -> dict[str, int]:
 def _group(c: dict) -> tuple[int, bool]:
     """(verdict rank, no measurable nDCG@10 loss): candidates compete on speed only inside a group."""
     hi = c["task_delta"]["ndcg@10"]["relative_ci_high"]
-    return STATUS_RANK[c["verdict"]["status"]], hi is not None and hi >= 0
+    return Status(c["verdict"]["status"]).rank, hi is not None and hi >= 0
 
 
 def ranking(models: dict, reference: str) -> list[str]:
@@ -139,7 +139,7 @@ def machine_summary(models: dict, here: dict) -> dict:
     timing_ids = {v["id"] for v in out["timing"].values()}
     if here["id"] not in timing_ids:
         out["warning_codes"].append(msg("warn.elsewhere", machine=here["description"]))
-    out["warnings"] = [render_msg(code, "en") for code in out["warning_codes"]]
+    out["warnings"] = [code.text() for code in out["warning_codes"]]
     return out
 
 
@@ -251,7 +251,7 @@ def _related(m: dict) -> bool:
     return m["comparison"]["relation"]["related"]
 
 
-def _size_msg(ratio: float) -> dict:
+def _size_msg(ratio: float) -> Message:
     """'1.30x smaller' / 'same size' / '1.10x larger' as a message code (within 0.5 % is the same)."""
     if abs(ratio - 1) < 0.005:
         return msg("cell.same_size")
@@ -261,8 +261,8 @@ def _size_msg(ratio: float) -> dict:
 def _size_cell(ctx: Ctx, ratio: float) -> str:
     """'[+] 1.30x smaller' / 'same size' / '[-] 1.10x larger'."""
     code = _size_msg(ratio)
-    marker = "" if code["key"] == "cell.same_size" else ("[+] " if ratio > 1 else "[-] ")
-    return marker + render_msg(code, ctx.lang)
+    marker = "" if code.key == "cell.same_size" else (f"{GOOD} " if ratio > 1 else f"{BAD} ")
+    return marker + code.text(ctx.lang)
 
 
 def _interval(x: dict, digits: int = 2) -> str:
@@ -278,7 +278,7 @@ def _delta_cell(ctx: Ctx, d: dict) -> str:
 def _repeat_cell(ctx: Ctx, rep) -> str:
     if not rep:
         return ctx.t("cell.na")
-    return f"{rep['relative_difference']:.1%}" + (f" [!] {ctx.t('cell.noisy')}" if rep["noisy"] else "")
+    return f"{rep['relative_difference']:.1%}" + (f" {LOOK} {ctx.t('cell.noisy')}" if rep["noisy"] else "")
 
 
 def _overlap(a: dict | None, b: dict | None) -> bool:
@@ -300,9 +300,10 @@ def _states_note(ctx: Ctx, states: dict) -> list[str]:
     if states["threshold_ms"] is None:
         return []
     n = {k: states["blocks"].count(k) for k in ("fast", "slow", "mixed")}
-    return _para(ctx, "[!] " + ctx.t("note.states", fast=states["state_ms"]["fast"], slow=states["state_ms"]["slow"],
-                                     threshold=states["threshold_ms"], n=len(states["blocks"]), fast_n=n["fast"],
-                                     slow_n=n["slow"], mixed=n["mixed"]), bullet=True)
+    note = ctx.t("note.states", fast=states["state_ms"]["fast"], slow=states["state_ms"]["slow"],
+                 threshold=states["threshold_ms"], n=len(states["blocks"]), fast_n=n["fast"], slow_n=n["slow"],
+                 mixed=n["mixed"])
+    return _para(ctx, f"{LOOK} {note}", bullet=True)
 
 
 def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
@@ -310,7 +311,7 @@ def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
     if len(kind) == 1:
         (entry,) = kind.values()
         return _para(ctx, ctx.t(one, machine=entry["description"]), bullet=True)
-    lines = _para(ctx, "[!] " + ctx.t(many, n=len(kind)), bullet=True)
+    lines = _para(ctx, f"{LOOK} " + ctx.t(many, n=len(kind)), bullet=True)
     for tag, entry in kind.items():
         used = ", ".join(f"{ctx.n(u.rsplit(' ', 1)[0])} {ctx.t('role.' + u.rsplit(' ', 1)[1])}"
                          for u in entry["used_by"])
@@ -329,7 +330,7 @@ def section_header(report: dict, ctx: Ctx) -> list[str]:
     if shortened:
         out += _para(ctx, ctx.t("head.short_names", pairs="; ".join(shortened)))
     for code in report["machines"]["warning_codes"]:
-        out += _para(ctx, "[!] " + render_msg(code, ctx.lang), bullet=True)
+        out += _para(ctx, f"{LOOK} " + render_msg(code, ctx.lang), bullet=True)
     return out
 
 
@@ -415,7 +416,7 @@ def section_perf(report: dict, ctx: Ctx) -> list[str]:
     out += _para(ctx, ctx.t("note.latency_method", conf=ctx.conf, blocks=blocks), bullet=True)
     if control:
         line = ctx.t("note.control", x=control["speedup"], lo=control["ci_low"], hi=control["ci_high"])
-        out += _para(ctx, line + (f" [!] {ctx.t('note.control_bad')}" if control["measurable"] else ""), bullet=True)
+        out += _para(ctx, line + (f" {LOOK} {ctx.t('note.control_bad')}" if control["measurable"] else ""), bullet=True)
         out += _states_note(ctx, control["states"])
     out.append("")
     out += _picture(ctx, ctx.t("fig.latency"), "latency.png") + _picture(ctx, ctx.t("fig.throughput"), "throughput.png")
@@ -501,19 +502,16 @@ def _snippets(report: dict, ctx: Ctx, cands: list[str]) -> list[str]:
                      + [ctx.n(n) for n in cands]))
 
 
-MARKERS = {"PASS": "[+]", "WARN": "[!]", "FAIL": "[-]"}
-
-
 def section_verdict(report: dict, ctx: Ctx) -> list[str]:
     out = []
     for n in _cands(report):
         v = report["models"][n]["comparison"]["verdict"]
-        status = ctx.t(f"status.{v['status']}")
+        marker, status = Status(v["status"]).marker, ctx.t(f"status.{v['status']}")
         if v.get("scope_code"):
-            line = ctx.t("note.verdict_scope", marker=MARKERS[v["status"]], name=n, status=status,
+            line = ctx.t("note.verdict_scope", marker=marker, name=n, status=status,
                          scope=render_msg(v["scope_code"], ctx.lang))
         else:
-            line = ctx.t("note.verdict", marker=MARKERS[v["status"]], name=n, status=status)
+            line = ctx.t("note.verdict", marker=marker, name=n, status=status)
         out += _para(ctx, line, bullet=True)
         for code in v["reason_codes"]:
             out += _para(ctx, ("" if ctx.fmt == "md" else "    - ") + render_msg(code, ctx.lang), bullet=True, indent=1)
@@ -524,18 +522,18 @@ def section_verdict(report: dict, ctx: Ctx) -> list[str]:
 
 def _speed_cell(ctx: Ctx, sp: dict) -> str:
     if sp["ci_low"] is not None and sp["ci_low"] > 1:
-        return f"[+] {ctx.t('cell.faster', x=sp['speedup'])}"
+        return f"{GOOD} {ctx.t('cell.faster', x=sp['speedup'])}"
     if sp["ci_high"] is not None and sp["ci_high"] < 1:
-        return f"[-] {ctx.t('cell.slower', x=1 / sp['speedup'])}"
-    return f"[!] {ctx.t('cell.no_difference', x=sp['speedup'])}"
+        return f"{BAD} {ctx.t('cell.slower', x=1 / sp['speedup'])}"
+    return f"{LOOK} {ctx.t('cell.no_difference', x=sp['speedup'])}"
 
 
 def _quality_cell(ctx: Ctx, d: dict) -> str:
     if d["relative"] is None or d["relative_ci_high"] is None:
-        return f"[!] {ctx.t('cell.unmeasurable')}"
+        return f"{LOOK} {ctx.t('cell.unmeasurable')}"
     if d["relative_ci_high"] < 0:
-        return f"[-] {d['relative']:+.2%} ({ctx.t('cell.lower')})"
-    return f"[+] {d['relative']:+.2%} ({ctx.t('cell.not_lower')})"
+        return f"{BAD} {d['relative']:+.2%} ({ctx.t('cell.lower')})"
+    return f"{GOOD} {d['relative']:+.2%} ({ctx.t('cell.not_lower')})"
 
 
 def section_summary(report: dict, ctx: Ctx) -> list[str]:
@@ -551,32 +549,32 @@ def section_summary(report: dict, ctx: Ctx) -> list[str]:
                      _size_cell(ctx, c["size"]["ratio"])])
     out = _table(ctx, rows, ["#"] + [ctx.t(k) for k in ("col.candidate", "col.verdict", "col.quality", "col.cosine",
                                                         "col.speed_b1", "col.size_vs_ref")], keep=2)
-    marker, codes = ship_line(report)
-    out += _para(ctx, f"{marker} " + " ".join(render_msg(c, ctx.lang) for c in _as_list(codes)), bullet=True) + [""]
+    out += _advice_lines(ctx, [ship_line(report)]) + [""]
     return out + _picture(ctx, ctx.t("fig.tradeoff", conf=ctx.conf), "tradeoff.png")
 
 
-def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
+def ship_line(report: dict) -> Advice:
     """The answer to "which one should I ship?": the best-ranked PASS, or why none, and the knob
     the evidence points to. When other PASS candidates are tied with it (same quality group, speeds
     not measurably different), the line names them and the rule that picked it (ranking)."""
     models, order = report["models"], report["ranking"]
     if not order:
-        return "[!]", msg("ship.none_to_rank")
+        return LOOK, [msg("ship.none_to_rank")]
     best = order[0]
     c = models[best]["comparison"]
     d, sp = c["task_delta"]["ndcg@10"], c["speed"]["latency_b1"]
     args = {"name": best, "ndcg": d["relative"] if d["relative"] is not None else float("nan"),
             "speedup": sp["speedup"], "size": _size_msg(c["size"]["ratio"])}
     scope = c["verdict"].get("scope_code")
-    if c["verdict"]["status"] == "PASS":
-        codes = [msg("ship.pass_scope", support=scope["args"]["support"], **args) if scope
+    scope = scope and Message.of(scope)
+    if c["verdict"]["status"] == Status.PASS:
+        codes = [msg("ship.pass_scope", support=scope.args["support"], **args) if scope
                  else msg("ship.pass", **args)]
         tied = [n for n in _tied_with_best(report) if n != best]
         if tied:
             codes.append(msg("ship.tied", name=best, others=", ".join(
                 f"{n} {models[n]['comparison']['speed']['latency_b1']['speedup']:.2f}x" for n in tied)))
-        return "[+]", codes
+        return GOOD, codes
     recipe = models[best].get("recipe") or {}
     support = models[best]["machines"]["embed"]["int8_support"] or ""
     if recipe.get("method") in ("dynamic", "static") and not recipe.get("per_channel"):
@@ -585,7 +583,7 @@ def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
         knob = "reduce_range"
     else:
         knob = "nodes_to_exclude"
-    return "[!]", msg("ship.none", status=c["verdict"]["status"], knob=msg(f"knob.{knob}"), **args)
+    return LOOK, [msg("ship.none", status=c["verdict"]["status"], knob=msg(f"knob.{knob}"), **args)]
 
 
 def _tied_with_best(report: dict) -> list[str]:
@@ -596,16 +594,17 @@ def _tied_with_best(report: dict) -> list[str]:
     return [n for n in members if tiers[n] == tiers[order[0]]]
 
 
-def _as_list(codes: dict | list[dict]) -> list[dict]:
-    return codes if isinstance(codes, list) else [codes]
+def _advice_lines(ctx: Ctx, advice: list[Advice]) -> list[str]:
+    """One bullet per piece of advice: its marker, then its sentences."""
+    return [line for marker, codes in advice
+            for line in _para(ctx, f"{marker} " + " ".join(c.text(ctx.lang) for c in codes), bullet=True)]
 
 
 def section_recommendations(report: dict, ctx: Ctx) -> list[str]:
-    out = []
-    for marker, codes in recommendations(report):
-        out += _para(ctx, f"{marker} " + " ".join(render_msg(code, ctx.lang) for code in _as_list(codes)), bullet=True)
-    return out
+    return _advice_lines(ctx, recommendations(report))
 
+
+Advice = tuple[str, list[Message]]  # a marker (GOOD, BAD, LOOK) and the sentences of one recommendation
 
 SECTIONS = [("INFO", section_info), ("PERF", section_perf), ("QUALITY", section_quality), ("VERDICT", section_verdict),
             ("SUMMARY", section_summary), ("RECOMMENDATIONS", section_recommendations)]
@@ -626,60 +625,62 @@ def render(report: dict, fmt: str = "text", lang: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
-    """(marker, message code or codes of one sentence group): what to do next, from the evidence."""
+def recommendations(report: dict) -> list[Advice]:
+    """What to do next, from the evidence: the ship line first, then one piece of advice per finding."""
     out = [ship_line(report)]
     models = report["models"]
     for entry in report["machines"]["timing"].values():
         support = entry["int8_support"] or "unknown"
         if int8_family(support) == "avx2" or support == "none detected":
-            out.append(("[!]", msg("rec.avx2_speed", machine=entry["description"], support=support)))
+            out.append((LOOK, [msg("rec.avx2_speed", machine=entry["description"], support=support)]))
     for n, m in models.items():
         rep = m["benchmark"]["latency_b1"].get("repeatability")
         if rep and rep["noisy"]:
-            out.append(("[!]", msg("rec.noisy", name=n, diff=rep["relative_difference"], tol=rep["tolerance"])))
+            out.append((LOOK, [msg("rec.noisy", name=n, diff=rep["relative_difference"], tol=rep["tolerance"])]))
         busy = [role for role, load in m["load"].items() if load and load.get("busy")]
         if busy:
-            out.append(("[!]", msg("rec.busy", name=n, parts=", ".join(busy), tol=report["busy_tolerance"],
-                                   stage="speedup" if busy[0] == "speedup" else f"{busy[0]}@{n}")))
+            out.append((LOOK, [msg("rec.busy", name=n, parts=", ".join(busy), tol=report["busy_tolerance"],
+                                    stage="speedup" if busy[0] == "speedup" else f"{busy[0]}@{n}")]))
     # a runtime that computed in another precision than the file stores (OpenVINO bf16): say it plainly
-    out.extend(("[!]", m["runtime"]["note_code"]) for m in models.values() if (m.get("runtime") or {}).get("note_code"))
+    out.extend((LOOK, [Message.of(m["runtime"]["note_code"])]) for m in models.values()
+               if (m.get("runtime") or {}).get("note_code"))
     for n in _cands(report):
         c = models[n]["comparison"]
         inv = models[n]["embedding"]["batch_invariance"]
         if inv.get("min") is not None and inv["min"] < report["batch_invariance_min"]:
             expected = models[n].get("activations") == "dynamic"
-            out.append(("[!]", msg("rec.batch_mates" if expected else "rec.batch_mates_unexpected", name=n,
-                                   min=inv["min"], mean=inv["mean"], activations=models[n].get("activations"))))
+            out.append((LOOK, [msg("rec.batch_mates" if expected else "rec.batch_mates_unexpected", name=n,
+                                    min=inv["min"], mean=inv["mean"], activations=models[n].get("activations"))]))
         if not c["speed"]["latency_b1"]["measurable"]:
-            out.append(("[!]", msg("rec.within_noise", name=n)))
+            out.append((LOOK, [msg("rec.within_noise", name=n)]))
         status, scope = c["verdict"]["status"], c["verdict"].get("scope_code")
-        if status == "FAIL" and c["relation"]["related"]:
-            out.append(("[-]", msg("rec.fail", name=n)))
-        elif status == "PASS":
-            out.append(("[+]", msg("rec.pass_scope", name=n, support=scope["args"]["support"]) if scope
-                        else msg("rec.pass", name=n)))
+        scope = scope and Message.of(scope)
+        if status == Status.FAIL and c["relation"]["related"]:
+            out.append((BAD, [msg("rec.fail", name=n)]))
+        elif status == Status.PASS:
+            out.append((GOOD, [msg("rec.pass_scope", name=n, support=scope.args["support"]) if scope
+                               else msg("rec.pass", name=n)]))
         if not c["relation"]["related"]:
-            out.append(("[!]", msg("rec.unrelated", name=n, reason=c["relation"]["reason"])))
+            out.append((LOOK, [msg("rec.unrelated", name=n, reason=c["relation"]["reason"])]))
         if scope:
             out.extend(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
         out.extend(diagnosis_advice(n, models[n].get("diagnosis")))
     return out
 
 
-def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> list[tuple[str, dict | list[dict]]]:
+def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> list[Advice]:
     """What changes for an INT8 candidate on the other instruction path (measured facts, README)."""
     reduce_range = bool(recipe and recipe.get("reduce_range"))
     if support is None:
-        return [("[!]", msg("rec.int8_unknown", name=name))]  # a single code, like most recommendations
+        return [(LOOK, [msg("rec.int8_unknown", name=name)])]
     family = int8_family(support)
     if family == "avx2":
-        return [("[!]", [msg("rec.int8_avx2", name=name, support=support),
+        return [(LOOK, [msg("rec.int8_avx2", name=name, support=support),
                          msg("rec.int8_avx2_rr_on" if reduce_range else "rec.int8_avx2_rr_off")])]
     if family == "vnni":
-        return [("[!]", [msg("rec.int8_vnni", name=name, support=support),
+        return [(LOOK, [msg("rec.int8_vnni", name=name, support=support),
                          msg("rec.int8_vnni_rr_on" if reduce_range else "rec.int8_vnni_rr_off")])]
-    return [("[!]", msg("rec.int8_other", name=name, support=support))]
+    return [(LOOK, [msg("rec.int8_other", name=name, support=support)])]
 
 
 # ---------------------------------------------------------------- layer diagnosis (diagnose stage)
@@ -717,9 +718,9 @@ def _diagnosis(ctx: Ctx, name: str, d: dict | None) -> list[str]:
                                                        "col.sqnr")])
 
 
-def diagnosis_advice(name: str, d: dict | None) -> list[tuple[str, dict]]:
+def diagnosis_advice(name: str, d: dict | None) -> list[Advice]:
     """The ready nodes_to_exclude list of a diagnosed candidate, as a recommendation."""
     if not d or not d.get("nodes_to_exclude"):
         return []
     nodes = "[" + ", ".join(f'"{n}"' for n in d["nodes_to_exclude"]) + "]"
-    return [("[!]", msg("rec.exclude", name=name, count=len(d["nodes_to_exclude"]), nodes=nodes))]
+    return [(LOOK, [msg("rec.exclude", name=name, count=len(d["nodes_to_exclude"]), nodes=nodes)])]
