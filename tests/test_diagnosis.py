@@ -15,13 +15,14 @@ import yaml
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
-from stages.lib import i18n, reporting
+from stages.lib import i18n
 from stages.lib import params as params_lib
 from stages.lib.corpus import sample_texts
 from stages.lib.diagnosis import diagnose
 from stages.lib.errors import UserError
 from stages.lib.machine import detect
 from stages.lib.outputs import write_json
+from stages.lib.report import assemble, sections
 from stages.lib.tokenizing import load_tokenizer
 from tests import tiny
 
@@ -175,9 +176,9 @@ def test_report_shows_top_layers_and_the_exclude_list_within_widths(damaged, lan
     long_node = "/model/model.0/auto_model/encoder/layer.11/attention/output/dense/MatMul"
     result["top"][0]["node"] = long_node
     result["nodes_to_exclude"] = [long_node]
-    report["models"]["int8-pt"]["diagnosis"] = reporting.diagnosis_summary(result)
+    report["models"]["int8-pt"]["diagnosis"] = assemble.diagnosis_summary(result)
     report["models"]["int8-pc"]["diagnosis"] = {"status": "skipped", "reason": i18n.msg("diag.skip_pass")}
-    text, md = reporting.render(report, "text", lang), reporting.render(report, "md", lang)
+    text, md = sections.render(report, "text", lang), sections.render(report, "md", lang)
     assert max(map(len, text.splitlines())) <= 100 and max(map(len, md.splitlines())) <= 120
     verdict = text[text.index("[VERDICT]"):text.index("[SUMMARY]")]
     row = next(line for line in verdict.splitlines() if "layer.11/attention/output/dense/MatMul  MatMul" in line)
@@ -194,12 +195,12 @@ def test_report_says_why_there_is_no_table_in_both_languages():
     report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
     cand = report["models"]["int8-pt"]
     cand["diagnosis"] = {"status": "not_comparable", "reason": i18n.msg("diag.tokenizers_differ")}
-    en, ru = (reporting.render(report, "text", lang) for lang in ("en", "ru"))
+    en, ru = (sections.render(report, "text", lang) for lang in ("en", "ru"))
     assert "int8-pt: layers not diagnosed: the two tokenizers give different token ids" in en.replace("\n    ", " ")
     assert "int8-pt: слои не диагностированы: токенизаторы дают разные id" in ru.replace("\n    ", " ")
     cand["diagnosis"] = {"status": "done", "texts": 8, "jump_factor": 2.0, "first_jump": None, "top": [],
                          "nodes_to_exclude": [], "layers": {"weighted": 21, "matched": 21, "compared": 21}}
-    text = reporting.render(report, "text", "en").replace("\n    ", " ")
+    text = sections.render(report, "text", "en").replace("\n    ", " ")
     assert "int8-pt: no weighted layer's relative error rises more than 2x over the largest before it" in text
     assert "nodes_to_exclude:" not in text  # nothing to exclude is not recommended
 
@@ -207,9 +208,9 @@ def test_report_says_why_there_is_no_table_in_both_languages():
 def test_russian_diagnosis_leaves_no_english_prose(damaged):
     _, result = damaged
     report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
-    report["models"]["int8-pt"]["diagnosis"] = reporting.diagnosis_summary(result)
+    report["models"]["int8-pt"]["diagnosis"] = assemble.diagnosis_summary(result)
     words = lambda text: set(re.findall(r"[a-z]{5,}", text))  # noqa: E731
-    allowed = (words(json.dumps(report)) | words(" ".join(reporting.PICTURES))  # data, file names, params keys
+    allowed = (words(json.dumps(report)) | words(" ".join(sections.PICTURES))  # data, file names, params keys
                | {"nodes", "exclude", "reduce", "range", "channel", "results", "plots", "interleave"})  # + params keys
-    leftover = words(reporting.render(report, "text", "ru")) & words(reporting.render(report, "text", "en")) - allowed
+    leftover = words(sections.render(report, "text", "ru")) & words(sections.render(report, "text", "en")) - allowed
     assert not leftover, leftover

@@ -20,8 +20,9 @@ import pytest
 from stages.lib import params as params_lib
 from stages.lib.layout import Results
 from stages.lib.outputs import write_json
-from stages.lib.plotting import render_plots
-from stages.lib.reporting import build_report, plot_series, render
+from stages.lib.report.assemble import build_report, plot_series
+from stages.lib.report.pictures import render_plots
+from stages.lib.report.sections import render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"

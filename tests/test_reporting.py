@@ -1,7 +1,21 @@
 """The report's machine bookkeeping: which machine each number came from, and what it says about the
 other INT8 instruction path. Rendering as a whole runs in the end-to-end test."""
+import copy
+import io
+import json
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from stages.lib import i18n
 from stages.lib.machine import label
-from stages.lib.reporting import int8_path_advice, machine_summary
+from stages.lib.progress import Progress
+from stages.lib.report import advice, blocks, sections
+from stages.lib.report.advice import int8_path_advice
+from stages.lib.report.assemble import machine_summary
+from stages.lib.report.pictures import render_plots
 
 A = {"cpu": "CPU A", "cores_logical": 2, "cores_physical": 2, "arch": "x86_64", "flags": ["avx2"],
      "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1"}
@@ -59,19 +73,6 @@ def test_int8_advice_points_at_the_other_path():
 
 # ---------------------------------------------------------------- rendering a fixed report
 
-import copy  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import string  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from stages.lib import i18n, reporting  # noqa: E402
-from stages.lib.plotting import render_plots  # noqa: E402
-from stages.lib.progress import Progress  # noqa: E402
-
 FIXTURE = Path(__file__).parent / "fixtures" / "report.json"  # a real demo report (3 models)
 LONG = "int8-per-channel-reduce-range-gather"
 
@@ -91,14 +92,14 @@ def five_candidates() -> dict:
         "fast": {"blocks": 2, "speedup": 2.07}, "slow": {"blocks": 3, "speedup": 1.91}})
     r["speed_control"]["states"].update(threshold_ms=10.9, state_ms={"fast": 8.9, "slow": 12.9},
                                         blocks=["fast", "fast", "slow", "slow", "slow", "mixed"])
-    r["ranking"] = reporting.ranking(r["models"], r["reference"])
+    r["ranking"] = advice.ranking(r["models"], r["reference"])
     return r
 
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_console_fits_100_and_markdown_120_columns_with_5_candidates(lang):
     r = five_candidates()
-    text, md = reporting.render(r, "text", lang), reporting.render(r, "md", lang)
+    text, md = sections.render(r, "text", lang), sections.render(r, "md", lang)
     assert max(map(len, text.splitlines())) <= 100
     assert max(map(len, md.splitlines())) <= 120
     assert text.count("[") > 10 and "\u2026" not in text  # markers present, no unicode ellipsis
@@ -108,10 +109,10 @@ def test_console_fits_100_and_markdown_120_columns_with_5_candidates(lang):
 
 
 def test_long_names_are_shortened_the_same_way_everywhere():
-    names = reporting.short_names(["fp32", LONG, LONG + "-v2", "other-network"])
+    names = blocks.short_names(["fp32", LONG, LONG + "-v2", "other-network"])
     assert names["fp32"] == "fp32" and names["other-network"] == "other-network"
-    assert len(set(names.values())) == 4 and all(len(v) <= reporting.NAME_WIDTH for v in names.values())
-    text = reporting.render(five_candidates(), "text", "en")
+    assert len(set(names.values())) == 4 and all(len(v) <= blocks.NAME_WIDTH for v in names.values())
+    text = sections.render(five_candidates(), "text", "en")
     assert f"{names[LONG]} = {LONG}" in text  # the legend
     for line in text.splitlines():
         if line.startswith(names[LONG] + " "):
@@ -122,7 +123,7 @@ def test_long_names_are_shortened_the_same_way_everywhere():
 
 def _section(fn, lang="en", fmt="text", report=None):
     r = report or five_candidates()
-    ctx = reporting.Ctx(fmt, lang, reporting.short_names(list(r["models"])), "95%")
+    ctx = blocks.Ctx(fmt, lang, blocks.short_names(list(r["models"])), "95%")
     return "\n".join(fn(r, ctx))
 
 
@@ -132,25 +133,25 @@ def _row(text: str, label: str) -> str:
 
 
 def test_info_says_same_size_instead_of_1_00x_larger():
-    ctx_names = reporting.short_names(list(five_candidates()["models"]))
-    info = _section(reporting.section_info)
+    ctx_names = blocks.short_names(list(five_candidates()["models"]))
+    info = _section(sections.section_info)
     assert "same size" in _row(info, ctx_names["fp32-copy"]) and "1.00x" not in info
     assert "[+] 1.30x smaller" in _row(info, "int8-pc")
-    assert "тот же размер" in _section(reporting.section_info, "ru")
+    assert "тот же размер" in _section(sections.section_info, "ru")
 
 
 def test_a_different_network_shows_no_cosine():
-    quality, summary = _section(reporting.section_quality), _section(reporting.section_summary)
+    quality, summary = _section(sections.section_quality), _section(sections.section_summary)
     cos_row = next(line for line in _row(quality, "other-network").split(" | ") if "n/a (different model)" in line)
     assert "0.9613" not in cos_row and "0.9160" not in cos_row  # its cosine mean / p1 are not shown
     assert "n/a (different model)" in _row(summary, "other-network") and "0.9613" not in _row(summary, "other-network")
     assert "0.9613" in _row(quality, "int8-pt")  # the same numbers on a related model are shown
-    assert "н/д (другая модель)" in _row(_section(reporting.section_quality, "ru"), "other-network")
+    assert "н/д (другая модель)" in _row(_section(sections.section_quality, "ru"), "other-network")
 
 
 def test_speed_states_are_named_with_numbers_and_each_candidate_gets_its_speed_per_state():
-    perf = _section(reporting.section_perf)
-    short = reporting.short_names(list(five_candidates()["models"]))[LONG]
+    perf = _section(sections.section_perf)
+    short = blocks.short_names(list(five_candidates()["models"]))[LONG]
     assert re.search(r"1\.80x \[1\.74, 1\.89\] +\+-\d\.\d% +2\.07x +1\.91x", _row(perf, short))
     flat = " ".join(perf.split())
     assert ("[!] The machine ran in two speed states while timing: the reference took about 8.90 ms per text in one "
@@ -158,11 +159,11 @@ def test_speed_states_are_named_with_numbers_and_each_candidate_gets_its_speed_p
     control = five_candidates()["speed_control"]
     floor = (control["ci_high"] / control["ci_low"]) ** 0.5 - 1
     assert f"+-{floor:.1%}" in _row(perf, "int8-pc")  # the A/A noise floor next to every speedup
-    assert "в двух состояниях скорости" in " ".join(_section(reporting.section_perf, "ru").split())
+    assert "в двух состояниях скорости" in " ".join(_section(sections.section_perf, "ru").split())
 
 
 def test_verdict_lines_name_their_scope_and_reasons_in_both_languages():
-    en, ru = _section(reporting.section_verdict), _section(reporting.section_verdict, "ru")
+    en, ru = _section(sections.section_verdict), _section(sections.section_verdict, "ru")
     assert "[-] int8-pt: FAIL; holds on CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)" in en
     assert "- mean cosine to reference 0.9613 < 0.97" in en
     assert "[-] int8-pt: ПРОВАЛ; верно для: ЦП с VNNI (AVX512-VNNI, AVX-VNNI или AMX)" in ru
@@ -170,13 +171,13 @@ def test_verdict_lines_name_their_scope_and_reasons_in_both_languages():
 
 
 def test_russian_leaves_no_english_prose():
-    ru = reporting.render(five_candidates(), "text", "ru")
-    english = set(re.findall(r"[a-z]{5,}", reporting.render(five_candidates(), "text", "en")))
+    ru = sections.render(five_candidates(), "text", "ru")
+    english = set(re.findall(r"[a-z]{5,}", sections.render(five_candidates(), "text", "en")))
     # what may stay English: data (model, corpus, op and provider names, machine facts) and params keys
     allowed = (set(re.findall(r"[a-z]{5,}", json.dumps(five_candidates())))
                # params keys, paths
                | {"reduce", "range", "channel", "nodes", "exclude", "speedup_blocks", "results", "plots"}
-               | {w for p in reporting.PICTURES for w in re.findall(r"[a-z]{5,}", p)})
+               | {w for p in sections.PICTURES for w in re.findall(r"[a-z]{5,}", p)})
     leftover = set(re.findall(r"[a-z]{5,}", ru)) & english - allowed
     assert not leftover, leftover
 
@@ -190,11 +191,11 @@ def test_catalog_has_both_languages_with_the_same_placeholders():
 
 def test_markdown_embeds_every_picture_and_pictures_are_png():
     r = five_candidates()
-    md = reporting.render(r, "md", "en")
-    for name in reporting.PICTURES:
+    md = sections.render(r, "md", "en")
+    for name in sections.PICTURES:
         assert f"(plots/{name})" in md
     pngs = render_plots(r, "ru")
-    assert set(pngs) == set(reporting.PICTURES)
+    assert set(pngs) == set(sections.PICTURES)
     for data in pngs.values():
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
     assert render_plots(r, "ru") == pngs  # same report, same bytes: git stays clean
@@ -227,7 +228,7 @@ def _models(candidates: dict) -> dict:
 
 
 def _ranked(candidates: dict) -> list[str]:
-    return reporting.ranking(_models(candidates), "ref")
+    return advice.ranking(_models(candidates), "ref")
 
 
 def test_ranking_is_verdict_then_measurable_quality_loss_then_speed_tier_then_size():
@@ -247,13 +248,13 @@ def test_tied_candidates_rank_by_size_whatever_their_point_estimates(a_speed, b_
     file ships, however the points fall (they move between reruns: docs/timing.md)."""
     models = _models({"int8-pc": ("PASS", 0.003, a_speed, 0.12, 1.30), "int8-emb": ("PASS", 0.002, b_speed, 0.12, 3.95),
                       "fp16": ("PASS", 0.0, 0.9, 0.05, 2.0)})
-    assert reporting.ranking(models, "ref") == ["int8-emb", "int8-pc", "fp16"]
+    assert advice.ranking(models, "ref") == ["int8-emb", "int8-pc", "fp16"]
     for m in models.values():
         if m:
             m["comparison"].update(verdict={"status": "PASS"}, size={"ratio": m["comparison"]["size"]["ratio"]})
             m["comparison"]["task_delta"]["ndcg@10"]["relative"] = 0.0
-    report = {"models": models, "ranking": reporting.ranking(models, "ref")}
-    marker, codes = reporting.ship_line(report)
+    report = {"models": models, "ranking": advice.ranking(models, "ref")}
+    marker, codes = advice.ship_line(report)
     assert marker == "[+]" and codes[0].args["name"] == "int8-emb"
     assert codes[1].key == "ship.tied" and codes[1].args["others"] == f"int8-pc {a_speed:.2f}x"
     assert "picked as the smallest on disk" in i18n.render(codes[1], "en")
@@ -266,7 +267,7 @@ def test_a_measurably_faster_candidate_is_not_tied_with_a_smaller_one():
 
 def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
     r = five_candidates()
-    marker, codes = reporting.ship_line(r)
+    marker, codes = advice.ship_line(r)
     code = codes[0]
     assert marker == "[+]" and code.args["name"] == r["ranking"][0] and code.key == "ship.pass_scope"
     assert i18n.render(code, "en").startswith(f"Ship {r['ranking'][0]}: PASS")
@@ -274,7 +275,7 @@ def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
         r["models"][n]["comparison"]["verdict"]["status"] = "WARN"
     r["models"]["int8-pt"]["recipe"] = {"method": "dynamic", "per_channel": False}
     r["ranking"] = ["int8-pt"] + [n for n in r["ranking"] if n != "int8-pt"]
-    marker, (code,) = reporting.ship_line(r)
+    marker, (code,) = advice.ship_line(r)
     text = i18n.render(code, "en")
     assert marker == "[!]" and text.startswith("No candidate passes. The closest is int8-pt (WARN")
     assert "per-channel weights" in text and "веса per-channel" in i18n.render(code, "ru")
@@ -283,8 +284,8 @@ def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
 def test_a_busy_timing_is_flagged_with_how_to_rerun_it_in_both_languages():
     r = five_candidates()
     r["models"]["int8-pt"]["load"]["speedup"] = {"other_fraction": 0.6, "busy": True}
-    assert "60% [!] busy" in _row(_section(reporting.section_perf, report=r), "int8-pt")
-    en, ru = (reporting.render(r, "text", lang).replace("\n    ", " ") for lang in ("en", "ru"))
+    assert "60% [!] busy" in _row(_section(sections.section_perf, report=r), "int8-pt")
+    en, ru = (sections.render(r, "text", lang).replace("\n    ", " ") for lang in ("en", "ru"))
     assert ("[!] int8-pt: the machine was busy while timing (speedup: other processes used more than 10% of the "
             "CPU); its timings are unreliable, rerun them on an idle machine (dvc repro -f -s speedup).") in en
     assert "int8-pt: во время замера машина была занята (speedup:" in ru

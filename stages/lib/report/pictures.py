@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 
-from .i18n import t
-from .status import Status
+from ..i18n import t
+from ..status import Status
 
 
 def _figure(width: float = 8.0, height: float = 4.8):
@@ -121,5 +121,5 @@ PLOTS = {"tradeoff.png": tradeoff, "cosine.png": cosine, "latency.png": latency,
 
 
 def render_plots(report: dict, lang: str) -> dict[str, bytes]:
-    """file name -> PNG bytes, for results/plots/ (the names report.md embeds: reporting.PICTURES)."""
+    """file name -> PNG bytes, for results/plots/ (the names report.md embeds: sections.PICTURES)."""
     return {name: draw(report, lang) for name, draw in PLOTS.items()}
