@@ -19,7 +19,7 @@ def main() -> None:
     result = diagnose(params, args.name, verdict, machine)
     write_json(RESULTS.diagnose(args.name), result)
     if result["status"] != "done":
-        print(f"{args.name}: {result['status']}: {result['reason_text']}")
+        print(f"{args.name}: {result['status']}: {result['reason']}")
         return
     first = result["first_jump"]
     where = f"error first jumps at {first['node']} ({first['op']}, relative error {first['rel_error']:.4f})" \

@@ -1,13 +1,14 @@
 """Machine facts: what they hold, that they are stable on one machine, the test-only override,
 the refusal to run on facts that do not match the dependency file, and the load monitor."""
 import json
+import re
 import subprocess
 import sys
 import time
 
 import pytest
 
-from stages.lib import machine
+from stages.lib import machine, machine_words
 from stages.lib.errors import UserError
 from stages.lib.outputs import write_json
 
@@ -31,12 +32,40 @@ def test_int8_support(flags, expected):
 
 
 def test_int8_path_groups_the_exact_sum_kernels():
-    from stages.lib.i18n import int8_path
-
-    vnni = {int8_path(s) for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
+    vnni = {machine_words.int8_path(s).text() for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
     assert vnni == {"CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"}
-    assert int8_path("AVX2 only (no VNNI)") == "AVX2 CPUs without VNNI"
-    assert int8_path("AVX2 only (no VNNI)", "ru") == "ЦП с AVX2 без VNNI"
+    assert machine_words.int8_path("AVX2 only (no VNNI)").text() == "AVX2 CPUs without VNNI"
+    assert machine_words.int8_path("AVX2 only (no VNNI)").text("ru") == "ЦП с AVX2 без VNNI"
+    assert machine_words.int8_path("none detected").text("ru") == "ЦП с поддержкой INT8 'не обнаружено'"
+
+
+FACTS = {"cpu": "Test CPU", "cores_logical": 4, "cores_physical": 2, "arch": "x86_64", "flags": ["avx2"],
+         "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1.2"}
+
+
+@pytest.mark.parametrize("facts", [
+    FACTS, {**FACTS, "flags": ["avx512f", "avx512_vnni", "amx_bf16"], "int8_support": "AVX512-VNNI", "openvino": "2"},
+    {**FACTS, "provider": "CUDAExecutionProvider", "gpus": [{"name": "H100", "driver": "550", "memory_mib": 8}]},
+    {**FACTS, "provider": "CUDAExecutionProvider", "gpus": [], "override": ["cpu", "flags"]},
+    {k: v for k, v in FACTS.items() if not k.startswith(("cpu", "cores"))} | {"int8_support": "none detected"},
+    None,
+])
+def test_documents_describe_a_machine_as_the_console_does(facts):
+    """machine.describe (the stages' console, no catalog) and machine_words.description (documents,
+    any language) are one sentence: in English they must agree, and the Russian has no English left."""
+    if facts is not None:
+        assert machine_words.description(facts).text() == machine.describe(facts)
+    assert machine_words.label(facts)["description"] == machine_words.description(facts).text()
+    ru = machine_words.description(facts).text("ru")
+    assert not {"logical", "physical", "cores", "only", "timed", "found", "simulated", "unknown", "detected"} & set(
+        re.findall(r"[a-z]+", ru))
+
+
+def test_the_load_cell_says_the_same_on_the_console_and_in_the_report():
+    for load in (None, {"other_fraction": None}, {"other_fraction": 0.03, "busy": False},
+                 {"other_fraction": 0.6, "busy": True}):
+        assert machine_words.load_cell(load, "en") == machine.load_cell(load)
+    assert machine_words.load_cell({"other_fraction": 0.6, "busy": True}, "ru") == "60% [!] занята"
 
 
 X86 = """processor\t: 0
@@ -114,7 +143,7 @@ def test_machine_id_names_a_fact_set():
     a = {"arch": "x86_64", "flags": ["avx2"], "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1"}
     assert machine.machine_id(a) == machine.machine_id(dict(reversed(list(a.items()))))
     assert machine.machine_id(a) != machine.machine_id({**a, "onnxruntime": "2"})
-    assert machine.label(None)["id"] is None and "unknown" in machine.label(None)["description"]
+    assert machine_words.label(None)["id"] is None and "unknown" in machine_words.label(None)["description"]
 
 
 def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkeypatch):

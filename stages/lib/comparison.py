@@ -9,7 +9,8 @@ from .corpus import load_corpus
 from .errors import UserError
 from .i18n import Message, msg
 from .layout import RESULTS, Results
-from .machine import label as machine_label
+from .machine_words import int8_path
+from .machine_words import label as machine_label
 from .metrics import (
     cosine_agreement,
     linear_cka,
@@ -95,7 +96,7 @@ def verdict_scope(quantization: str, embed_machine: dict | None) -> Message | No
     numbers), as a message code; None for formats that do not run on INT8 kernels."""
     if quantization not in INT8_KERNEL_FORMATS:
         return None
-    return msg("scope.holds_on", support=embed_machine["int8_support"] if embed_machine else "unrecorded")
+    return msg("scope.holds_on", path=int8_path(embed_machine["int8_support"] if embed_machine else "unrecorded"))
 
 
 FLOAT_DTYPES = {"double": "f64", "float": "f32", "float16": "f16", "bfloat16": "bf16"}  # inspect's names
@@ -183,10 +184,9 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
     out["agreement"] = agreement
     cos_mean = agreement.get("cosine", {}).get("mean")
     related = same_dim and ((cos_mean or 0) >= s.related_min_cosine or abs(params_ratio - 1) < 0.01)
-    out["relation"] = {"related": related, "parameter_ratio": params_ratio,
-                       "reason": "same dimension and agreeing vectors or parameter count" if related else
-                       ("different embedding dimension" if not same_dim else
-                        "low agreement and a different parameter count: not the same network")}
+    reason = msg("relation.related" if related else "relation.other_dim" if not same_dim else "relation.other_network")
+    out["relation"] = {"related": related, "parameter_ratio": params_ratio, "reason": reason.text(),
+                       "reason_code": reason}
     out["speed"] = {  # the batch-1 speedup is the speedup stage's, which the report reads (timing.py)
         "throughput": {str(r["batch_size"]): c["sorted"]["texts_per_s"] / r["sorted"]["texts_per_s"]
                        for r, c in zip(bench_ref["throughput"], bench_cand["throughput"])
@@ -208,8 +208,8 @@ def _against_reference(params, out: dict, ref: dict, emb: dict, corpus, per_quer
             reasons.append(msg(reason))
             status = Status.WARN if status == Status.PASS else status
     if not consistency["same_embed_machine"]:
-        reasons.append(msg("reason.machines_differ", ref=machines["embed_reference"]["description"],
-                              cand=machines["embed"]["description"]))
+        reasons.append(msg("reason.machines_differ", ref=machines["embed_reference"]["description_code"],
+                           cand=machines["embed"]["description_code"]))
     scope = verdict_scope(inspect_cand["quantization"], mc.get("machine"))
     out["verdict"] = {"status": status, "reasons": [r.text() for r in reasons], "reason_codes": reasons,
                       "scope": scope and scope.text(), "scope_code": scope}

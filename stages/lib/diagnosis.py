@@ -92,7 +92,7 @@ def find_jumps(rows: list[dict], factor: float, top: int) -> tuple[dict | None, 
 def _ended(base: dict, status: str, key: str, **args) -> dict:
     """A diagnosis that stops early: why, as a message (and its English text for the JSON's readers)."""
     reason = msg(key, **args)
-    return {**base, "status": status, "reason": reason, "reason_text": reason.text()}
+    return {**base, "status": status, "reason": reason.text(), "reason_code": reason}
 
 
 def diagnose(params, name: str, verdict: str | None, machine: dict | None = None) -> dict:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .machine import int8_family
-
 LANGUAGES = ("en", "ru")
 
 # key -> (English, Russian). Placeholders are str.format fields and must match in both.
@@ -320,7 +318,40 @@ MESSAGES: dict[str, tuple[str, str]] = {
                           "reduce_range: true для этого ЦП с AVX2 без VNNI"),
     "knob.nodes_to_exclude": ("keeping the most damaged layers in float (quantize.NAME.nodes_to_exclude)",
                               "оставить самые поврежденные слои в float (quantize.NAME.nodes_to_exclude)"),
-    # INT8 kernel families (machine.int8_family, i18n.int8_path) and verdict scope
+    # machines (machine.description, machine.load_cell)
+    "machine.description": ("{parts}", "{parts}"),
+    "machine.cores": ("{cpu}, {logical} logical / {physical} physical cores",
+                      "{cpu}, ядер: {logical} логических / {physical} физических"),
+    "machine.int8": ("{arch} {support}", "{arch} {support}"),
+    "machine.int8_flags": ("{arch} {support} (+{flags})", "{arch} {support} (+{flags})"),
+    "machine.timed_on": ("timed on {provider}: {cards}", "замеры на {provider}: {cards}"),
+    "machine.card": ("{name} (driver {driver})", "{name} (драйвер {driver})"),
+    "machine.no_gpu": ("no GPU found by nvidia-smi", "nvidia-smi не нашел GPU"),
+    "machine.simulated": ("simulated: {keys} overridden", "симуляция: подменены {keys}"),
+    "machine.unknown": ("unknown (result recorded without machine facts)",
+                        "неизвестно (результат записан без сведений о машине)"),
+    "support.avx2_only": ("AVX2 only (no VNNI)", "только AVX2 (без VNNI)"),
+    "support.none": ("none detected", "не обнаружено"),
+    "support.unrecorded": ("unrecorded", "не записана"),
+    "cell.load_not_recorded": ("n/a (not recorded)", "н/д (не записано)"),
+    "cell.load_short": ("n/a (timed under {seconds} s)", "н/д (замер короче {seconds} с)"),
+    "cell.busy": ("busy", "занята"),
+    # the relation of a candidate to the reference (comparison.py)
+    "relation.related": ("same dimension and agreeing vectors or parameter count",
+                         "та же размерность и согласные векторы или число параметров"),
+    "relation.other_dim": ("different embedding dimension", "другая размерность эмбеддинга"),
+    "relation.other_network": ("low agreement and a different parameter count: not the same network",
+                               "низкое согласие и другое число параметров: это другая сеть"),
+    # the few fixed English words stages record as values (i18n.data_value); names and paths stay
+    "value.none": ("none", "нет"),
+    "value.weight-only int8": ("weight-only int8", "int8 только в весах"),
+    "value.model output": ("model output", "выход модели"),
+    "value.onnxruntime default": ("onnxruntime default", "по умолчанию onnxruntime"),
+    "value.openvino default": ("openvino default", "по умолчанию openvino"),
+    "cell.recipe_block": ("block {n}", "блок {n}"),
+    "cell.recipe_accuracy": ("acc {n}", "точность {n}"),
+    "cell.recipe_excluded": ("-{n} nodes", "-{n} узлов"),
+    # INT8 kernel families (machine.int8_family, machine.int8_path) and verdict scope
     "path.vnni": ("CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)", "ЦП с VNNI (AVX512-VNNI, AVX-VNNI или AMX)"),
     "path.avx2": ("AVX2 CPUs without VNNI", "ЦП с AVX2 без VNNI"),
     "path.arm": ("ARM CPUs with dot-product/i8mm", "ЦП ARM с dot-product/i8mm"),
@@ -374,26 +405,39 @@ def t(lang: str, key: str, **args) -> str:
 @dataclass(frozen=True)
 class Message:
     """A catalog key and its arguments: what the pipeline decided, rendered later in any language.
-    An argument may itself be a Message (a size phrase, a knob), rendered in the same language."""
+
+    An argument that is words is itself a Message (a metric's name, an INT8 path, a machine's
+    description), rendered in the same language; a list argument is a list of phrases, rendered
+    and joined with ", "; anything else (a number, a model or file name) is formatted as it is."""
 
     key: str
     args: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The stored form, {"key", "args"} (outputs.write_json calls it)."""
-        args = {k: v.to_dict() if isinstance(v, Message) else v for k, v in self.args.items()}
-        return {"key": self.key, "args": args}
+        return {"key": self.key, "args": {k: _stored(v) for k, v in self.args.items()}}
 
     @classmethod
     def of(cls, stored: Message | dict) -> Message:
         """A Message, from itself or from its stored form."""
         if isinstance(stored, Message):
             return stored
-        return cls(stored["key"], {k: cls.of(v) if isinstance(v, dict) and "key" in v else v
-                                   for k, v in stored["args"].items()})
+        return cls(stored["key"], {k: _loaded(v) for k, v in stored["args"].items()})
 
     def text(self, lang: str = "en") -> str:
         return render(self, lang)
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Message):
+        return value.to_dict()
+    return [_stored(v) for v in value] if isinstance(value, list) else value
+
+
+def _loaded(value: Any) -> Any:
+    if isinstance(value, dict) and "key" in value:
+        return Message.of(value)
+    return [_loaded(v) for v in value] if isinstance(value, list) else value
 
 
 def msg(key: str, **args) -> Message:
@@ -401,25 +445,23 @@ def msg(key: str, **args) -> Message:
     return Message(key, args)
 
 
-def int8_path(support: str, lang: str = "en") -> str:
-    """The INT8 kernel family a verdict holds for, in words (machine.int8_family)."""
-    return t(lang, f"path.{int8_family(support)}", support=support)
-
-
 def render(message: Message | dict, lang: str) -> str:
-    """A message (or its stored form) in `lang`. Args named `metric`, `kind`, `roles` and `support`
-    are translated or expanded (`support` -> `path`, the INT8 family in words)."""
+    """A message (or its stored form) in `lang`: its arguments by their type (see Message), never by name."""
     message = Message.of(message)
-    args = dict(message.args)
-    if "support" in args:
-        args["path"] = int8_path(args["support"], lang)
-    if "metric" in args:
-        args["metric"] = t(lang, f"metric.{args['metric']}")
-    if "kind" in args:
-        args["kind"] = t(lang, f"kind.{args['kind']}")
-    for key, value in args.items():  # nested messages (a knob, a size phrase) render in the same language
-        if isinstance(value, Message):
-            args[key] = render(value, lang)
-    if "roles" in args:  # [[role, tag], ...]
-        args["used"] = ", ".join(t(lang, "role.on", role=t(lang, f"role.{r}"), tag=tag) for r, tag in args.pop("roles"))
-    return t(lang, message.key, **args)
+    return t(lang, message.key, **{k: _rendered(v, lang) for k, v in message.args.items()})
+
+
+def _rendered(value: Any, lang: str) -> Any:
+    if isinstance(value, Message):
+        return render(value, lang)
+    if isinstance(value, list):
+        return ", ".join(str(_rendered(v, lang)) for v in value)
+    return value
+
+
+def data_value(lang: str, data: str) -> str:
+    """A value from the data in `lang`: the few fixed English words the stages record as values
+    (a quantization format "none", a pooling source "model output") have a `value.` entry in the
+    catalog; names and paths have none and stay as they are."""
+    key = f"value.{data}"
+    return t(lang, key) if key in MESSAGES else data

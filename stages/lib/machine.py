@@ -38,6 +38,7 @@ VNNI_PATHS = ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")
 AVX2_ONLY = "AVX2 only (no VNNI)"
 ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 CPU_PROVIDER = "CPUExecutionProvider"
+EXTRA_FLAGS = ("avx512f", "amx_bf16", "avx512_bf16", "avx512_fp16")  # named beside the INT8 path in a description
 
 
 def int8_support(flags: set[str]) -> str:
@@ -168,12 +169,14 @@ def machine_id(facts: dict) -> str:
 
 
 def describe(facts: dict) -> str:
-    """One line a person reads: CPU (timing facts only), cores, INT8 path, flags, runtime."""
+    """One line a person reads: CPU (timing facts only), cores, INT8 path, flags, runtime. In English,
+    for the stages' console lines and errors; documents carry machine_words.description, which says
+    the same in any language (a test keeps the two equal), so the timing stages need no catalog."""
     parts = []
     if "cpu" in facts:
         parts.append(f"{facts['cpu']}, {facts['cores_logical']} logical / {facts['cores_physical']} physical cores")
     parts.append(f"{facts['arch']} {facts['int8_support']}")
-    extra = [f for f in facts["flags"] if f in ("avx512f", "amx_bf16", "avx512_bf16", "avx512_fp16")]
+    extra = [f for f in facts["flags"] if f in EXTRA_FLAGS]
     if extra:
         parts[-1] += f" (+{', '.join(extra)})"
     if facts.get("provider", CPU_PROVIDER) != CPU_PROVIDER:
@@ -186,13 +189,6 @@ def describe(facts: dict) -> str:
     if facts.get("override"):
         parts.append(f"simulated: {', '.join(facts['override'])} overridden")
     return ", ".join(parts)
-
-
-def label(facts: dict | None) -> dict:
-    """id + one readable line for the machine behind a result (None: recorded before machine facts)."""
-    if not facts:
-        return {"id": None, "description": "unknown (result recorded without machine facts)", "int8_support": None}
-    return {"id": machine_id(facts), "description": describe(facts), "int8_support": facts["int8_support"]}
 
 
 def current(kind: str, recorded_path, timing_provider: str = CPU_PROVIDER) -> dict:
@@ -251,7 +247,8 @@ class LoadMonitor:
 
 
 def load_cell(load: dict | None) -> str:
-    """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used."""
+    """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used
+    (English, for the stages' console lines: the report's is machine_words.load_cell)."""
     if not load:
         return "n/a (not recorded)"
     if load.get("other_fraction") is None:

@@ -40,13 +40,13 @@ def decide(m: dict, t, related: bool) -> tuple[Status, list[Message]]:
                   ("spearman", t.pass_spearman, None),
                   ("overlap_at_10", t.pass_overlap_at_10, t.fail_overlap_at_10)]
         for key, pass_min, fail_min in checks:
-            value = m.get(key)
+            value, metric = m.get(key), msg(f"metric.{key}")
             if _bad(value):
-                fails.append(msg("reason.metric_nan", metric=key))
+                fails.append(msg("reason.metric_nan", metric=metric))
             elif fail_min is not None and value < fail_min:
-                fails.append(msg("reason.metric_below", metric=key, value=float(value), bound=fail_min))
+                fails.append(msg("reason.metric_below", metric=metric, value=float(value), bound=fail_min))
             elif value < pass_min:
-                warns.append(msg("reason.metric_below", metric=key, value=float(value), bound=pass_min))
+                warns.append(msg("reason.metric_below", metric=metric, value=float(value), bound=pass_min))
     else:
         warns.append(msg("reason.unrelated"))
     if fails:

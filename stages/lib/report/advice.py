@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..i18n import Message, msg
 from ..machine import int8_family
+from ..machine_words import int8_path, support_words
 from ..status import BAD, GOOD, LOOK, Status
 
 Advice = tuple[str, list[Message]]  # a marker (GOOD, BAD, LOOK) and the sentences of one recommendation
@@ -84,7 +85,7 @@ def ship_line(report: dict) -> Advice:
     scope = c["verdict"].get("scope_code")
     scope = scope and Message.of(scope)
     if c["verdict"]["status"] == Status.PASS:
-        codes = [msg("ship.pass_scope", support=scope.args["support"], **args) if scope
+        codes = [msg("ship.pass_scope", path=scope.args["path"], **args) if scope
                  else msg("ship.pass", **args)]
         tied = [n for n in _tied_with_best(report) if n != best]
         if tied:
@@ -99,7 +100,7 @@ def ship_line(report: dict) -> Advice:
         knob = "reduce_range"
     else:
         knob = "nodes_to_exclude"
-    return LOOK, [msg("ship.none", status=c["verdict"]["status"], knob=msg(f"knob.{knob}"), **args)]
+    return LOOK, [msg("ship.none", status=msg(f"status.{c['verdict']['status']}"), knob=msg(f"knob.{knob}"), **args)]
 
 
 def _tied_with_best(report: dict) -> list[str]:
@@ -117,14 +118,16 @@ def recommendations(report: dict) -> list[Advice]:
     for entry in report["machines"]["timing"].values():
         support = entry["int8_support"] or "unknown"
         if int8_family(support) == "avx2" or support == "none detected":
-            out.append((LOOK, [msg("rec.avx2_speed", machine=entry["description"], support=support)]))
+            out.append((LOOK, [msg("rec.avx2_speed", machine=Message.of(entry["description_code"]),
+                                    support=support_words(support))]))
     for n, m in models.items():
         rep = m["benchmark"]["latency_b1"].get("repeatability")
         if rep and rep["noisy"]:
             out.append((LOOK, [msg("rec.noisy", name=n, diff=rep["relative_difference"], tol=rep["tolerance"])]))
         busy = [role for role, load in m["load"].items() if load and load.get("busy")]
         if busy:
-            out.append((LOOK, [msg("rec.busy", name=n, parts=", ".join(busy), tol=report["busy_tolerance"],
+            out.append((LOOK, [msg("rec.busy", name=n, parts=[msg(f"role.{r}") for r in busy],
+                                    tol=report["busy_tolerance"],
                                     stage="speedup" if busy[0] == "speedup" else f"{busy[0]}@{n}")]))
     # a runtime that computed in another precision than the file stores (OpenVINO bf16): say it plainly
     out.extend((LOOK, [Message.of(m["runtime"]["note_code"])]) for m in models.values()
@@ -135,7 +138,8 @@ def recommendations(report: dict) -> list[Advice]:
         if inv.get("min") is not None and inv["min"] < report["batch_invariance_min"]:
             expected = models[n].get("activations") == "dynamic"
             out.append((LOOK, [msg("rec.batch_mates" if expected else "rec.batch_mates_unexpected", name=n,
-                                    min=inv["min"], mean=inv["mean"], activations=models[n].get("activations"))]))
+                                    min=inv["min"], mean=inv["mean"],
+                                    activations=msg(f"act.{models[n].get('activations') or 'unknown'}"))]))
         if not c["speed"]["latency_b1"]["measurable"]:
             out.append((LOOK, [msg("rec.within_noise", name=n)]))
         status, scope = c["verdict"]["status"], c["verdict"].get("scope_code")
@@ -143,10 +147,10 @@ def recommendations(report: dict) -> list[Advice]:
         if status == Status.FAIL and c["relation"]["related"]:
             out.append((BAD, [msg("rec.fail", name=n)]))
         elif status == Status.PASS:
-            out.append((GOOD, [msg("rec.pass_scope", name=n, support=scope.args["support"]) if scope
+            out.append((GOOD, [msg("rec.pass_scope", name=n, path=scope.args["path"]) if scope
                                else msg("rec.pass", name=n)]))
         if not c["relation"]["related"]:
-            out.append((LOOK, [msg("rec.unrelated", name=n, reason=c["relation"]["reason"])]))
+            out.append((LOOK, [msg("rec.unrelated", name=n, reason=Message.of(c["relation"]["reason_code"]))]))
         if scope:
             out.extend(int8_path_advice(n, models[n]["machines"]["embed"]["int8_support"], models[n].get("recipe")))
         out.extend(diagnosis_advice(n, models[n].get("diagnosis")))
@@ -160,12 +164,12 @@ def int8_path_advice(name: str, support: str | None, recipe: dict | None) -> lis
         return [(LOOK, [msg("rec.int8_unknown", name=name)])]
     family = int8_family(support)
     if family == "avx2":
-        return [(LOOK, [msg("rec.int8_avx2", name=name, support=support),
+        return [(LOOK, [msg("rec.int8_avx2", name=name, path=int8_path(support)),
                          msg("rec.int8_avx2_rr_on" if reduce_range else "rec.int8_avx2_rr_off")])]
     if family == "vnni":
-        return [(LOOK, [msg("rec.int8_vnni", name=name, support=support),
+        return [(LOOK, [msg("rec.int8_vnni", name=name, path=int8_path(support)),
                          msg("rec.int8_vnni_rr_on" if reduce_range else "rec.int8_vnni_rr_off")])]
-    return [(LOOK, [msg("rec.int8_other", name=name, support=support)])]
+    return [(LOOK, [msg("rec.int8_other", name=name, path=int8_path(support))])]
 
 
 def diagnosis_advice(name: str, d: dict | None) -> list[Advice]:

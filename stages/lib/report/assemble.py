@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from ..i18n import msg
 from ..layout import RESULTS, Results
-from ..machine import label as machine_label
+from ..machine_words import label as machine_label
 from ..outputs import read_json
 from ..status import Status
 from .advice import ranking
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: the words inside messages are messages too: any language renders from report.json
 
 
 def build_report(params, results: Results = RESULTS) -> dict:
@@ -76,19 +76,19 @@ def machine_summary(models: dict, here: dict) -> dict:
         for name, m in models.items():
             for role in roles:
                 label = m["machines"][role]
-                entry = seen.setdefault(label["id"], {"description": label["description"],
-                                                           "int8_support": label["int8_support"], "used_by": []})
+                entry = seen.setdefault(label["id"], {**{k: label[k] for k in ("description", "description_code",
+                                                                                 "int8_support")}, "used_by": []})
                 entry["used_by"].append(f"{name} {role}")
         tags = {mid: f"{kind[0].upper()}{i}" for i, mid in enumerate(seen, 1)}
         out[kind] = {tags[mid]: {"id": mid, **entry} for mid, entry in seen.items()}
         if len(seen) > 1:
             for name, m in models.items():
-                roles_on = [[role, tags[m["machines"][role]["id"]]] for role in roles]
-                out["warning_codes"].append(msg("warn.mixed", name=name, kind=kind, roles=roles_on, n=len(seen),
-                                                tags=", ".join(tags.values())))
+                used = [msg("role.on", role=msg(f"role.{role}"), tag=tags[m["machines"][role]["id"]]) for role in roles]
+                out["warning_codes"].append(msg("warn.mixed", name=name, kind=msg(f"kind.{kind}"), used=used,
+                                                n=len(seen), tags=", ".join(tags.values())))
     timing_ids = {v["id"] for v in out["timing"].values()}
     if here["id"] not in timing_ids:
-        out["warning_codes"].append(msg("warn.elsewhere", machine=here["description"]))
+        out["warning_codes"].append(msg("warn.elsewhere", machine=here["description_code"]))
     out["warnings"] = [code.text() for code in out["warning_codes"]]
     return out
 
@@ -109,8 +109,8 @@ def plot_series(report: dict) -> dict[str, list[dict]]:
     return {"latency.json": latency, "throughput.json": throughput}
 
 
-DIAGNOSIS_KEYS = ("status", "reason", "texts", "jump_factor", "layers", "first_jump", "top", "nodes_to_exclude",
-                  "outputs")
+DIAGNOSIS_KEYS = ("status", "reason", "reason_code", "texts", "jump_factor", "layers", "first_jump", "top",
+                  "nodes_to_exclude", "outputs")
 
 
 def diagnosis_summary(result: dict) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from ..i18n import t
+from ..i18n import data_value, t
 from ..status import BAD, GOOD, LOOK
 from .advice import Advice, size_message
 
@@ -36,6 +36,10 @@ class Ctx:
 
     def n(self, name: str) -> str:
         return self.names.get(name, name)
+
+    def value(self, data: str) -> str:
+        """A value from the data (a quantization format, a pooling source) in the report's language."""
+        return data_value(self.lang, data)
 
 
 NAME_WIDTH = 14
@@ -137,8 +141,9 @@ def noise_floor(control: dict | None) -> str:
     return f"+-{math.sqrt(control['ci_high'] / control['ci_low']) - 1:.1%}"
 
 
-def recipe_cell(recipe: dict | None) -> str:
-    """A recipe in a few words (the whole recipe is in report.json and the model's QUANTIZE.json)."""
+def recipe_cell(ctx: Ctx, recipe: dict | None) -> str:
+    """A recipe in a few words (the whole recipe is in report.json and the model's QUANTIZE.json):
+    methods, calibrations and op types by their params names, the rest in the report's language."""
     if not recipe:
         return "-"
     parts = [recipe["method"]]
@@ -151,10 +156,10 @@ def recipe_cell(recipe: dict | None) -> str:
         if "Gather" in recipe["op_types"]:
             parts.append("+Gather")
     if recipe["method"] == "int4":
-        accuracy = f", acc {recipe['accuracy_level']}" if recipe["accuracy_level"] else ""
-        parts.append(f"block {recipe['block_size']}{accuracy}")
+        accuracy = f", {ctx.t('cell.recipe_accuracy', n=recipe['accuracy_level'])}" if recipe["accuracy_level"] else ""
+        parts.append(ctx.t("cell.recipe_block", n=recipe["block_size"]) + accuracy)
     if recipe.get("nodes_to_exclude"):
-        parts.append(f"-{len(recipe['nodes_to_exclude'])} nodes")
+        parts.append(ctx.t("cell.recipe_excluded", n=len(recipe["nodes_to_exclude"])))
     return " ".join(parts)
 
 

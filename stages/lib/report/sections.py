@@ -7,7 +7,7 @@ A new section is one such function and one entry in SECTIONS (its heading in i18
 from __future__ import annotations
 
 from ..i18n import render as render_msg
-from ..machine import load_cell
+from ..machine_words import load_cell
 from ..status import LOOK, Status
 from .advice import candidates, recommendations, ship_line
 from .blocks import (
@@ -48,12 +48,13 @@ def _machine_lines(ctx: Ctx, kind: dict, one: str, many: str) -> list[str]:
     """'Timed on: ...' for one machine; a tagged list when the numbers come from several."""
     if len(kind) == 1:
         (entry,) = kind.values()
-        return para(ctx, ctx.t(one, machine=entry["description"]), bullet=True)
+        return para(ctx, ctx.t(one, machine=render_msg(entry["description_code"], ctx.lang)), bullet=True)
     lines = para(ctx, f"{LOOK} " + ctx.t(many, n=len(kind)), bullet=True)
     for tag, entry in kind.items():
         used = ", ".join(f"{ctx.n(u.rsplit(' ', 1)[0])} {ctx.t('role.' + u.rsplit(' ', 1)[1])}"
                          for u in entry["used_by"])
-        lines += para(ctx, ctx.t("note.machine_tag", tag=tag, machine=entry["description"], used=used),
+        machine = render_msg(entry["description_code"], ctx.lang)
+        lines += para(ctx, ctx.t("note.machine_tag", tag=tag, machine=machine, used=used),
                        bullet=True, indent=1)
     return lines
 
@@ -77,13 +78,13 @@ def section_info(report: dict, ctx: Ctx) -> list[str]:
         s = m["size"]
         label = ctx.t("cell.reference", name=ctx.n(n)) if n == ref else ctx.n(n)
         vs = ctx.t("cell.baseline") if n == ref else size_cell(ctx, m["comparison"]["size"]["ratio"])
-        rows.append([label, m["quantization"], mb(s["total_bytes"]),
+        rows.append([label, ctx.value(m["quantization"]), mb(s["total_bytes"]),
                      f"{mb(s['graph_bytes'])} + {mb(s['external_data_bytes'])}", f"{m['parameters']:,}", vs])
         emb, pooling = m["embedding"], m["embedding"]["pooling"]
-        rows2.append([ctx.n(n), emb["dim"], f"{pooling['mode']}:{pooling['output']} ({pooling['source']})",
+        rows2.append([ctx.n(n), emb["dim"], f"{pooling['mode']}:{pooling['output']} ({ctx.value(pooling['source'])})",
                       ctx.t("cell.yes") if emb["normalize"] else ctx.t("cell.no"), emb["max_length"],
                       ", ".join(f"{k} {v}" for k, v in m["opset"].items())])
-    rows3 = [[ctx.n(n), recipe_cell(m.get("recipe")), ctx.t(f"act.{m.get('activations') or 'unknown'}"),
+    rows3 = [[ctx.n(n), recipe_cell(ctx, m.get("recipe")), ctx.t(f"act.{m.get('activations') or 'unknown'}"),
               ctx.t("cell.calibration", n=m["calibration"]["texts"],
                     overlap=m["calibration"]["overlap_with_evaluation"])
               if m.get("calibration") else "-"] for n, m in report["models"].items()]
@@ -99,7 +100,9 @@ def section_perf(report: dict, ctx: Ctx) -> list[str]:
     models, ref = report["models"], report["reference"]
     out = _machine_lines(ctx, report["machines"]["timing"], "note.timed_on", "note.timed_on_many")
     env = models[ref]["environment"]
-    out += para(ctx, ctx.t("note.provider", provider=env["provider"], threads=env["intra_op_threads"]), bullet=True)
+    threads = env["intra_op_threads"]  # a number, or "onnxruntime default"
+    out += para(ctx, ctx.t("note.provider", provider=env["provider"],
+                           threads=ctx.value(threads) if isinstance(threads, str) else threads), bullet=True)
     out.append("")
     lat_rows, tput_rows, speed_rows = [], [], []
     big = report.get("batch_size")
@@ -111,7 +114,7 @@ def section_perf(report: dict, ctx: Ctx) -> list[str]:
         lat_rows.append([ctx.n(n), f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}", f"{lat['p99_ms']:.2f}",
                          f"{lat['mean_ms']:.2f} +- {lat['std_ms']:.2f}", lat["count"],
                          repeat_cell(ctx, lat.get("repeatability")),
-                         f"{load_cell(m['load']['benchmark'])} / {load_cell(m['load']['speedup'])}"])
+                         " / ".join(load_cell(m["load"][part], ctx.lang) for part in ("benchmark", "speedup"))])
         tput = {row["batch_size"]: row for row in b["throughput"]}
         bs = big if big in tput else max(tput)
         tput_rows.append([ctx.n(n), f"{b['session_create_s']:.2f}", f"{tput[bs]['sorted']['texts_per_s']:.1f}",
@@ -241,7 +244,7 @@ def _diagnosis(ctx: Ctx, name: str, d: dict | None) -> list[str]:
         return []
     out = [""]
     if d["status"] != "done":
-        return out + para(ctx, ctx.t("diag.not_done", name=name, reason=render_msg(d["reason"], ctx.lang)))
+        return out + para(ctx, ctx.t("diag.not_done", name=name, reason=render_msg(d["reason_code"], ctx.lang)))
     counts = {"texts": d["texts"], "factor": d["jump_factor"], **d["layers"]}
     first = d["first_jump"]
     if not first:
