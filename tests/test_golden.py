@@ -1,9 +1,11 @@
 """The refactor's proof: reports rendered from fixed inputs are byte-identical to committed golden files.
 
-Two inputs: `tests/fixtures/report.json` (a real demo report: FAIL reasons, INT8 scopes) rendered
-in every format and language, and `tests/fixtures/tiny-results/` (every stage's real output from
-the end-to-end test's tiny pipeline, with its params.yaml), assembled by the report stage's own
-library function. Pictures are compared by their SHA-256 (same report, same bytes).
+Three inputs: `tests/fixtures/demo-results/` (every stage's output from a real `dvc repro` of the
+demo, seven models, with its params.yaml: its golden report.en.md is that run's results/report.md)
+and `tests/fixtures/tiny-results/` (the same from the end-to-end test's tiny pipeline, an OpenVINO
+model and embed manifests included), each assembled by the report stage's own library function;
+and `tests/fixtures/report.json` (an older demo report the rendering tests grow from) rendered
+in every format and language. Pictures are compared by their SHA-256 (same report, same bytes).
 
 A commit that means to change the report regenerates the golden files with
 `python -m tests.test_golden` and says why; any other commit leaves them as they are.
@@ -26,8 +28,8 @@ from stages.lib.report.sections import render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
-TINY = FIXTURES / "tiny-results"
-CASES = ("demo-report", "tiny")
+STAGE_OUTPUTS = {"demo": FIXTURES / "demo-results", "tiny": FIXTURES / "tiny-results"}
+CASES = ("demo", "tiny", "demo-report")
 
 
 def _json_bytes(obj, tmp: Path) -> bytes:
@@ -40,8 +42,8 @@ def outputs(case: str, tmp: Path) -> dict[str, bytes]:
     if case == "demo-report":
         report = json.loads((FIXTURES / "report.json").read_text(encoding="utf-8"))
     else:
-        params = params_lib.load(TINY / "params.yaml")
-        report = build_report(params, Results(TINY))
+        params = params_lib.load(STAGE_OUTPUTS[case] / "params.yaml")
+        report = build_report(params, Results(STAGE_OUTPUTS[case]))
     files = {} if case == "demo-report" else {"report.json": _json_bytes(report, tmp)}
     pictures = {}
     for lang in ("en", "ru"):
