@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import DocumentError
+
 LANGUAGES = ("en", "ru")
 
 # key -> (English, Russian). Placeholders are str.format fields and must match in both.
@@ -423,6 +425,21 @@ class Message:
         if isinstance(stored, Message):
             return stored
         return cls(stored["key"], {k: _loaded(v) for k, v in stored["args"].items()})
+
+    @classmethod
+    def from_dict(cls, stored: Any, where: str = "") -> Message:
+        """The stored form read back, checked (documents/record.py reads Message fields with it)."""
+        if not (isinstance(stored, dict) and set(stored) == {"key", "args"} and stored["key"] in MESSAGES
+                and isinstance(stored["args"], dict)):
+            raise DocumentError(f"{where}: expected a message {{key, args}} with a key of the catalog")
+        return cls.of(stored)
+
+    @staticmethod
+    def schema_def() -> dict:
+        return {"type": "object", "description": "A sentence as a catalog key (stages/lib/i18n.py) and its "
+                "arguments; an argument that is words is a message too, a list of them is joined with ', '.",
+                "properties": {"key": {"type": "string"}, "args": {"type": "object"}},
+                "required": ["key", "args"], "additionalProperties": False}
 
     def text(self, lang: str = "en") -> str:
         return render(self, lang)
