@@ -41,9 +41,11 @@ def _committed(name: str) -> dict | None:
 
 def _ship(report: dict) -> str:
     """The ship line's answer: the candidate named, or why none."""
+    from stages.lib.documents.record import read
+    from stages.lib.documents.report import Report
     from stages.lib.report.advice import ship_line  # the report's own rule
 
-    _, sentences = ship_line(report)
+    _, sentences = ship_line(read(Report, report))
     return " ".join(m.text() for m in sentences)
 
 

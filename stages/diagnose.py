@@ -7,25 +7,27 @@ depend on the CPU's instruction set, so the embed machine facts are recorded and
 """
 from stages.lib import cli
 from stages.lib.diagnosis import diagnose
+from stages.lib.documents.compare import Comparison
+from stages.lib.documents.record import read_document
 from stages.lib.layout import RESULTS
 from stages.lib.machine import current
-from stages.lib.outputs import read_json, write_json
+from stages.lib.outputs import write_json
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
     machine = current("embed", RESULTS.machine("embed"))
-    verdict = read_json(RESULTS.compare(args.name)).get("verdict", {}).get("status")
-    result = diagnose(params, args.name, verdict, machine)
+    verdict = read_document(RESULTS.compare(args.name), Comparison).verdict
+    result = diagnose(params, args.name, verdict and verdict.status, machine)
     write_json(RESULTS.diagnose(args.name), result)
-    if result["status"] != "done":
-        print(f"{args.name}: {result['status']}: {result['reason']}")
+    if result.status != "done":
+        print(f"{args.name}: {result.status}: {result.reason}")
         return
-    first = result["first_jump"]
-    where = f"error first jumps at {first['node']} ({first['op']}, relative error {first['rel_error']:.4f})" \
-        if first else f"no layer's error jumps {result['jump_factor']:g}x"
-    print(f"{args.name}: {result['layers']['compared']} layers compared on {result['texts']} texts; {where}; "
-          f"nodes_to_exclude: {result['nodes_to_exclude']}")
+    first = result.first_jump
+    where = f"error first jumps at {first.node} ({first.op}, relative error {first.rel_error:.4f})" \
+        if first else f"no layer's error jumps {result.jump_factor:g}x"
+    print(f"{args.name}: {result.layers.compared} layers compared on {result.texts} texts; {where}; "
+          f"nodes_to_exclude: {result.nodes_to_exclude}")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def test_measure_cap_of_zero_still_takes_three_samples():
 
 def test_environment_fields(tmp_path):
     tiny.build_model(tmp_path / "m")
-    env = environment(open_runner(tmp_path / "m"), 4, 0)
+    env = environment(open_runner(tmp_path / "m"), 4, 0).to_dict()
     assert env["provider"] == "CPUExecutionProvider"
     assert env["runtime"]["runtime"] == "onnxruntime" and env["runtime"]["version"] == onnxruntime.__version__
     assert env["intra_op_threads"] == 4

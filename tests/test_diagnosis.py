@@ -18,15 +18,18 @@ from stages.lib import i18n
 from stages.lib import params as params_lib
 from stages.lib.corpus import sample_texts
 from stages.lib.diagnosis import diagnose
+from stages.lib.documents.diagnose import LayerCounts
+from stages.lib.documents.report import DiagnosisEndedSummary, DiagnosisSummary
 from stages.lib.errors import UserError
 from stages.lib.machine import detect
 from stages.lib.outputs import write_json
 from stages.lib.report import assemble, sections
 from stages.lib.tokenizing import load_tokenizer
 from tests import tiny
-from tests.test_reporting import english_left
+from tests.test_reporting import english_left, fixture_report
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY_RESULTS = ROOT / "tests" / "fixtures" / "tiny-results"  # real stage outputs of the tiny pipeline
 DAMAGED = "layer.1/MatMul"
 
 
@@ -59,7 +62,7 @@ def damaged(tmp_path):
 
 
 def test_the_damaged_layer_is_named_and_the_others_are_untouched(damaged):
-    _, result = damaged
+    result = damaged[1].to_dict()  # as the stage stores it
     assert result["status"] == "done" and result["layers"] == {"weighted": 4, "matched": 4, "compared": 4}
     errors = {r["node"]: r["rel_error"] for r in result["tensors"]}
     assert list(errors) == ["embed/Gather", "layer.0/MatMul", "layer.1/MatMul", "layer.2/MatMul"]  # graph order
@@ -73,7 +76,7 @@ def test_the_damaged_layer_is_named_and_the_others_are_untouched(damaged):
 
 
 def test_errors_equal_numpy_and_onnxruntime_sqnr(damaged):
-    params, result = damaged
+    params, result = damaged[0], damaged[1].to_dict()
     emb, mats = tiny.layer_weights(len(tiny.vocab()), 16, 3)
     bad = _damaged_mats()
     texts = sample_texts(params.corpus, "documents", 6)
@@ -106,7 +109,7 @@ def test_a_real_dynamic_int8_copy_is_matched_by_tensor_name(tmp_path):
     graph = onnx.load(str(tmp_path / "q" / "model.onnx"))
     writers = {o: n.op_type for n in graph.graph.node for o in n.output}
     assert "MatMul" not in writers.values() and writers["layer.0/out"] != "MatMul"  # replaced, name kept
-    result = diagnose(_params(tmp_path, {"ref": tmp_path / "ref", "q": tmp_path / "q"}), "q", "WARN")
+    result = diagnose(_params(tmp_path, {"ref": tmp_path / "ref", "q": tmp_path / "q"}), "q", "WARN").to_dict()
     assert result["layers"] == {"weighted": 4, "matched": 4, "compared": 4}
     errors = {r["node"]: r["rel_error"] for r in result["tensors"]}
     assert errors["embed/Gather"] == 0  # the table was not quantized
@@ -118,7 +121,7 @@ def test_reference_and_pass_are_skipped_without_opening_a_model(tmp_path):
     params = _params(tmp_path, {"ref": tmp_path / "missing", "cand": tmp_path / "missing-too"})
     for name, verdict, key in (("ref", None, "diag.skip_reference"), ("cand", "PASS", "diag.skip_pass")):
         result = diagnose(params, name, verdict)
-        assert result["status"] == "skipped" and result["reason_code"].key == key and "tensors" not in result
+        assert result.status == "skipped" and result.reason_code.key == key and "tensors" not in result.to_dict()
     with pytest.raises(UserError, match="missing"):
         diagnose(params, "cand", "FAIL")  # a non-PASS candidate does open it
 
@@ -127,8 +130,8 @@ def test_a_graph_that_is_not_a_copy_is_not_comparable(tmp_path):
     tiny.build_layers(tmp_path / "ref")
     tiny.build_layers(tmp_path / "other", prefix="other/")
     result = diagnose(_params(tmp_path, {"ref": tmp_path / "ref", "other": tmp_path / "other"}), "other", "FAIL")
-    assert result["status"] == "not_comparable" and result["reason_code"].key == "diag.no_match"
-    assert "4 weighted layers" in result["reason"]
+    assert result.status == "not_comparable" and result.reason_code.key == "diag.no_match"
+    assert "4 weighted layers" in result.reason
 
 
 def test_diagnose_params_are_validated(tmp_path):
@@ -158,13 +161,16 @@ def test_the_stage_command_line(tmp_path):
     write_json(tmp_path / "results" / "machine" / "embed.json", detect()["embed"])
     bad = _stage(tmp_path, "cand")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "results/compare/cand.json" in bad.stderr
-    write_json(tmp_path / "results" / "compare" / "cand.json", {"verdict": {"status": "FAIL"}})
+    compared = json.loads((TINY_RESULTS / "compare" / "cand-a.json").read_text())  # a real compare document
+    compared["verdict"]["status"] = "FAIL"
+    write_json(tmp_path / "results" / "compare" / "cand.json", compared)
     ok = _stage(tmp_path, "cand")
     assert ok.returncode == 0, ok.stderr
     assert f"error first jumps at {DAMAGED}" in ok.stdout
     out = json.loads((tmp_path / "results" / "diagnose" / "cand.json").read_text())
     assert out["nodes_to_exclude"] == [DAMAGED] and out["texts"] == 4 and out["machine"] == detect()["embed"]
-    write_json(tmp_path / "results" / "compare" / "ref.json", {"is_reference": True})
+    reference = json.loads((TINY_RESULTS / "compare" / "tiny.json").read_text())
+    write_json(tmp_path / "results" / "compare" / "ref.json", reference)
     assert _stage(tmp_path, "ref").returncode == 0
     assert json.loads((tmp_path / "results" / "diagnose" / "ref.json").read_text())["status"] == "skipped"
 
@@ -172,18 +178,18 @@ def test_the_stage_command_line(tmp_path):
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_report_shows_top_layers_and_the_exclude_list_within_widths(damaged, lang):
     _, result = damaged
-    report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
+    report = fixture_report()
     long_node = "/model/model.0/auto_model/encoder/layer.11/attention/output/dense/MatMul"
-    result["top"][0]["node"] = long_node
-    result["nodes_to_exclude"] = [long_node]
-    report["models"]["int8-pt"]["diagnosis"] = assemble.diagnosis_summary(result)
-    report["models"]["int8-pc"]["diagnosis"] = {"status": "skipped", "reason_code": i18n.msg("diag.skip_pass")}
+    result.top[0].node = long_node
+    result.nodes_to_exclude = [long_node]
+    report.models["int8-pt"].diagnosis = assemble.diagnosis_summary(result)
+    report.models["int8-pc"].diagnosis = _ended("skipped", "diag.skip_pass")
     text, md = sections.render(report, "text", lang), sections.render(report, "md", lang)
     assert max(map(len, text.splitlines())) <= 100 and max(map(len, md.splitlines())) <= 120
     verdict = text[text.index("[VERDICT]"):text.index("[SUMMARY]")]
     row = next(line for line in verdict.splitlines() if "layer.11/attention/output/dense/MatMul  MatMul" in line)
-    assert row.startswith("...") and f"{result['top'][0]['rel_error']:.4f}" in row  # the node's tail, shortened
-    assert f"{result['top'][0]['sqnr_db']:.1f}" in row
+    assert row.startswith("...") and f"{result.top[0].rel_error:.4f}" in row  # the node's tail, shortened
+    assert f"{result.top[0].sqnr_db:.1f}" in row
     assert verdict.count("int8-pt: ") == 2 and verdict.count("int8-pc: ") == 1  # a skipped PASS adds nothing
     recs = text[text.index("[RECOMMENDATIONS]"):].replace("\n    ", " ")
     assert f'nodes_to_exclude: ["{long_node}"]' in recs
@@ -192,14 +198,15 @@ def test_report_shows_top_layers_and_the_exclude_list_within_widths(damaged, lan
 
 
 def test_report_says_why_there_is_no_table_in_both_languages():
-    report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
-    cand = report["models"]["int8-pt"]
-    cand["diagnosis"] = {"status": "not_comparable", "reason_code": i18n.msg("diag.tokenizers_differ")}
+    report = fixture_report()
+    cand = report.models["int8-pt"]
+    cand.diagnosis = _ended("not_comparable", "diag.tokenizers_differ")
     en, ru = (sections.render(report, "text", lang) for lang in ("en", "ru"))
     assert "int8-pt: layers not diagnosed: the two tokenizers give different token ids" in en.replace("\n    ", " ")
     assert "int8-pt: слои не диагностированы: токенизаторы дают разные id" in ru.replace("\n    ", " ")
-    cand["diagnosis"] = {"status": "done", "texts": 8, "jump_factor": 2.0, "first_jump": None, "top": [],
-                         "nodes_to_exclude": [], "layers": {"weighted": 21, "matched": 21, "compared": 21}}
+    cand.diagnosis = DiagnosisSummary(status="done", texts=8, jump_factor=2.0, first_jump=None, top=[],
+                                      nodes_to_exclude=[], outputs=[],
+                                      layers=LayerCounts(weighted=21, matched=21, compared=21))
     text = sections.render(report, "text", "en").replace("\n    ", " ")
     assert "int8-pt: no weighted layer's relative error rises more than 2x over the largest before it" in text
     assert "nodes_to_exclude:" not in text  # nothing to exclude is not recommended
@@ -207,6 +214,11 @@ def test_report_says_why_there_is_no_table_in_both_languages():
 
 def test_russian_diagnosis_leaves_no_english_prose(damaged):
     _, result = damaged
-    report = json.loads((ROOT / "tests" / "fixtures" / "report.json").read_text())
-    report["models"]["int8-pt"]["diagnosis"] = assemble.diagnosis_summary(result)
+    report = fixture_report()
+    report.models["int8-pt"].diagnosis = assemble.diagnosis_summary(result)
     assert not english_left(report)
+
+
+def _ended(status: str, key: str) -> DiagnosisEndedSummary:
+    reason = i18n.msg(key)
+    return DiagnosisEndedSummary(status=status, reason=reason.text(), reason_code=reason)

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from stages.lib import params as params_lib
+from stages.lib.documents.record import read
+from stages.lib.documents.report import Report
 from stages.lib.layout import Results
 from stages.lib.outputs import write_json
 from stages.lib.report.assemble import build_report, plot_series
@@ -40,7 +42,7 @@ def _json_bytes(obj, tmp: Path) -> bytes:
 def outputs(case: str, tmp: Path) -> dict[str, bytes]:
     """Every file the report stage would write for this case, plus the console text, by golden file name."""
     if case == "demo-report":
-        report = json.loads((FIXTURES / "report.json").read_text(encoding="utf-8"))
+        report = read(Report, json.loads((FIXTURES / "report.json").read_text(encoding="utf-8")))
     else:
         params = params_lib.load(STAGE_OUTPUTS[case] / "params.yaml")
         report = build_report(params, Results(STAGE_OUTPUTS[case]))

@@ -36,7 +36,7 @@ def test_external_data_counted_and_not_loaded(tmp_path, monkeypatch):
         raise AssertionError("inspect must not load external weights")
     monkeypatch.setattr(onnx, "load_external_data_for_model", no_weights)
     monkeypatch.setattr(onnx.external_data_helper, "load_external_data_for_model", no_weights)
-    info = inspect_model(tmp_path / "m")
+    info = inspect_model(tmp_path / "m", "m").to_dict()
 
     size = info["size"]
     assert size["graph_bytes"] == os.path.getsize(path)
@@ -59,7 +59,7 @@ def test_int8_model_counts(tmp_path):
     tiny.build_model(tmp_path / "fp32", dim=16)
     spec = QuantizeSpec(source=str(tmp_path / "fp32"), per_channel=True, op_types=["MatMul"])
     make_candidate(spec, tmp_path / "int8")
-    info = inspect_model(tmp_path / "int8")
+    info = inspect_model(tmp_path / "int8", "int8").to_dict()
     counts, nbytes = _independent_counts(tmp_path / "int8" / "model.onnx")
     assert info["parameters"]["count"] == sum(counts.values())
     # weights + per-channel zero points
@@ -91,7 +91,7 @@ def test_bad_models_give_one_clear_line(tmp_path, damage, needle):
     elif damage == "no_model":
         path.unlink()
     with pytest.raises(UserError) as err:
-        inspect_model(tmp_path / "m")
+        inspect_model(tmp_path / "m", "m")
     message = str(err.value)
     assert needle in message and "\n" not in message
     assert str(tmp_path / "m") in message
@@ -134,7 +134,7 @@ def test_quantization_format_detection(tmp_path, kind):
         inits = [packed, scale, helper.make_tensor("zero4", TensorProto.INT4, [], [0])]
         nodes = [helper.make_node("DequantizeLinear", ["w4", "scale", "zero4"], ["w"]),
                  helper.make_node("MatMul", ["x", "w"], ["y"])]
-    info = inspect_model(_graph_with(tmp_path, kind.replace(" ", "_"), nodes, inits))
+    info = inspect_model(_graph_with(tmp_path, kind.replace(" ", "_"), nodes, inits), "m").to_dict()
     assert info["quantization"] == kind
     if kind == "4-bit":
         assert info["parameters"]["bytes_by_dtype"]["int4"] == 8 + 1  # 16 weights two per byte + the zero point

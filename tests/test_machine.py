@@ -9,6 +9,7 @@ import time
 import pytest
 
 from stages.lib import machine, machine_words
+from stages.lib.documents.common import Load
 from stages.lib.errors import UserError
 from stages.lib.outputs import write_json
 
@@ -55,17 +56,22 @@ def test_documents_describe_a_machine_as_the_console_does(facts):
     any language) are one sentence: in English they must agree, and the Russian has no English left."""
     if facts is not None:
         assert machine_words.description(facts).text() == machine.describe(facts)
-    assert machine_words.label(facts)["description"] == machine_words.description(facts).text()
+    assert machine_words.label(facts).description == machine_words.description(facts).text()
     ru = machine_words.description(facts).text("ru")
     assert not {"logical", "physical", "cores", "only", "timed", "found", "simulated", "unknown", "detected"} & set(
         re.findall(r"[a-z]+", ru))
 
 
+def _load(fraction: float | None, busy: bool = False) -> Load:
+    return Load(seconds=1.0, cores=2, own_cpu_s=1.0, other_cpu_s=0.0, other_fraction=fraction, tolerance=0.1,
+                busy=busy)
+
+
 def test_the_load_cell_says_the_same_on_the_console_and_in_the_report():
-    for load in (None, {"other_fraction": None}, {"other_fraction": 0.03, "busy": False},
-                 {"other_fraction": 0.6, "busy": True}):
+    for load in (None, _load(None), _load(0.03), _load(0.6, busy=True)):
         assert machine_words.load_cell(load, "en") == machine.load_cell(load)
-    assert machine_words.load_cell({"other_fraction": 0.6, "busy": True}, "ru") == "60% [!] занята"
+    assert machine.load_cell(_load(0.6, busy=True)) == "60% [!] busy"
+    assert machine_words.load_cell(_load(0.6, busy=True), "ru") == "60% [!] занята"
 
 
 X86 = """processor\t: 0
@@ -143,7 +149,7 @@ def test_machine_id_names_a_fact_set():
     a = {"arch": "x86_64", "flags": ["avx2"], "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1"}
     assert machine.machine_id(a) == machine.machine_id(dict(reversed(list(a.items()))))
     assert machine.machine_id(a) != machine.machine_id({**a, "onnxruntime": "2"})
-    assert machine_words.label(None)["id"] is None and "unknown" in machine_words.label(None)["description"]
+    assert machine_words.label(None).id is None and "unknown" in machine_words.label(None).description
 
 
 def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkeypatch):
@@ -161,8 +167,8 @@ def test_load_monitor_tells_our_cpu_from_other_processes():
         child = subprocess.Popen([sys.executable, "-c", spin])
         child.wait()
     other = idle_self.summary(0.1)
-    assert other["other_cpu_s"] > 0.5  # the child's busy second is someone else's CPU
-    assert other["busy"] is True and other["other_fraction"] > 0.1
+    assert other.other_cpu_s > 0.5  # the child's busy second is someone else's CPU
+    assert other.busy is True and other.other_fraction > 0.1
     with machine.LoadMonitor() as busy_self:
         t = time.process_time()
         while time.process_time() - t < 0.5:

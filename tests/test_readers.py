@@ -130,7 +130,7 @@ def test_quantize_json_in_a_model_folder(tmp_path):
     tiny.build_model(tmp_path / "m")
     facts = tmp_path / "m" / "QUANTIZE.json"
     facts.write_text(json.dumps({"function": "f", "recipe": {"method": "dynamic"}}))
-    assert inspect_model(tmp_path / "m")["recipe"]["recipe"] == {"method": "dynamic"}
+    assert inspect_model(tmp_path / "m", "m").recipe["recipe"] == {"method": "dynamic"}
     trailing_comma = ' {"method": "dynamic",}}'
     for text, cause in (('["dynamic"]', ": expected a JSON object, got an array"),
                         ('{"recipe": "dynamic"}', ": 'recipe' must be an object, got a string"),
@@ -138,7 +138,7 @@ def test_quantize_json_in_a_model_folder(tmp_path):
                          ":2: not valid JSON (Expecting property name enclosed in "
                          f"double quotes at column {trailing_comma.index(',}') + 2})")):
         facts.write_text(text)
-        assert _error(inspect_model, tmp_path / "m") == f"{facts}{cause}"
+        assert _error(inspect_model, tmp_path / "m", "m") == f"{facts}{cause}"
 
 
 def test_truncated_onnx_files_are_one_line(tmp_path):

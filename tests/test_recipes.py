@@ -49,7 +49,7 @@ def _make(tmp_path, **recipe):
     make_candidate(spec, "models/cand", calibration_feeds(p, "cand") if spec.method == "static" else None)
     ref, cand = _vectors("models/src"), _vectors("models/cand")
     cos = np.sum(ref * cand, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(cand, axis=1)
-    return inspect_model("models/cand"), cos
+    return inspect_model("models/cand", "cand").to_dict(), cos
 
 
 @pytest.mark.parametrize("recipe,fmt,activations,min_cos", [

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .corpus import sample_texts
+from .documents.diagnose import Diagnosis, DiagnosisDone, DiagnosisEnded, LayerCounts, OutputError
+from .documents.diagnose import Layer as LayerError
 from .embedding import Embedder, open_embedder
 from .i18n import msg
 from .onnxmodel import load_graph
@@ -89,13 +91,13 @@ def find_jumps(rows: list[dict], factor: float, top: int) -> tuple[dict | None, 
     return (jumps[0] if jumps else None), sorted(jumps, key=lambda r: -r["increase"])[:top]
 
 
-def _ended(base: dict, status: str, key: str, **args) -> dict:
+def _ended(base: dict, status: str, key: str, **args) -> DiagnosisEnded:
     """A diagnosis that stops early: why, as a message (and its English text for the JSON's readers)."""
     reason = msg(key, **args)
-    return {**base, "status": status, "reason": reason.text(), "reason_code": reason}
+    return DiagnosisEnded(**base, status=status, reason=reason.text(), reason_code=reason)
 
 
-def diagnose(params, name: str, verdict: str | None, machine: dict | None = None) -> dict:
+def diagnose(params, name: str, verdict: Status | None, machine: dict | None = None) -> Diagnosis:
     """The diagnose stage's result for one model (schema in README). The reference and PASS
     candidates are skipped without opening a model."""
     settings = params.diagnose
@@ -133,11 +135,12 @@ def diagnose(params, name: str, verdict: str | None, machine: dict | None = None
     if not rows:
         return _ended(base, "not_comparable", "diag.no_match", ops=ops, count=len(layers))
     first, top = find_jumps(rows, settings.jump_factor, settings.top)
-    return {**base, "status": "done", "texts": len(id_lists), "tokens": sum(map(len, id_lists)),
-            "op_types": list(settings.op_types), "jump_factor": settings.jump_factor,
-            "layers": {"weighted": len(layers), "matched": len(matched), "compared": len(rows)},
-            "unmatched": [layer.tensor for layer in layers if layer.tensor not in produced][:10],
-            "first_jump": first, "top": top,
-            "nodes_to_exclude": [r["node"] for r in top if r["node"]],
-            "outputs": [{"tensor": n, **error_numbers(*sums[n])} for n in outputs if n in sums],
-            "tensors": rows, "machine": machine}
+    return DiagnosisDone(
+        **base, status="done", texts=len(id_lists), tokens=sum(map(len, id_lists)),
+        op_types=list(settings.op_types), jump_factor=settings.jump_factor,
+        layers=LayerCounts(weighted=len(layers), matched=len(matched), compared=len(rows)),
+        unmatched=[layer.tensor for layer in layers if layer.tensor not in produced][:10],
+        first_jump=LayerError(**first) if first else None, top=[LayerError(**r) for r in top],
+        nodes_to_exclude=[r["node"] for r in top if r["node"]],
+        outputs=[OutputError(tensor=n, **error_numbers(*sums[n])) for n in outputs if n in sums],
+        tensors=[LayerError(**r) for r in rows], machine=machine)

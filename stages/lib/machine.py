@@ -23,6 +23,7 @@ import platform
 import time
 from importlib import metadata
 
+from .documents.common import Load
 from .errors import UserError
 
 OVERRIDE_ENV = "EMBED_COMPARE_MACHINE"
@@ -241,16 +242,16 @@ class LoadMonitor:
         self.result = {"seconds": wall, "cores": cores, "own_cpu_s": own, "other_cpu_s": others,
                        "other_fraction": others / (wall * cores) if wall >= self.MIN_SECONDS else None}
 
-    def summary(self, tolerance: float) -> dict:
+    def summary(self, tolerance: float) -> Load:
         frac = self.result["other_fraction"]
-        return {**self.result, "tolerance": tolerance, "busy": bool(frac is not None and frac > tolerance)}
+        return Load(**self.result, tolerance=tolerance, busy=bool(frac is not None and frac > tolerance))
 
 
-def load_cell(load: dict | None) -> str:
+def load_cell(load: Load | None) -> str:
     """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used
     (English, for the stages' console lines: the report's is machine_words.load_cell)."""
     if not load:
         return "n/a (not recorded)"
-    if load.get("other_fraction") is None:
+    if load.other_fraction is None:
         return f"n/a (timed under {LoadMonitor.MIN_SECONDS} s)"
-    return f"{load['other_fraction']:.0%}" + (" [!] busy" if load["busy"] else "")
+    return f"{load.other_fraction:.0%}" + (" [!] busy" if load.busy else "")

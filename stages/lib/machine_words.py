@@ -8,6 +8,8 @@ English: tests/test_machine.py keeps them equal.
 """
 from __future__ import annotations
 
+from .documents.common import Load
+from .documents.compare import MachineLabel
 from .i18n import Message, msg, t
 from .machine import AVX2_ONLY, CPU_PROVIDER, EXTRA_FLAGS, LoadMonitor, int8_family, machine_id
 from .status import LOOK
@@ -48,18 +50,18 @@ def description(facts: dict | None) -> Message:
     return msg("machine.description", parts=parts)
 
 
-def label(facts: dict | None) -> dict:
+def label(facts: dict | None) -> MachineLabel:
     """The machine behind a result, as documents record it: id (None: recorded without machine
     facts), its description in English for people reading the JSON and as a message, INT8 support."""
     words = description(facts)
-    return {"id": machine_id(facts) if facts else None, "description": words.text(), "description_code": words,
-            "int8_support": facts["int8_support"] if facts else None}
+    return MachineLabel(id=machine_id(facts) if facts else None, description=words.text(), description_code=words,
+                        int8_support=facts["int8_support"] if facts else None)
 
 
-def load_cell(load: dict | None, lang: str) -> str:
+def load_cell(load: Load | None, lang: str) -> str:
     """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used."""
     if not load:
         return t(lang, "cell.load_not_recorded")
-    if load.get("other_fraction") is None:
+    if load.other_fraction is None:
         return t(lang, "cell.load_short", seconds=LoadMonitor.MIN_SECONDS)
-    return f"{load['other_fraction']:.0%}" + (f" {LOOK} {t(lang, 'cell.busy')}" if load["busy"] else "")
+    return f"{load.other_fraction:.0%}" + (f" {LOOK} {t(lang, 'cell.busy')}" if load.busy else "")

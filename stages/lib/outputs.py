@@ -98,7 +98,7 @@ def write_files(folder: Path, files: dict[str, bytes | np.ndarray | dict | str])
             content.flush()
         elif isinstance(content, np.ndarray):
             write_npy(folder / name, content)
-        elif isinstance(content, (dict, list)):
+        elif isinstance(content, (dict, list)) or hasattr(content, "to_dict"):
             write_json(folder / name, content)
         elif isinstance(content, str):
             write_text(folder / name, content)

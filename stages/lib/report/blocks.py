@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from ..documents.benchmark import Repeatability
+from ..documents.compare import Delta
+from ..documents.report import ModelEntry, SpeedControl
+from ..documents.speedup import SpeedupSummary
 from ..i18n import data_value, t
 from ..status import BAD, GOOD, LOOK
 from .advice import Advice, size_message
@@ -106,9 +110,9 @@ def num(x, ctx: Ctx, spec=".4f") -> str:
     return ctx.t("cell.na") if x is None else format(x, spec)
 
 
-def is_related(m: dict) -> bool:
+def is_related(m: ModelEntry) -> bool:
     """Is this candidate the reference in another precision (so its agreement numbers mean something)?"""
-    return m["comparison"]["relation"]["related"]
+    return m.comparison.relation.related
 
 
 def size_cell(ctx: Ctx, ratio: float) -> str:
@@ -118,27 +122,27 @@ def size_cell(ctx: Ctx, ratio: float) -> str:
     return marker + code.text(ctx.lang)
 
 
-def interval(x: dict, digits: int = 2) -> str:
-    return f"{x['speedup']:.{digits}f}x [{x['ci_low']:.{digits}f}, {x['ci_high']:.{digits}f}]"
+def interval(x: SpeedupSummary, digits: int = 2) -> str:
+    return f"{x.speedup:.{digits}f}x [{x.ci_low:.{digits}f}, {x.ci_high:.{digits}f}]"
 
 
-def delta_cell(ctx: Ctx, d: dict) -> str:
-    if d["relative"] is None or d["relative_ci_low"] is None or d["relative_ci_high"] is None:
+def delta_cell(ctx: Ctx, d: Delta) -> str:
+    if d.relative is None or d.relative_ci_low is None or d.relative_ci_high is None:
         return ctx.t("cell.unmeasurable")
-    return f"{d['relative']:+.2%} [{d['relative_ci_low']:+.2%}, {d['relative_ci_high']:+.2%}]"
+    return f"{d.relative:+.2%} [{d.relative_ci_low:+.2%}, {d.relative_ci_high:+.2%}]"
 
 
-def repeat_cell(ctx: Ctx, rep) -> str:
+def repeat_cell(ctx: Ctx, rep: Repeatability | None) -> str:
     if not rep:
         return ctx.t("cell.na")
-    return f"{rep['relative_difference']:.1%}" + (f" {LOOK} {ctx.t('cell.noisy')}" if rep["noisy"] else "")
+    return f"{rep.relative_difference:.1%}" + (f" {LOOK} {ctx.t('cell.noisy')}" if rep.noisy else "")
 
 
-def noise_floor(control: dict | None) -> str:
+def noise_floor(control: SpeedControl | None) -> str:
     """The A/A control's interval as a +-%: the smallest speed difference this machine can show."""
-    if not control or control["ci_low"] is None:
+    if not control or control.ci_low is None:
         return "-"
-    return f"+-{math.sqrt(control['ci_high'] / control['ci_low']) - 1:.1%}"
+    return f"+-{math.sqrt(control.ci_high / control.ci_low) - 1:.1%}"
 
 
 def recipe_cell(ctx: Ctx, recipe: dict | None) -> str:
@@ -163,20 +167,20 @@ def recipe_cell(ctx: Ctx, recipe: dict | None) -> str:
     return " ".join(parts)
 
 
-def speed_cell(ctx: Ctx, sp: dict) -> str:
-    if sp["ci_low"] is not None and sp["ci_low"] > 1:
-        return f"{GOOD} {ctx.t('cell.faster', x=sp['speedup'])}"
-    if sp["ci_high"] is not None and sp["ci_high"] < 1:
-        return f"{BAD} {ctx.t('cell.slower', x=1 / sp['speedup'])}"
-    return f"{LOOK} {ctx.t('cell.no_difference', x=sp['speedup'])}"
+def speed_cell(ctx: Ctx, sp: SpeedupSummary) -> str:
+    if sp.ci_low is not None and sp.ci_low > 1:
+        return f"{GOOD} {ctx.t('cell.faster', x=sp.speedup)}"
+    if sp.ci_high is not None and sp.ci_high < 1:
+        return f"{BAD} {ctx.t('cell.slower', x=1 / sp.speedup)}"
+    return f"{LOOK} {ctx.t('cell.no_difference', x=sp.speedup)}"
 
 
-def quality_cell(ctx: Ctx, d: dict) -> str:
-    if d["relative"] is None or d["relative_ci_high"] is None:
+def quality_cell(ctx: Ctx, d: Delta) -> str:
+    if d.relative is None or d.relative_ci_high is None:
         return f"{LOOK} {ctx.t('cell.unmeasurable')}"
-    if d["relative_ci_high"] < 0:
-        return f"{BAD} {d['relative']:+.2%} ({ctx.t('cell.lower')})"
-    return f"{GOOD} {d['relative']:+.2%} ({ctx.t('cell.not_lower')})"
+    if d.relative_ci_high < 0:
+        return f"{BAD} {d.relative:+.2%} ({ctx.t('cell.lower')})"
+    return f"{GOOD} {d.relative:+.2%} ({ctx.t('cell.not_lower')})"
 
 
 def tail(name: str, width: int) -> str:
