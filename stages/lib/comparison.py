@@ -1,6 +1,7 @@
 """The compare stage's work: one model against the reference, from files earlier stages wrote."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +138,6 @@ def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> Runt
     return RuntimeSummary(facts=facts, stored_precision=stored, note=code and code.text(), note_code=code)
 
 
-EMBEDDING_KEYS = ("dim", "pooling", "normalize", "query_prompt", "max_length", "batch_size", "padding_side",
-                  "truncated", "batch_invariance", "model_sha256")  # what compare keeps of the manifest
-
-
 def compare(params, name: str, results: Results = RESULTS) -> Comparison:
     """The compare stage's document: task metrics and sanity; for a candidate, everything against
     the reference and the verdict."""
@@ -170,7 +167,7 @@ def compare(params, name: str, results: Results = RESULTS) -> Comparison:
                 "benchmark_reference": machine_label(bench[ref_name].machine)}
     out = Comparison(
         model=name, reference=ref_name, is_reference=name == ref_name,
-        embedding=EmbeddingSummary(**{k: getattr(manifest, k) for k in EMBEDDING_KEYS}),
+        embedding=EmbeddingSummary(**{f.name: getattr(manifest, f.name) for f in fields(EmbeddingSummary)}),
         machines=machines,
         load={"benchmark": bench[name].load}, sanity=sanity(emb), task=task,
         runtime=runtime_summary(name, manifest.runtime, inspect[name].parameters.bytes_by_dtype),

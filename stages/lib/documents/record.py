@@ -1,18 +1,18 @@
 """Typed documents: a dataclass is the shape of a JSON file a stage writes, in one place.
 
-`to_dict()` writes the keys in field order (so a document keeps its bytes), `from_dict()` reads a
-stored one back and checks every key and type on the way (a wrong file is one clear line, not a
-KeyError three functions later), and `json_schema()` derives its JSON Schema from the same types
-(docs/schemas/, checked against the committed results by tests/test_documents.py).
+`to_dict()` writes the keys in field order (so a document keeps its bytes), `from_dict()` (and
+`read_document` for a file) reads a stored one back and checks every key and type on the way (a
+wrong file is one clear line, not a KeyError three functions later), and `json_schema()` derives
+its JSON Schema from the same types (docs/schemas/, checked by tests/test_documents.py).
 
 Types a field may have: str, int, bool, float (a number, or null where it could not be measured:
 outputs.write_json stores NaN as null), X | None, list[X], dict[str, X], Literal[...], an Enum
 (Status), another Record, Any (facts recorded as they are: machine, runtime, recipe), and any class
 that stores itself the same way, with from_dict, to_dict and schema_def (i18n.Message: this module
 does not import the catalog, so the documents of the timing stages do not depend on it).
-Field options: `key(name)` when the JSON key is no identifier ("ndcg@10"); `omitted()` for a key
-absent from the document when its value is None; `flat(pattern)` for a dict whose entries sit in
-the document itself, under keys matching `pattern` ("overlap@1", "overlap@10", ...).
+Field options: `omitted()` for a key absent from the document when its value is None;
+`flat(pattern)` for a dict whose entries sit in the document itself, under keys matching `pattern`
+("overlap@1", "overlap@10", ...). Maps keyed by data (metric names, model names, roles) are dicts.
 """
 from __future__ import annotations
 
@@ -28,11 +28,6 @@ from typing import Any, ClassVar, Literal, TypeVar
 from ..errors import DocumentError, UserError
 from ..outputs import read_json
 from ..readers import json_type
-
-
-def key(name: str, **kwargs):
-    """A field stored under a JSON key that is no Python identifier."""
-    return dataclasses.field(metadata={"key": name}, **kwargs)
 
 
 def omitted(**kwargs):
@@ -61,7 +56,7 @@ class Record:
             if "flat" in f.metadata:
                 out.update({k: _plain(v) for k, v in value.items()})
             elif not (value is None and f.metadata.get("omit")):
-                out[f.metadata.get("key", f.name)] = _plain(value)
+                out[f.name] = _plain(value)
         return out
 
     @classmethod
@@ -75,7 +70,7 @@ class Record:
                 kwargs[f.name] = {k: _read(typing.get_args(hints[f.name])[1], data[k], _at(where, k)) for k in names}
                 taken.update(names)
                 continue
-            name = f.metadata.get("key", f.name)
+            name = f.name
             if name in data:
                 kwargs[f.name] = _read(hints[f.name], data[name], _at(where, name))
                 taken.add(name)
@@ -212,7 +207,7 @@ def _object_schema(cls, defs: dict) -> dict:
         if "flat" in f.metadata:
             patterns[f.metadata["flat"].join("^$")] = _schema(typing.get_args(hints[f.name])[1], defs)
             continue
-        name = f.metadata.get("key", f.name)
+        name = f.name
         props[name] = _schema(hints[f.name], defs)
         if not f.metadata.get("omit"):
             required.append(name)

@@ -1,7 +1,7 @@
 """results/speedup/NAME.json and results/speed.json: every model's speedup over the reference (timing.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from .common import Environment, Facts, Load
@@ -112,10 +112,8 @@ class Speedup(Record):
     machine: Facts | None = omitted()  # the timing machine's facts (the stage always records them)
 
     def summary(self) -> SpeedupSummary:
-        return SpeedupSummary(**{k: getattr(self, k) for k in SPEEDUP_SUMMARY})
-
-
-SPEEDUP_SUMMARY = ("speedup", "ci_low", "ci_high", "measurable", "method", "texts", "passes", "by_state")
+        """What the report keeps of it (the per-block and per-process detail stays in the file)."""
+        return SpeedupSummary(**{f.name: getattr(self, f.name) for f in fields(SpeedupSummary)})
 
 
 @dataclass(kw_only=True)
