@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from stages.lib import machine
+from stages.lib.documents import schemas
 from tests import tiny
+from tests.test_documents import check, documents
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
@@ -101,6 +103,16 @@ def repo(tmp_path_factory):
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "first run")
     return repo, ran
+
+
+def test_every_document_the_pipeline_writes_has_its_schema(repo, tmp_path):
+    """Inspect, embed manifests, benchmark, speedup, speed.json, compare, diagnose and the report,
+    as the real stages wrote them: valid against docs/schemas/, and read back to the same bytes."""
+    repo, _ = repo
+    found = documents(repo / "results")
+    assert {name for name, _ in found} == set(schemas.DOCUMENTS)
+    for name, path in found:
+        check(name, path, tmp_path)
 
 
 def test_repro_runs_every_stage_and_reports_true_sizes(repo):
