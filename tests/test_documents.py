@@ -27,8 +27,7 @@ STAGE_OUTPUTS = [FIXTURES / "demo-results", FIXTURES / "tiny-results", FIXTURES 
 
 def documents(root: Path) -> list[tuple[str, Path]]:
     """(schema name, file) for every stage document under a results folder."""
-    return [(name, path) for name, (_, _, patterns) in schemas.DOCUMENTS.items() for pattern in patterns
-            for path in sorted(root.glob(pattern))]
+    return [(name, path) for name, (_, _, pattern) in schemas.DOCUMENTS.items() for path in sorted(root.glob(pattern))]
 
 
 def check(name: str, path: Path, tmp_path: Path) -> None:

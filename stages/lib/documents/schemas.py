@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..layout import Results
 from .benchmark import Benchmark
 from .compare import Comparison
 from .diagnose import Diagnosis, DiagnosisDone
@@ -20,16 +21,17 @@ from .record import json_schema
 from .report import Report
 from .speedup import SpeedHeadlines, Speedup
 
-# name -> (type, version, the files of that type under results/, as glob patterns)
+_ANY = Results(Path())  # layout.Results names every path; "*" for the model gives the pattern
+# name -> (type, version, the files of that type under results/, as a glob pattern)
 DOCUMENTS = {
-    "inspect": (Inspection, Inspection.SCHEMA_VERSION, ["inspect/*.json"]),
-    "embed-manifest": (EmbedManifest, EmbedManifest.SCHEMA_VERSION, ["embed/*/manifest.json"]),
-    "benchmark": (Benchmark, Benchmark.SCHEMA_VERSION, ["benchmark/*.json"]),
-    "speedup": (Speedup, Speedup.SCHEMA_VERSION, ["speedup/*.json"]),
-    "speed": (SpeedHeadlines, SpeedHeadlines.SCHEMA_VERSION, ["speed.json"]),
-    "compare": (Comparison, Comparison.SCHEMA_VERSION, ["compare/*.json"]),
-    "diagnose": (Diagnosis, DiagnosisDone.SCHEMA_VERSION, ["diagnose/*.json"]),
-    "report": (Report, Report.SCHEMA_VERSION, ["report.json"]),
+    "inspect": (Inspection, Inspection.SCHEMA_VERSION, str(_ANY.inspect("*"))),
+    "embed-manifest": (EmbedManifest, EmbedManifest.SCHEMA_VERSION, str(_ANY.embed("*") / "manifest.json")),
+    "benchmark": (Benchmark, Benchmark.SCHEMA_VERSION, str(_ANY.benchmark("*"))),
+    "speedup": (Speedup, Speedup.SCHEMA_VERSION, str(_ANY.speedup("*"))),
+    "speed": (SpeedHeadlines, SpeedHeadlines.SCHEMA_VERSION, str(_ANY.speed_headline)),
+    "compare": (Comparison, Comparison.SCHEMA_VERSION, str(_ANY.compare("*"))),
+    "diagnose": (Diagnosis, DiagnosisDone.SCHEMA_VERSION, str(_ANY.diagnose("*"))),
+    "report": (Report, Report.SCHEMA_VERSION, str(_ANY.report_json)),
 }
 FOLDER = Path(__file__).resolve().parents[3] / "docs" / "schemas"
 
