@@ -420,19 +420,12 @@ class Message:
         return {"key": self.key, "args": {k: _stored(v) for k, v in self.args.items()}}
 
     @classmethod
-    def of(cls, stored: Message | dict) -> Message:
-        """A Message, from itself or from its stored form."""
-        if isinstance(stored, Message):
-            return stored
-        return cls(stored["key"], {k: _loaded(v) for k, v in stored["args"].items()})
-
-    @classmethod
     def from_dict(cls, stored: Any, where: str = "") -> Message:
         """The stored form read back, checked (documents/record.py reads Message fields with it)."""
         if not (isinstance(stored, dict) and set(stored) == {"key", "args"} and stored["key"] in MESSAGES
                 and isinstance(stored["args"], dict)):
             raise DocumentError(f"{where}: expected a message {{key, args}} with a key of the catalog")
-        return cls.of(stored)
+        return cls(stored["key"], {k: _loaded(v, f"{where}.args.{k}") for k, v in stored["args"].items()})
 
     @staticmethod
     def schema_def() -> dict:
@@ -451,10 +444,10 @@ def _stored(value: Any) -> Any:
     return [_stored(v) for v in value] if isinstance(value, list) else value
 
 
-def _loaded(value: Any) -> Any:
+def _loaded(value: Any, where: str) -> Any:
     if isinstance(value, dict) and "key" in value:
-        return Message.of(value)
-    return [_loaded(v) for v in value] if isinstance(value, list) else value
+        return Message.from_dict(value, where)
+    return [_loaded(v, f"{where}[{i}]") for i, v in enumerate(value)] if isinstance(value, list) else value
 
 
 def msg(key: str, **args) -> Message:
@@ -462,9 +455,8 @@ def msg(key: str, **args) -> Message:
     return Message(key, args)
 
 
-def render(message: Message | dict, lang: str) -> str:
-    """A message (or its stored form) in `lang`: its arguments by their type (see Message), never by name."""
-    message = Message.of(message)
+def render(message: Message, lang: str) -> str:
+    """A message in `lang`: its arguments by their type (see Message), never by name."""
     return t(lang, message.key, **{k: _rendered(v, lang) for k, v in message.args.items()})
 
 
