@@ -243,11 +243,12 @@ def text_lengths(id_lists) -> np.ndarray:
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
                   inter_op_threads: int = 0, expose: list[str] | None = None, graph=None) -> Embedder:
     """A model's embedder, built from its effective settings (`params.embed_for`) and run by the
-    runtime its entry names; `expose`: intermediate tensors it also returns (onnxruntime only);
-    `graph`: the model's graph, if the caller has parsed it already."""
+    runtime its entry names, with the onnxruntime memory options of `params.onnxruntime`; `expose`:
+    intermediate tensors it also returns (onnxruntime only); `graph`: the model's graph, if the
+    caller has parsed it already."""
     spec, settings = params.model(name), params.embed_for(name)
     runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads,
-                         expose, graph)
+                         expose, graph, params.onnxruntime)
     tok_file = find_tokenizer(runner.model_file, spec.tokenizer)
     tokenizer = load_tokenizer(tok_file, settings.max_length)
     return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
