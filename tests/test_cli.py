@@ -1,4 +1,5 @@
 """Bad input through the real command lines: one line naming the file and cause, exit 2, no outputs."""
+import json
 import os
 import subprocess
 import sys
@@ -58,12 +59,13 @@ def test_missing_model_leaves_no_output(work):
     assert not (work / "results" / "inspect" / "m.json").exists()
 
 
-def test_embed_writes_embeddings_and_manifest(work):
+def test_embed_writes_embeddings_manifest_and_memory(work):
     proc = _stage(work, "stages.embed", "m")
     assert proc.returncode == 0, proc.stderr
     out = work / "results" / "embed" / "m"
     assert {p.name for p in out.iterdir()} == {"queries.npy", "codes.npy", "query_lengths.npy", "code_lengths.npy",
-                                               "manifest.json"}
+                                               "manifest.json", "memory.json"}
+    assert json.loads((out / "memory.json").read_text())["peak_rss_bytes"] > 0
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
 from stages.lib import i18n
@@ -20,6 +19,7 @@ from stages.lib.corpus import sample_texts
 from stages.lib.diagnosis import diagnose
 from stages.lib.documents.diagnose import LayerCounts
 from stages.lib.documents.report import DiagnosisEndedSummary, DiagnosisSummary
+from stages.lib.embedding import open_embedder
 from stages.lib.errors import UserError
 from stages.lib.machine import detect
 from stages.lib.outputs import write_json
@@ -102,10 +102,7 @@ def test_errors_equal_numpy_and_onnxruntime_sqnr(damaged):
 
 def test_a_real_dynamic_int8_copy_is_matched_by_tensor_name(tmp_path):
     tiny.build_layers(tmp_path / "ref")
-    (tmp_path / "q").mkdir()
-    quantize_dynamic(str(tmp_path / "ref" / "model.onnx"), str(tmp_path / "q" / "model.onnx"),
-                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    (tmp_path / "q" / "tokenizer.json").write_bytes((tmp_path / "ref" / "tokenizer.json").read_bytes())
+    tiny.dynamic_int8(tmp_path / "ref", tmp_path / "q")
     graph = onnx.load(str(tmp_path / "q" / "model.onnx"))
     writers = {o: n.op_type for n in graph.graph.node for o in n.output}
     assert "MatMul" not in writers.values() and writers["layer.0/out"] != "MatMul"  # replaced, name kept
@@ -167,7 +164,9 @@ def test_the_stage_command_line(tmp_path):
     ok = _stage(tmp_path, "cand")
     assert ok.returncode == 0, ok.stderr
     assert f"error first jumps at {DAMAGED}" in ok.stdout
+    assert ok.stdout.startswith("cand: expected peak memory about ")  # said before the models are opened
     out = json.loads((tmp_path / "results" / "diagnose" / "cand.json").read_text())
+    assert f"peak memory {out['memory']['peak_rss_bytes'] / 2**20:,.0f} MiB" in ok.stdout
     assert out["nodes_to_exclude"] == [DAMAGED] and out["texts"] == 4 and out["machine"] == detect()["embed"]
     reference = json.loads((TINY_RESULTS / "compare" / "tiny.json").read_text())
     write_json(tmp_path / "results" / "compare" / "ref.json", reference)
@@ -222,3 +221,139 @@ def test_russian_diagnosis_leaves_no_english_prose(damaged):
 def _ended(status: str, key: str) -> DiagnosisEndedSummary:
     reason = i18n.msg(key)
     return DiagnosisEndedSummary(status=status, reason=reason.text(), reason_code=reason)
+
+
+# ---------------------------------------------------------------- memory: groups, widths, the stated need
+
+def _numbers(result: dict) -> dict:
+    return {k: result[k] for k in ("tensors", "outputs", "top", "first_jump", "nodes_to_exclude", "layers")}
+
+
+@pytest.mark.parametrize("cand", ["damaged", "dynamic-int8"])
+def test_layers_exposed_in_groups_give_the_same_numbers_bit_for_bit(tmp_path, cand):
+    tiny.build_layers(tmp_path / "ref", external_data=True)
+    path = _damaged(tmp_path) if cand == "damaged" else tiny.dynamic_int8(tmp_path / "ref", tmp_path / "q")
+    params = _params(tmp_path, {"ref": tmp_path / "ref", "cand": path})
+    whole = diagnose(params, "cand", "FAIL").to_dict()
+    apart = diagnose(params, "cand", "FAIL", group_bytes=1).to_dict()  # every tensor in sessions of its own
+    assert whole["memory"]["groups"] == 1 and apart["memory"]["groups"] == 4  # a layer each; the output with the last
+    assert _numbers(apart) == _numbers(whole)  # floats compared exactly
+    assert whole["tensors"][-1]["rel_error"] > 0
+
+
+def test_the_memory_record_counts_weights_and_exposed_tensors_as_onnxruntime_makes_them(damaged):
+    params, result = damaged[0], damaged[1].to_dict()
+    mem = result["memory"]
+    files = {n: sum(p.stat().st_size for p in Path(params.models[n].path).glob("model.onnx*")) for n in ("ref", "cand")}
+    assert mem["weights_bytes"] == files
+    texts = sample_texts(params.corpus, "documents", 6)
+    ids = load_tokenizer(Path(params.models["ref"].path) / "tokenizer.json", 16).encode(texts)
+    longest = max(ids, key=len)
+    assert mem["longest_text_tokens"] == len(longest)
+    names = [r["tensor"] for r in result["tensors"]] + ["last_hidden_state"]
+    emb = open_embedder(params, "ref", expose=names)
+    made = emb.runner.run(names, emb.feed([longest])[0])
+    assert mem["exposed_bytes"] == mem["group_bytes"] == sum(a.nbytes for a in made)  # float32, batch 1
+    largest = max(a.nbytes for a in made)
+    assert mem["expected_peak_bytes"] == (mem["before_models_bytes"] + 2 * sum(files.values())
+                                          + 2 * (mem["group_bytes"] + 2 * largest) + 4 * largest)
+    assert mem["peak_rss_bytes"] > 20 << 20
+    assert mem["memory_options"] == {"enable_cpu_mem_arena": True, "enable_mem_pattern": True}
+
+
+def test_the_expected_need_is_said_before_any_model_is_opened(tmp_path, monkeypatch):
+    from stages.lib import diagnosis
+
+    tiny.build_layers(tmp_path / "ref")
+    params = _params(tmp_path, {"ref": tmp_path / "ref", "cand": _damaged(tmp_path)})
+    events = []
+    real = diagnosis.open_embedder
+    monkeypatch.setattr(diagnosis, "open_embedder", lambda *a, **k: events.append("open") or real(*a, **k))
+    result = diagnose(params, "cand", "FAIL", say=events.append, group_bytes=1).to_dict()
+    assert len(events) == 1 + 2 * 4 and events[1:] == ["open"] * 8  # said first, then 4 groups x 2 models
+    said = events[0]
+    mem = result["memory"]
+    assert said.startswith(f"cand: expected peak memory about {mem['expected_peak_bytes'] / 2**20:,.0f} MiB")
+    assert f"({mem['longest_text_tokens']} tokens) in 4 group(s)" in said
+
+
+def test_groups_keep_graph_order_within_the_budget():
+    from stages.lib.diagnosis import memory_plan
+
+    names = ["a", "b", "c", "d", "e"]
+    shapes = {"a": [None, 10], "b": [None, 10], "c": [None, 30], "d": [None, 5], "e": [7]}  # e: pooled, per text
+    sizes = {"a": 80, "b": 80, "c": 240, "d": 40, "e": 28}  # 4 bytes x elements at 2 tokens
+    plan = memory_plan(names, shapes, tokens=2, weights={"r": 10, "c": 10}, outputs=["e"], group_bytes=200)
+    # e, a graph output, is made in every run (28 bytes each time) and compared with the last group;
+    # c alone is over the budget: a group of its own
+    assert plan["group_names"] == [["a", "b"], ["c"], ["d", "e"]]
+    assert plan["exposed_bytes"] == sum(sizes.values()) and plan["group_bytes"] == 240 + 28
+    assert plan["expected_peak_bytes"] == plan["before_models_bytes"] + 2 * 20 + 2 * (268 + 2 * 240) + 4 * 240
+    assert memory_plan(names, shapes, 2, {"r": 10, "c": 10}, ["e"])["groups"] == 1  # below the floor: one group
+
+
+def test_weighted_layer_widths_are_what_onnxruntime_outputs(tmp_path):
+    """Elements per token of MatMul, Gemm (transB either way), Gather and com.microsoft Attention
+    (plain and with qkv_hidden_sizes), read from the weights' shapes, equal the outputs' sizes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stages.lib.diagnosis import weighted_layers
+
+    rng = np.random.default_rng(0)
+    w = {name: numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in (
+        ("table", (11, 8)), ("w_mm", (8, 7)), ("w_gemm_t", (6, 8)), ("w_gemm", (8, 4)),
+        ("w_att", (8, 24)), ("b_att", (24,)), ("w_att_qkv", (8, 20)), ("b_att_qkv", (20,)))}
+    shape2d = numpy_helper.from_array(np.array([-1, 8], dtype=np.int64), "shape2d")
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["x"], name="gather"),
+             helper.make_node("MatMul", ["x", "w_mm"], ["mm"], name="mm"),
+             helper.make_node("Reshape", ["x", "shape2d"], ["x2"], name="flat"),
+             helper.make_node("Gemm", ["x2", "w_gemm_t"], ["gemm_t"], name="gemm_t", transB=1),
+             helper.make_node("Gemm", ["x2", "w_gemm"], ["gemm"], name="gemm"),
+             helper.make_node("Attention", ["x", "w_att", "b_att"], ["att"], name="att", domain="com.microsoft",
+                              num_heads=2),
+             helper.make_node("Attention", ["x", "w_att_qkv", "b_att_qkv"], ["att_qkv"], name="att_qkv",
+                              domain="com.microsoft", num_heads=2, qkv_hidden_sizes=[8, 8, 4])]
+    outs = ["x", "mm", "gemm_t", "gemm", "att", "att_qkv"]
+    graph = helper.make_graph(nodes, "widths",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "seq"])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs],
+                              list(w.values()) + [shape2d])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    layers = weighted_layers(model, ["MatMul", "Gemm", "Gather", "Attention"])
+    session = ort_session(model)
+    tokens = 5
+    made = dict(zip(outs, session.run(outs, {"input_ids": np.arange(tokens, dtype=np.int64)[None]})))
+    assert {layer.tensor: layer.width for layer in layers} == {n: a.size // tokens for n, a in made.items()}
+    assert {layer.tensor: layer.width for layer in layers} == {"x": 8, "mm": 7, "gemm_t": 6, "gemm": 4, "att": 8,
+                                                              "att_qkv": 4}
+
+
+def ort_session(model):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_exposing_sessions_run_unoptimized_and_leave_no_copy_behind(tmp_path, monkeypatch):
+    """Every session of a group runs the graph as stored, also one exposing only the graph's own
+    outputs (those are returned anyway, so nothing is added); the extended copy of the graph file
+    is gone once onnxruntime has loaded it."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from stages.lib.runtimes import open_runner
+
+    tiny.build_layers(tmp_path / "ref", external_data=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    off = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for expose in (["layer.0/out", "layer.1/out"], ["last_hidden_state"], []):
+        runner = open_runner(tmp_path / "ref", expose=expose)
+        assert runner.session.get_session_options().graph_optimization_level == off
+        others = [n for n in expose if n != "last_hidden_state"]
+        assert [o.name for o in runner.outputs] == ["last_hidden_state"] + others
+    assert open_runner(tmp_path / "ref").session.get_session_options().graph_optimization_level != off
+    assert list((tmp_path / "tmp").iterdir()) == []

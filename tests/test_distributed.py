@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from stages.lib import distributed
 from stages.lib import params as params_lib
@@ -49,11 +48,7 @@ def _params(tmp_path, model, engine, batch_size=5):
 
 def _int8_copy(tmp_path):
     tiny.build_model(tmp_path / "fp32", dim=16)
-    (tmp_path / "int8").mkdir()
-    quantize_dynamic(str(tmp_path / "fp32" / "model.onnx"), str(tmp_path / "int8" / "model.onnx"),
-                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    (tmp_path / "int8" / "tokenizer.json").write_bytes((tmp_path / "fp32" / "tokenizer.json").read_bytes())
-    return tmp_path / "int8"
+    return tiny.dynamic_int8(tmp_path / "fp32", tmp_path / "int8")
 
 
 @pytest.mark.parametrize("kind", ["fp32", "int8"])

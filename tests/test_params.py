@@ -345,3 +345,23 @@ def test_yaml_errors_name_the_line(tmp_path, text, cause):
     path = tmp_path / "params.yaml"
     path.write_text(text, encoding="utf-8")
     assert _file_error(path) == f"{path}:{cause}"
+
+
+def test_onnxruntime_memory_options_default_to_onnxruntimes_own(tmp_path, raw):
+    import onnxruntime as ort
+
+    own = ort.SessionOptions()
+    p = params.load(write(tmp_path, minimal()))
+    assert (p.onnxruntime.enable_cpu_mem_arena, p.onnxruntime.enable_mem_pattern) == \
+        (own.enable_cpu_mem_arena, own.enable_mem_pattern)
+    assert params.parse(copy.deepcopy(raw)).onnxruntime == p.onnxruntime  # the repo's file states the defaults
+    p = params.load(write(tmp_path, minimal(onnxruntime={"enable_cpu_mem_arena": False})))
+    assert (p.onnxruntime.enable_cpu_mem_arena, p.onnxruntime.enable_mem_pattern) == (False, own.enable_mem_pattern)
+
+
+@pytest.mark.parametrize("section, words", [
+    ({"enable_cpu_mem_arena": "no"}, "'onnxruntime.enable_cpu_mem_arena' must be bool, got 'no'"),
+    ({"enable_mem_arena": False}, "unknown key 'onnxruntime.enable_mem_arena' (did you mean 'enable_cpu_mem_arena'?)"),
+])
+def test_onnxruntime_option_mistakes_name_the_key(tmp_path, section, words):
+    assert words in load_error(tmp_path, minimal(onnxruntime=section))

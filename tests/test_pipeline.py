@@ -88,7 +88,7 @@ def _params() -> dict:
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
     tiny.build_model(repo / "models" / "tiny", dim=16, external_data=True)
     tiny.write_jsonl(repo / "data" / "corpus.jsonl", tiny.corpus_rows(40))
@@ -138,6 +138,15 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert comp["verdict"]["scope"].startswith("holds on ")  # dynamic INT8: the instruction path is named
         diagnosis = report["models"][cand]["diagnosis"]  # PASS: skipped; otherwise its layers, matched by name
         assert diagnosis["status"] == ("skipped" if comp["verdict"]["status"] == "PASS" else "done")
+        diagnosed = json.loads((repo / "results" / "diagnose" / f"{cand}.json").read_text())
+        if diagnosed["status"] == "done":  # both models' weights, the need stated before, the peak measured
+            assert set(diagnosed["memory"]["weights_bytes"]) == {"tiny", cand}
+            assert diagnosed["memory"]["expected_peak_bytes"] > 0 and diagnosed["memory"]["peak_rss_bytes"] > 0
+    for name in MODELS:  # every model stage records its own peak RSS
+        files = sum(p.stat().st_size for p in (repo / "models" / name.removesuffix("-ov")).glob("model.onnx*"))
+        embed_memory = json.loads((repo / "results" / "embed" / name / "memory.json").read_text())
+        assert embed_memory["weights_bytes"] == files and embed_memory["peak_rss_bytes"] > 0
+        assert json.loads((repo / "results" / "benchmark" / f"{name}.json").read_text())["memory"]["peak_rss_bytes"] > 0
     ov = report["models"]["tiny-ov"]
     facts = ov["runtime"]["facts"]  # from the embed manifest; benchmark and speedup record the same runner
     assert facts["runtime"] == "openvino" and facts["precision"]["requested"] == "auto"
@@ -173,6 +182,20 @@ def test_second_repro_does_nothing_and_rewrites_nothing(repo):
     assert _repro(repo) == set()
     assert _dvc(repo, "status", "-q", "report", check=False).returncode == 0
     assert _git_clean(repo)  # the machine stage rewrote identical facts
+
+
+def test_a_rerun_embed_changes_nothing_after_it_though_its_memory_record_is_new(repo):
+    """memory.json (the run's peak RSS) is dvc-ignored: the embed output's hash, dvc.lock and every
+    stage after it stay as they were when the vectors do, e.g. in a fresh clone without a remote."""
+    repo, _ = repo
+    record = repo / "results" / "embed" / "cand-a" / "memory.json"
+    record.write_text("{}")
+    lock = (repo / "dvc.lock").read_text()
+    _dvc(repo, "repro", "-f", "-s", "embed@cand-a")
+    assert json.loads(record.read_text())["peak_rss_bytes"] > 0  # written by this run
+    assert (repo / "dvc.lock").read_text() == lock
+    assert _dvc(repo, "status", "-q", "report", check=False).returncode == 0
+    assert _git_clean(repo)
 
 
 def test_handoff_through_a_remote(repo, tmp_path):

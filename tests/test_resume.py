@@ -48,8 +48,9 @@ def _set_max_length(folder: Path, max_length: int) -> None:
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
+    """The embed folder's files, less memory.json: a measurement of the run (its peak RSS)."""
     out = folder / "results" / "embed" / "m"
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "memory.json"}
 
 
 def _scratch(folder: Path) -> list[Path]:

@@ -182,6 +182,19 @@ def build_layers(folder: Path, mats: list[np.ndarray] | None = None, *, dim: int
     return path
 
 
+def dynamic_int8(source: Path, folder: Path) -> Path:
+    """folder/model.onnx: onnxruntime's dynamic INT8 (per tensor, MatMul) of source/model.onnx, with
+    its tokenizer: the kind of candidate the quantize stage makes."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(Path(source) / "model.onnx"), str(folder / "model.onnx"), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul"])
+    (folder / "tokenizer.json").write_bytes((Path(source) / "tokenizer.json").read_bytes())
+    return folder
+
+
 def write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]]) -> Path:
     """A BEIR-layout corpus folder: corpus.jsonl, queries.jsonl, qrels/test.tsv (with its header)."""
     folder = Path(folder)

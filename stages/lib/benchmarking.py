@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import platform
-import resource
 import time
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from .documents.benchmark import Benchmark, LatencyB1, Memory, Pass, Repeatabili
 from .documents.common import Environment, Facts
 from .errors import UserError
 from .machine import LoadMonitor
+from .memory import peak_rss_bytes
 from .progress import Progress
 
 
@@ -103,12 +103,6 @@ def environment(runner, intra: int, inter: int) -> Environment:
                        inter_op_threads=inter if inter else f"{runner.runtime} default",
                        memory_bytes=psutil.virtual_memory().total, os=platform.platform(),
                        python=platform.python_version(), numpy=np.__version__)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (each stage is a fresh process, so: of this model)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if platform.system() == "Darwin" else peak * 1024)
 
 
 def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:

@@ -11,6 +11,7 @@ import numpy as np
 from .corpus import corpus_sha256, iter_texts, load_corpus
 from .errors import UserError, first_line
 from .hashing import file_sha256
+from .memory import peak_rss_bytes, weights_bytes
 from .pooling import l2_normalize, pool
 from .progress import Progress
 from .runtimes import FLOAT_TYPES, Runner, open_runner
@@ -243,16 +244,20 @@ def text_lengths(id_lists) -> np.ndarray:
 
 
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                  inter_op_threads: int = 0, expose: list[str] | None = None, graph=None) -> Embedder:
+                  inter_op_threads: int = 0, expose: list[str] | None = None) -> Embedder:
     """A model's embedder, built from its effective settings (`params.embed_for`) and run by the
-    runtime its entry names; `expose`: intermediate tensors it also returns (onnxruntime only);
-    `graph`: the model's graph, if the caller has parsed it already."""
+    runtime its entry names, with the onnxruntime memory options of `params.onnxruntime`;
+    `expose`: intermediate tensors it also returns (onnxruntime only)."""
     spec, settings = params.model(name), params.embed_for(name)
     runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads,
-                         expose, graph)
-    tok_file = find_tokenizer(runner.model_file, spec.tokenizer)
-    tokenizer = load_tokenizer(tok_file, settings.max_length)
-    return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
+                         expose, params.onnxruntime)
+    return Embedder(runner, model_tokenizer(params, name, runner.model_file), settings.pooling, settings.normalize,
+                    settings.padding_side)
+
+
+def model_tokenizer(params, name: str, model_file: Path) -> TextTokenizer:
+    """A model's tokenizer (its entry's, or the one next to `model_file`) with its effective max_length."""
+    return load_tokenizer(find_tokenizer(model_file, params.model(name).tokenizer), params.embed_for(name).max_length)
 
 
 def embed_corpus(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None,
@@ -266,7 +271,9 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     beyond a few numbers per text; without it everything stays in memory. `engine`: what embeds
     the corpus batches (see Embedder.embed_ids); snippets and checks always run here. `resume`
     (a resume.Resume): the corpus vectors and token ids are kept in its scratch folder instead,
-    continuing from a killed run with the same inputs, and placed into `stream_to` when complete."""
+    continuing from a killed run with the same inputs, and placed into `stream_to` when complete.
+    `memory.json`: this process's peak RSS once every vector is made (of the driver alone under the
+    ray engine) and the model's weights' bytes."""
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
@@ -292,6 +299,10 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
         files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
     files["manifest.json"].update({key: made[key] for key in ("provider", "runtime", "machine")})
+    # a measurement, so not in the manifest: that stays the same on every run (speedup and diagnose
+    # depend on it; a resumed or Ray run must match a whole local one)
+    files["memory.json"] = {"model": name, "engine": params.embed.engine,
+                            "weights_bytes": weights_bytes(embedder.runner.files), "peak_rss_bytes": peak_rss_bytes()}
     return files
 
 

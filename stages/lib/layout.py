@@ -18,7 +18,7 @@ class Results:
         return self.root / "inspect" / f"{name}.json"
 
     def embed(self, name: str) -> Path:
-        """A folder: queries.npy, codes.npy, lengths, snippets, manifest.json."""
+        """A folder: queries.npy, codes.npy, lengths, snippets, manifest.json, memory.json."""
         return self.root / "embed" / name
 
     def benchmark(self, name: str) -> Path:

@@ -127,6 +127,11 @@ def model_files(path: str | Path, graph: onnx.ModelProto | None = None) -> tuple
     return model_file, model, external_data_files(model, model_file)
 
 
+def model_paths(model_file: Path, data_files: dict[str, int]) -> list[Path]:
+    """The graph file, then its external data files (`model_files`' third value): all a model is."""
+    return [model_file] + [model_file.parent / loc for loc in data_files]
+
+
 def embedding_vocab_size(model: onnx.ModelProto) -> int | None:
     """Rows of the table that `input_ids` indexes: token ids at or above it would crash the model."""
     inits = {t.name: t for t in model.graph.initializer}

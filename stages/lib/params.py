@@ -217,6 +217,16 @@ class DiagnoseSettings:
 
 
 @dataclass(frozen=True)
+class OnnxRuntimeSettings:
+    """Memory options of every onnxruntime session a stage opens (embed, benchmark, speedup, diagnose),
+    named as onnxruntime's SessionOptions names them; defaults are onnxruntime's. Not `benchmark.*`:
+    they decide what embed and diagnose hold too, not only what is timed. Each runner records them."""
+
+    enable_cpu_mem_arena: bool = _f(True, bool)  # the arena keeps freed blocks for reuse: RSS stays at its peak
+    enable_mem_pattern: bool = _f(True, bool)    # plan each input shape's buffers once, as one block
+
+
+@dataclass(frozen=True)
 class ReportSettings:
     language: str = _f("en", str)
 
@@ -236,6 +246,7 @@ class Params:
     report: ReportSettings = ReportSettings()
     calibration: str | None = None  # texts static recipes calibrate on; never the evaluation texts
     diagnose: DiagnoseSettings = DiagnoseSettings()
+    onnxruntime: OnnxRuntimeSettings = OnnxRuntimeSettings()
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -251,7 +262,7 @@ class Params:
 
 
 TOP_KEYS = ["corpus", "snippets", "calibration", "reference", "models", "quantize", "embed", "benchmark", "compare",
-            "verdict", "demo", "report", "diagnose"]
+            "verdict", "demo", "report", "diagnose", "onnxruntime"]
 
 
 def parse(raw: dict) -> Params:
@@ -283,6 +294,7 @@ def parse(raw: dict) -> Params:
         report=_section(ReportSettings, "report", raw.get("report")),
         calibration=_typed("calibration", raw["calibration"], str) if raw.get("calibration") else None,
         diagnose=_section(DiagnoseSettings, "diagnose", raw.get("diagnose")),
+        onnxruntime=_section(OnnxRuntimeSettings, "onnxruntime", raw.get("onnxruntime")),
     )
     if any(q.method == "static" for q in quantize.values()) and not params.calibration:
         raise UserError("params.yaml: a static quantize recipe needs 'calibration' (a JSONL file of texts that are "

@@ -7,7 +7,7 @@ from typing import Literal
 from ..i18n import Message
 from ..status import Status
 from .common import Facts
-from .record import Record
+from .record import Record, omitted
 
 
 @dataclass(kw_only=True)
@@ -37,6 +37,22 @@ class LayerCounts(Record):
     weighted: int
     matched: int
     compared: int
+
+
+@dataclass(kw_only=True)
+class DiagnosisMemory(Record):
+    """What the diagnosis expected to need before opening a model (diagnosis.memory_plan) and the
+    peak it measured, with the onnxruntime memory options its sessions ran with."""
+
+    weights_bytes: dict[str, int]  # model -> bytes of its weights
+    longest_text_tokens: int
+    exposed_bytes: int
+    groups: int
+    group_bytes: int
+    before_models_bytes: int
+    expected_peak_bytes: int
+    peak_rss_bytes: int
+    memory_options: Facts | None
 
 
 @dataclass(kw_only=True)
@@ -75,6 +91,7 @@ class DiagnosisDone(Record):
     outputs: list[OutputError]
     tensors: list[Layer]
     machine: Facts | None
+    memory: DiagnosisMemory | None = omitted()  # absent in files written before memory was recorded
 
 
 Diagnosis = DiagnosisEnded | DiagnosisDone

@@ -71,3 +71,17 @@ class EmbedManifest(Record):
     provider: str
     runtime: Facts
     machine: Facts | None  # null: recorded before machine facts
+
+
+@dataclass(kw_only=True)
+class EmbedMemory(Record):
+    """results/embed/NAME/memory.json: the embed stage's peak RSS once every vector is made (of the
+    driver alone under the ray engine) and the model's weights' bytes: a measurement, so apart from
+    the manifest, which stays the same on every run."""
+
+    SCHEMA_VERSION = 1
+
+    model: str
+    engine: str
+    weights_bytes: int
+    peak_rss_bytes: int

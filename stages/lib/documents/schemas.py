@@ -15,7 +15,7 @@ from ..layout import Results
 from .benchmark import Benchmark
 from .compare import Comparison
 from .diagnose import Diagnosis, DiagnosisDone
-from .embed import EmbedManifest
+from .embed import EmbedManifest, EmbedMemory
 from .inspect import Inspection
 from .record import json_schema
 from .report import Report
@@ -26,6 +26,7 @@ _ANY = Results(Path())  # layout.Results names every path; "*" for the model giv
 DOCUMENTS = {
     "inspect": (Inspection, Inspection.SCHEMA_VERSION, str(_ANY.inspect("*"))),
     "embed-manifest": (EmbedManifest, EmbedManifest.SCHEMA_VERSION, str(_ANY.embed("*") / "manifest.json")),
+    "embed-memory": (EmbedMemory, EmbedMemory.SCHEMA_VERSION, str(_ANY.embed("*") / "memory.json")),
     "benchmark": (Benchmark, Benchmark.SCHEMA_VERSION, str(_ANY.benchmark("*"))),
     "speedup": (Speedup, Speedup.SCHEMA_VERSION, str(_ANY.speedup("*"))),
     "speed": (SpeedHeadlines, SpeedHeadlines.SCHEMA_VERSION, str(_ANY.speed_headline)),
