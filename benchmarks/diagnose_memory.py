@@ -43,7 +43,8 @@ for i in range(layers):
               helper.make_node("Relu", [f"layer.{i}/out"], [f"layer.{i}/act"], name=f"layer.{i}/Relu")]
     x = f"layer.{i}/act"
 nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"]))
-inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask")]
+inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
+          for n in ("input_ids", "attention_mask")]
 outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", dim])]
 model = helper.make_model(helper.make_graph(nodes, "synthetic", inputs, outputs, inits),
                           opset_imports=[helper.make_opsetid("", 18)])
@@ -100,7 +101,8 @@ def main() -> None:
             measured([py, "-m", "stages.machine"], folder, args.code)
             wall, peak = measured([py, "-m", "stages.diagnose", "cand"], folder, args.code)
             result = json.loads((folder / "results" / "diagnose" / "cand.json").read_text())
-            weights = sum(f.stat().st_size for m in ("ref", "cand") for f in (folder / "models" / m).glob("model.onnx*"))
+            weights = sum(f.stat().st_size for m in ("ref", "cand")
+                          for f in (folder / "models" / m).glob("model.onnx*"))
             mem = result.get("memory", {})
             groups = mem.get("groups", "-")
             expected = f"{mem['expected_peak_bytes'] / 2**20:.0f}" if mem else "-"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as params_lib  # noqa: E402
-from stages.lib.layout import RESULTS  # noqa: E402
+from stages.lib import params as params_lib
+from stages.lib.layout import RESULTS
 
 
 def _dvc(*args: str) -> None:
@@ -41,11 +41,12 @@ def _committed(name: str) -> dict | None:
 
 def _ship(report: dict) -> str:
     """The ship line's answer: the candidate named, or why none."""
-    from stages.lib.reporting import ship_line  # the report's own rule
-    from stages.lib.i18n import render
+    from stages.lib.documents.record import read
+    from stages.lib.documents.report import Report
+    from stages.lib.report.advice import ship_line  # the report's own rule
 
-    _, codes = ship_line(report)
-    return " ".join(render(c, "en") for c in (codes if isinstance(codes, list) else [codes]))
+    _, sentences = ship_line(read(Report, report))
+    return " ".join(m.text() for m in sentences)
 
 
 def one_run(stages: list[str], names: list[str]) -> dict:
@@ -89,7 +90,8 @@ def summarize(runs: list[dict], committed: dict[str, dict | None]) -> list[str]:
     for i, r in enumerate(runs, 1):
         st = r["states"]
         states = "one state" if st["threshold_ms"] is None else \
-            f"two states ({st['state_ms']['fast']:.2f} / {st['state_ms']['slow']:.2f} ms per text; blocks {st['blocks']})"
+            f"two states ({st['state_ms']['fast']:.2f} / {st['state_ms']['slow']:.2f} ms per text; " \
+            f"blocks {st['blocks']})"
         out.append(f"run {i} ({r['seconds']:.0f} s, {states}): {r['ship']}")
     return out
 

@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as params_lib  # noqa: E402
-from stages.lib.corpus import sample_texts  # noqa: E402
+from stages.lib import params as params_lib
+from stages.lib.corpus import sample_texts
 
 CONFIGS = ("ref", "cand", "both", "both-nospin", "cand+ov")
 

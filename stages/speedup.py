@@ -23,17 +23,15 @@ def main() -> None:
     candidates = [n for n in params.models if n != params.reference]
     plan = schedule(params.reference, candidates, s.speedup_blocks, params.compare.seed)
     processes = run_schedule(plan, lambda name: Job(params, name, texts, s.speedup_passes), label="speedup")
-    results = speedup_results(processes, params.reference, params.compare.confidence, s.busy_tolerance)
+    results = speedup_results(processes, params.reference, params.compare.confidence, s.busy_tolerance, machine)
     with staged_dir(RESULTS.speedup_dir) as tmp:  # every model's file, or none
         for name, result in results.items():
-            result["machine"] = machine
             write_json(tmp / RESULTS.speedup(name).name, result)
     write_json(RESULTS.speed_headline, speed_headline(results))
     for name, result in results.items():
-        lo, hi = result["ci_low"], result["ci_high"]
-        print(f"{name} vs {params.reference}{' (A/A control)' if result['control'] else ''}: {result['speedup']:.2f}x "
-              f"[{lo:.2f}, {hi:.2f}] over {len(result['blocks'])} blocks; CPU used by other processes meanwhile: "
-              f"{load_cell(result['load'])}")
+        print(f"{name} vs {params.reference}{' (A/A control)' if result.control else ''}: {result.speedup:.2f}x "
+              f"[{result.ci_low:.2f}, {result.ci_high:.2f}] over {len(result.blocks)} blocks; CPU used by other "
+              f"processes meanwhile: {load_cell(result.load)}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,16 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from stages.lib import metrics
 from stages.lib.cases import TargetRanks, case_rows, hits_at, missed_by_all, relevant_pairs, top_cases
-from stages.lib.metrics import (group_deltas, length_buckets, paired_delta, randomization_test, ranks_of,
-                                retrieval_per_query, similarity_agreement, top_k)
-
+from stages.lib.metrics import (
+    group_deltas,
+    length_buckets,
+    paired_delta,
+    randomization_test,
+    ranks_of,
+    retrieval_per_query,
+    similarity_agreement,
+    top_k,
+)
 
 # ---------------------------------------------------------------- independent helpers
 
@@ -108,8 +115,10 @@ def test_loss_list_names_exactly_the_perturbed_queries_with_their_ranks():
         assert (r["document"], r["reference_rank"], r["candidate_rank"]) == (i, ref_rank[i], cand_rank[i])
         assert r["rr_change"] == pytest.approx(1 / cand_rank[i] - 1 / ref_rank[i], abs=1e-15)
         assert r["reference_first"] == int(np.argmax(s_ref[i])) and r["candidate_first"] == int(np.argmax(s_cand[i]))
-        assert r["reference_first_id"] == f"d{r['reference_first']}" and r["candidate_first_id"] == f"d{r['candidate_first']}"
-        assert (r["query_id"], r["lang"], r["length"], r["document_id"], r["grade"]) == (f"q{i}", langs[i], 3 * i, f"d{i}", 1)
+        assert r["reference_first_id"] == f"d{r['reference_first']}"
+        assert r["candidate_first_id"] == f"d{r['candidate_first']}"
+        assert (r["query_id"], r["lang"], r["length"], r["document_id"], r["grade"]) == (f"q{i}", langs[i], 3 * i,
+                                                                                         f"d{i}", 1)
         assert r["reference_hit@10"] == (ref_rank[i] <= 10) and r["candidate_hit@10"] == (cand_rank[i] <= 10)
     assert all(r["rr_change"] > 0 and r["candidate_rank"] == 1 for r in top["gains"])
     assert all(r["candidate_rank"] > r["reference_rank"] for r in top["losses"])
@@ -306,7 +315,8 @@ def test_monte_carlo_randomization_p():
     assert mc == randomization_test(cand, ref, n_permutations=20_000, seed=1)  # seeded
     # every difference positive: no random pattern reaches it, and p is 1 / (B + 1), never 0
     assert randomization_test(ref + 0.5, ref, n_permutations=999, exact_max=10)["p"] == pytest.approx(1 / 1000)
-    assert randomization_test(ref + 0.5, ref, exact_max=18)["p"] == pytest.approx(2 / 2 ** 18)  # exact: both all-equal patterns
+    # exact: both all-equal patterns
+    assert randomization_test(ref + 0.5, ref, exact_max=18)["p"] == pytest.approx(2 / 2 ** 18)
 
 
 def test_randomization_without_any_difference():

@@ -72,7 +72,8 @@ def test_embed_writes_embeddings_manifest_and_memory(work):
 def test_stage_refuses_machine_facts_of_another_machine(work):
     """`dvc repro -s embed@m` skips the machine stage: facts from elsewhere must not be recorded as this run's."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EMBED_COMPARE_MACHINE": '{"int8_support": "AMX-INT8"}'}
-    proc = subprocess.run([sys.executable, "-m", "stages.embed", "m"], cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "stages.embed", "m"], cwd=work, env=env, capture_output=True,
+                          text=True)
     line = _error_line(proc)
     assert "results/machine/embed.json: describes another machine" in line and "dvc repro machine" in line
     assert not (work / "results" / "embed" / "m").exists()
@@ -159,10 +160,12 @@ def test_params_and_tokenizer_bytes_that_are_not_utf8_are_one_line(work):
     good = tokenizer.read_bytes()
     tokenizer.write_bytes(good.replace(b'"version": "1.0"', b'"version": "1.0\xa0"'))  # a Latin-1 no-break space
     lineno = good[:good.index(b'"version"')].count(b"\n") + 1
-    assert _error_line(_stage(work, "stages.embed", "m")).startswith(f"error: models/m/tokenizer.json:{lineno}: not UTF-8: byte a0")
+    assert _error_line(_stage(work, "stages.embed", "m")).startswith(
+        f"error: models/m/tokenizer.json:{lineno}: not UTF-8: byte a0")
     tokenizer.write_bytes(good)
     text = (work / "params.yaml").read_bytes()
     (work / "params.yaml").write_bytes(text + b"# \xa9 2024\n")
     lineno = text.count(b"\n") + 1
-    assert _error_line(_stage(work, "stages.inspect", "m")).startswith(f"error: params.yaml:{lineno}: not UTF-8: byte a9")
+    assert _error_line(_stage(work, "stages.inspect", "m")).startswith(
+        f"error: params.yaml:{lineno}: not UTF-8: byte a9")
     assert not (work / "results" / "embed" / "m").exists() and not (work / "results" / "inspect").exists()

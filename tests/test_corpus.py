@@ -110,7 +110,8 @@ def test_bad_qrels_name_the_file_and_line(tmp_path, line, cause):
 
 
 def test_missing_beir_file_is_named(tmp_path):
-    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}], [("q0", "d1", 1)])
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}],
+                             [("q0", "d1", 1)])
     (folder / "queries.jsonl").unlink()
     with pytest.raises(UserError, match=r"queries.jsonl: file not found"):
         load_corpus(folder)
@@ -152,24 +153,28 @@ def test_byte_order_mark_is_accepted_in_every_corpus_file(tmp_path):
     rows = tiny.corpus_rows(5)
     plain = load_corpus(tiny.write_jsonl(tmp_path / "c.jsonl", rows))
     folder = tiny.paired_as_beir(tmp_path / "beir", rows)
-    for path in (tmp_path / "c.jsonl", folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"):
+    files = (tmp_path / "c.jsonl", folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv")
+    for path in files:
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # the qrels header is still recognised
     for c in (load_corpus(tmp_path / "c.jsonl"), load_corpus(folder)):
         assert (c.queries, c.codes, c.qrels) == (plain.queries, plain.codes, plain.qrels)
 
 
 @pytest.mark.parametrize("name,line,cause", [
-    ("corpus.jsonl", b'{"_id": "d1", "text": "\xff"}', "not UTF-8: byte ff at byte offset {offset} of the line (invalid start byte)"),
+    ("corpus.jsonl", b'{"_id": "d1", "text": "\xff"}',
+     "not UTF-8: byte ff at byte offset {offset} of the line (invalid start byte)"),
     ("queries.jsonl", b'{"_id": "q0", "text": "y\xc3("}', "not UTF-8: byte c3 at byte offset {offset} of the line"),
     ("corpus.jsonl", b'{"_id": ["d1"], "text": "x"}', "field '_id' must be a string or an integer, got an array"),
     ("corpus.jsonl", b'{"_id": "d1", "text": "x", "title": 7}', "field 'title' must be a string, got a number"),
-    ("corpus.jsonl", b'{"_id": "d1", "text": "x", "metadata": "go"}', "field 'metadata' must be an object, got a string"),
+    ("corpus.jsonl", b'{"_id": "d1", "text": "x", "metadata": "go"}',
+     "field 'metadata' must be an object, got a string"),
     ("queries.jsonl", b'{"_id": "q0", "text": "y", "metadata": {"lang": 1}}',
      "field 'metadata.lang' must be a string, got a number"),
     ("queries.jsonl", b'"q0"', "expected one JSON object per line, got a string"),
 ])
 def test_bad_beir_jsonl_line_names_file_line_and_cause(tmp_path, name, line, cause):
-    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d0", "text": "x"}], [{"_id": "q1", "text": "z"}], [("q1", "d0", 1)])
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d0", "text": "x"}], [{"_id": "q1", "text": "z"}],
+                             [("q1", "d0", 1)])
     path = folder / name
     path.write_bytes(path.read_bytes() + line + b"\n")
     first_non_ascii = next((i for i, byte in enumerate(line) if byte >= 0x80), None)
@@ -183,7 +188,8 @@ def test_bad_beir_jsonl_line_names_file_line_and_cause(tmp_path, name, line, cau
     (b"q0\td1\t1\nq0\td\xe91\t1\n", 3, "not UTF-8: byte e9 at byte offset 4 of the line"),
     (b"q0\td1\n", 2, "expected query-id, corpus-id, score separated by tabs, got 2 column(s)"),
     (b"q0\td1\t1\t0\n", 2, "expected query-id, corpus-id, score separated by tabs, got 4 column(s)"),
-    (b'q0\td1\t"1\n"\nq0\td1\t1.5\n', 4, "score '1.5' is not an integer"),  # a quoted cell over two lines: file lines count
+    # a quoted cell over two lines: file lines count
+    (b'q0\td1\t"1\n"\nq0\td1\t1.5\n', 4, "score '1.5' is not an integer"),
 ])
 def test_bad_qrels_rows_fail_in_both_passes(tmp_path, body, lineno, cause):
     """The embed stage reads only the qrels' query ids, compare all of it: both name the same line."""
@@ -209,5 +215,6 @@ def test_calibration_file_is_read_by_the_corpus_reader(tmp_path):
         "models": {"m": {"path": str(tmp_path / "models" / "m")}, "s": {"path": "models/s"}},
         "quantize": {"s": {"source": str(tmp_path / "models" / "m"), "method": "static", "calibration_texts": 4}}})
     offset = line.index(b"\x93")
-    with pytest.raises(UserError, match=re.escape(f"{calib}:4: not UTF-8: byte 93 at byte offset {offset} of the line")):
+    expected = f"{calib}:4: not UTF-8: byte 93 at byte offset {offset} of the line"
+    with pytest.raises(UserError, match=re.escape(expected)):
         calibration_feeds(params, "s")

@@ -155,7 +155,7 @@ def _with(path: str, value) -> dict:
 
 # --- commands ------------------------------------------------------------------------------------
 
-SCRIPT = re.compile(r"python (?:-m (stages\.[a-z_]+)|((?:benchmarks|data)/\w+\.py))([^&|;#]*)")
+SCRIPT = re.compile(r"python (?:-m (stages(?:\.[a-z_]+)+)|((?:benchmarks|data)/\w+\.py))([^&|;#]*)")
 OVERRIDE = re.compile(r"-S\s+([\w.${}-]+)=(\S+)")
 CLI = ROOT / "stages" / "lib" / "cli.py"  # the options every stage takes (--params)
 

@@ -10,9 +10,19 @@ from sklearn.metrics import ndcg_score
 from sklearn.metrics.pairwise import cosine_similarity
 
 from stages.lib import metrics
-from stages.lib.metrics import (cosine_agreement, describe, linear_cka, norms, paired_delta, rbo,
-                                retrieval_per_query, row_cosine, scan_rankings, similarity_agreement, top_k)
-
+from stages.lib.metrics import (
+    cosine_agreement,
+    describe,
+    linear_cka,
+    norms,
+    paired_delta,
+    rbo,
+    retrieval_per_query,
+    row_cosine,
+    scan_rankings,
+    similarity_agreement,
+    top_k,
+)
 
 # ---------------------------------------------------------------- independent helpers
 
@@ -43,12 +53,12 @@ def cka_gram(x: np.ndarray, y: np.ndarray) -> float:
     x, y = x.astype(np.float64), y.astype(np.float64)
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    k, l = x @ x.T, y @ y.T
+    kx, ky = x @ x.T, y @ y.T
 
     def hsic(a, b):
         return np.trace(a @ h @ b @ h)
 
-    return float(hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l)))
+    return float(hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky)))
 
 
 def make_spaces(seed: int, nq: int, nc: int, d: int, noise: float):
@@ -111,7 +121,7 @@ def test_cosine_agreement_overall_by_lang_and_by_length():
 
     assert set(out["by_lang"]) == {"python", "go", "java"}
     for lang, got in out["by_lang"].items():
-        sel = [c for c, l in zip(cos, langs) if l == lang]
+        sel = [c for c, text_lang in zip(cos, langs) if text_lang == lang]
         assert got["count"] == len(sel)
         assert got["mean"] == pytest.approx(np.mean(sel), abs=1e-12)
         assert got["min"] == pytest.approx(min(sel), abs=1e-12)
@@ -297,7 +307,8 @@ def test_similarity_agreement_block_size_does_not_matter():
         big = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=max_pairs, seed=3, block=1024)[0]
         assert small.keys() == big.keys()
         for key in big:
-            assert small[key] == pytest.approx(big[key], rel=1e-6, abs=1e-9), key  # float32 products differ by block shape
+            # float32 products differ by block shape
+            assert small[key] == pytest.approx(big[key], rel=1e-6, abs=1e-9), key
 
 
 def test_similarity_agreement_sampled_spearman_is_close_to_full():

@@ -331,8 +331,10 @@ def test_byte_order_mark_is_accepted_and_utf16_named(tmp_path, raw):
 
 @pytest.mark.parametrize("text,cause", [
     ("corpus: c\nmodels: [one,\n  two\nreference: x\n",
-     "4: not valid YAML (expected ',' or ']', but got ':' at column 10, while parsing a flow sequence started on line 2)"),
-    ("corpus: c\nreference: x\n\tmodels: {}\n", "3: not valid YAML (found character '\\t' that cannot start any token at column 1)"),
+     "4: not valid YAML (expected ',' or ']', but got ':' at column 10, while parsing a flow sequence started on "
+     "line 2)"),
+    ("corpus: c\nreference: x\n\tmodels: {}\n",
+     "3: not valid YAML (found character '\\t' that cannot start any token at column 1)"),
     ("corpus: c\nreference: \"x\n", "3: not valid YAML (found unexpected end of stream at column 1, while scanning a "
                                     "quoted scalar started on line 2)"),
     ("corpus: c\nreference: x\x00\n", "2: not valid YAML (character U+0000: special characters are not allowed)"),

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from stages.lib import machine
+from stages.lib.documents import schemas
 from tests import tiny
+from tests.test_documents import check, documents
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
@@ -25,7 +27,8 @@ MODELS = ("tiny", "cand-a", "cand-b", "tiny-ov")
 MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "compare", "diagnose")
                      for m in MODELS} | {"speedup", "report"}
 # compare reads the benchmark results (latency, throughput, their machine); diagnose reads the compare result
-TIMING_DEPENDENT = {f"{stage}@{m}" for stage in ("benchmark", "compare", "diagnose") for m in MODELS} | {"speedup", "report"}
+TIMING_DEPENDENT = ({f"{stage}@{m}" for stage in ("benchmark", "compare", "diagnose") for m in MODELS}
+                    | {"speedup", "report"})
 
 
 def _run(cwd, *args, check=True, env=None):
@@ -102,6 +105,16 @@ def repo(tmp_path_factory):
     return repo, ran
 
 
+def test_every_document_the_pipeline_writes_has_its_schema(repo, tmp_path):
+    """Inspect, embed manifests, benchmark, speedup, speed.json, compare, diagnose and the report,
+    as the real stages wrote them: valid against docs/schemas/, and read back to the same bytes."""
+    repo, _ = repo
+    found = documents(repo / "results")
+    assert {name for name, _ in found} == set(schemas.DOCUMENTS)
+    for name, path in found:
+        check(name, path, tmp_path)
+
+
 def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     repo, ran = repo
     per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "compare", "diagnose")
@@ -120,7 +133,8 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert comp["verdict"]["status"] in ("PASS", "WARN", "FAIL")
         assert comp["size"]["candidate_bytes"] == report["models"][cand]["size"]["total_bytes"]
         assert 0.5 < comp["agreement"]["cosine"]["mean"] <= 1.0 + 1e-9
-        assert comp["speed"]["latency_b1"]["ci_low"] <= comp["speed"]["latency_b1"]["speedup"] <= comp["speed"]["latency_b1"]["ci_high"]
+        speed = comp["speed"]["latency_b1"]
+        assert speed["ci_low"] <= speed["speedup"] <= speed["ci_high"]
         assert comp["verdict"]["scope"].startswith("holds on ")  # dynamic INT8: the instruction path is named
         diagnosis = report["models"][cand]["diagnosis"]  # PASS: skipped; otherwise its layers, matched by name
         assert diagnosis["status"] == ("skipped" if comp["verdict"]["status"] == "PASS" else "done")
@@ -159,7 +173,8 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     control = report["speed_control"]
     assert control["ci_low"] <= control["speedup"] <= control["ci_high"]
     headline = json.loads((repo / "results" / "metrics" / "cand-a.json").read_text())["cand-a"]
-    assert headline["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[report["models"]["cand-a"]["comparison"]["verdict"]["status"]]
+    status = report["models"]["cand-a"]["comparison"]["verdict"]["status"]
+    assert headline["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[status]
 
 
 def test_second_repro_does_nothing_and_rewrites_nothing(repo):
@@ -197,7 +212,8 @@ def test_handoff_through_a_remote(repo, tmp_path):
     assert _git_clean(clone)
 
     old = machine.describe(machine.detect()["timing"])
-    other = _simulated(int8_support="AMX-INT8", flags=["avx2", "avx512_vnni", "amx_int8", "amx_tile"], cpu="Simulated Xeon")
+    other = _simulated(int8_support="AMX-INT8", flags=["avx2", "avx512_vnni", "amx_int8", "amx_tile"],
+                       cpu="Simulated Xeon")
     assert _repro(clone, env=other) == MACHINE_DEPENDENT  # no fetch, quantize or inspect
     report = (clone / "results" / "report.md").read_text()
     report, as_json = _flat(report), (clone / "results" / "report.json").read_text()

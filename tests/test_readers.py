@@ -70,7 +70,8 @@ def test_unpaired_surrogate_escapes_are_refused_and_pairs_decoded(tmp_path):
     for text in ('{"t": "a\\udc80b"}', '{"t": ["x", {"k": "\\uD800"}]}', '{"\\ud800": 1}'):
         message = _error(readers.parse_json, text + "\n", "c.jsonl", 7)
         assert message.startswith("c.jsonl:7: a \\u escape encodes '\\ud") and "unpaired surrogate" in message
-    assert _error(readers.parse_json, '{\n"t": "\\udfff"}', "f.json").startswith("f.json: a \\u escape encodes '\\udfff'")
+    assert _error(readers.parse_json, '{\n"t": "\\udfff"}', "f.json").startswith(
+        "f.json: a \\u escape encodes '\\udfff'")
 
 
 # ---------------------------------------------------------------- tokenizer.json
@@ -85,7 +86,8 @@ def test_tokenizer_file_errors_name_the_line(tmp_path):
     target = next(i for i, line in enumerate(lines) if b'"sort"' in line)
     path.write_bytes(b"\n".join(lines[:target] + [lines[target].replace(b"sort", b"s\xf6rt")] + lines[target + 1:]))
     offset = lines[target].index(b"sort") + 1
-    assert _error(load_tokenizer, path, 16).startswith(f"{path}:{target + 1}: not UTF-8: byte f6 at byte offset {offset} ")
+    assert _error(load_tokenizer, path, 16).startswith(
+        f"{path}:{target + 1}: not UTF-8: byte f6 at byte offset {offset} ")
     cut = good[: len(good) // 2]
     path.write_bytes(cut)
     message, last_line = _error(load_tokenizer, path, 16), cut.count(b"\n") + 1
@@ -118,7 +120,8 @@ def test_sentence_transformers_files_of_the_wrong_shape_name_file_and_key(tmp_pa
     second = b' true, "word_embedding_dimension": \x80}'
     config.write_bytes(b'{"pooling_mode_cls_token":\n' + second)
     offset = second.index(b"\x80")
-    assert _error(sentence_transformers_head, path).startswith(f"{config}:2: not UTF-8: byte 80 at byte offset {offset} ")
+    assert _error(sentence_transformers_head, path).startswith(
+        f"{config}:2: not UTF-8: byte 80 at byte offset {offset} ")
 
 
 # ---------------------------------------------------------------- QUANTIZE.json, the ONNX file
@@ -127,14 +130,15 @@ def test_quantize_json_in_a_model_folder(tmp_path):
     tiny.build_model(tmp_path / "m")
     facts = tmp_path / "m" / "QUANTIZE.json"
     facts.write_text(json.dumps({"function": "f", "recipe": {"method": "dynamic"}}))
-    assert inspect_model(tmp_path / "m")["recipe"]["recipe"] == {"method": "dynamic"}
+    assert inspect_model(tmp_path / "m", "m").recipe["recipe"] == {"method": "dynamic"}
     trailing_comma = ' {"method": "dynamic",}}'
     for text, cause in (('["dynamic"]', ": expected a JSON object, got an array"),
                         ('{"recipe": "dynamic"}', ": 'recipe' must be an object, got a string"),
-                        ('{"recipe":\n' + trailing_comma, ":2: not valid JSON (Expecting property name enclosed in "
-                                                           f"double quotes at column {trailing_comma.index(',}') + 2})")):
+                        ('{"recipe":\n' + trailing_comma,
+                         ":2: not valid JSON (Expecting property name enclosed in "
+                         f"double quotes at column {trailing_comma.index(',}') + 2})")):
         facts.write_text(text)
-        assert _error(inspect_model, tmp_path / "m") == f"{facts}{cause}"
+        assert _error(inspect_model, tmp_path / "m", "m") == f"{facts}{cause}"
 
 
 def test_truncated_onnx_files_are_one_line(tmp_path):

@@ -209,5 +209,6 @@ def test_a_bad_hook_value_is_one_clear_line(tmp_path, monkeypatch):
 def test_the_scratch_is_ignored_by_git_and_dvc(tool):
     """Outside every DVC output is not enough: git must not list it, nor DVC walk it."""
     probe = str(SCRATCH.embed("m") / "0123456789abcdef" / "queries.npy")
-    cmd = ["git", "check-ignore", "-q", probe] if tool == "git" else [sys.executable, "-m", "dvc", "check-ignore", "-q", probe]
+    cmd = (["git", "check-ignore", "-q", probe] if tool == "git"
+           else [sys.executable, "-m", "dvc", "check-ignore", "-q", probe])
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0

@@ -1,7 +1,6 @@
 """runtimes.py: onnxruntime and OpenVINO behind one runner interface, on tiny onnx.helper models.
 Agreement against onnxruntime and numpy, precision read back from the compiled model, the one-line
 errors; timing across runtimes is checked by structure, never by wall clock."""
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -78,7 +77,7 @@ def test_a_fresh_timing_process_runs_an_openvino_model_and_records_its_runtime(t
                        "m-ov": {"path": str(tmp_path / "m"), "runtime": "openvino", "precision": "f32"}})
     raw["embed"].update(pooling="mean", max_length=32)
     out = in_fresh_process(Job(parse(raw), "m-ov", TEXTS[:3], passes=1))
-    facts = out["environment"]["runtime"]
+    facts = out["environment"].runtime
     assert facts["runtime"] == "openvino" and facts["precision"] == {"requested": "f32", "used": "f32"}
     assert len(out["per_text_ms"]) == 3
 
@@ -86,7 +85,7 @@ def test_a_fresh_timing_process_runs_an_openvino_model_and_records_its_runtime(t
 def test_benchmark_runs_an_openvino_model(tmp_path):
     tiny.build_model(tmp_path / "m")
     emb = _embedder(tmp_path / "m", "openvino", "f32")
-    out = run_benchmark(emb, emb.tokenizer.encode(TEXTS), SETTINGS)
+    out = run_benchmark(emb, emb.tokenizer.encode(TEXTS), SETTINGS, "m", None).to_dict()
     assert out["latency_b1"]["count"] >= SETTINGS.min_iterations and out["session_create_s"] > 0
 
 

@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 
 from stages.lib import timing
+from stages.lib.documents.common import Environment
 from stages.lib.errors import UserError
-
 
 # ---------------------------------------------------------------- the interval
 
@@ -84,7 +84,9 @@ def _process(block, role, model, per_text):
             "per_text_ms": list(per_text), "pass_ms": [sum(per_text), sum(per_text) * 1.01],
             "load": {"seconds": 1.0, "cores": 2, "own_cpu_s": 2.0, "other_cpu_s": 0.02, "other_fraction": 0.01},
             "peak_rss_bytes": 100 + block, "session_create_s": 0.1,
-            "environment": {"runtime": {"runtime": "onnxruntime", "model": model}}}
+            "environment": Environment(provider="CPUExecutionProvider",
+                                       runtime={"runtime": "onnxruntime", "model": model}, intra_op_threads=1,
+                                       inter_op_threads=1, memory_bytes=1, os="os", python="3", numpy="2")}
 
 
 def test_block_estimate_is_the_geometric_mean_over_texts_of_both_sides_geometric_means():
@@ -117,7 +119,7 @@ def _two_model_run(blocks: int, cand_factor: float, ref_ms=lambda b: 10.0, texts
 
 def test_speedup_results_give_each_model_its_interval_and_the_reference_the_control():
     results = timing.speedup_results(_two_model_run(6, 2.0), "ref", 0.95, 0.10)
-    cand, control = results["cand"], results["ref"]
+    cand, control = results["cand"].to_dict(), results["ref"].to_dict()  # as the speedup stage stores them
     block_logs = [math.log(b["speedup"]) for b in cand["blocks"]]
     assert (cand["speedup"], cand["ci_low"], cand["ci_high"]) == timing.t_interval(block_logs, 0.95)
     assert cand["ci_low"] < 2.0 < cand["ci_high"] and cand["measurable"]
@@ -125,7 +127,7 @@ def test_speedup_results_give_each_model_its_interval_and_the_reference_the_cont
     assert len(cand["processes"]) == 12 and cand["memory"]["peak_rss_bytes"] == 105
     assert cand["load"]["other_fraction"] == pytest.approx(0.01) and not cand["load"]["busy"]
     assert cand["reference_runtime"] == {"runtime": "onnxruntime", "model": "ref"}
-    assert timing.speed_headline(results) == {"cand": {"speedup": round(cand["speedup"], 3),
+    assert timing.speed_headline(results).to_dict() == {"cand": {"speedup": round(cand["speedup"], 3),
                                                         "speedup_low": round(cand["ci_low"], 3),
                                                         "speedup_high": round(cand["ci_high"], 3)}}
 
@@ -135,10 +137,11 @@ def test_two_speed_states_are_found_and_each_gets_its_speedup():
     run = []
     for b in range(6):
         slow = b >= 3
-        run += [p for p in _two_model_run(1, 1.85 if slow else 2.1, lambda _: 13.0 if slow else 9.0)]
+        ref_ms = 13.0 if slow else 9.0
+        run += list(_two_model_run(1, 1.85 if slow else 2.1, lambda _, ms=ref_ms: ms))
         for p in run[-6:]:
             p["block"] = b
-    results = timing.speedup_results(run, "ref", 0.95, 0.10)
+    results = {name: r.to_dict() for name, r in timing.speedup_results(run, "ref", 0.95, 0.10).items()}
     states = results["ref"]["states"]
     assert states["blocks"] == ["fast"] * 3 + ["slow"] * 3 and 9.0 < states["threshold_ms"] < 13.0
     by_state = results["cand"]["by_state"]
@@ -190,7 +193,7 @@ def test_a_fresh_process_times_one_model_and_reports_its_own_memory(tmp_path):
     texts = ["def f(x): return x", "select 1", "fn main() {}"]
     out = timing.in_fresh_process(timing.Job(params, "m", texts, passes=2))
     assert len(out["per_text_ms"]) == 3 and len(out["pass_ms"]) == 2 and min(out["per_text_ms"]) > 0
-    assert out["peak_rss_bytes"] > 0 and out["environment"]["runtime"]["runtime"] == "onnxruntime"
+    assert out["peak_rss_bytes"] > 0 and out["environment"].runtime["runtime"] == "onnxruntime"
 
 
 def test_a_failing_fresh_process_is_one_line_naming_the_model(tmp_path):

@@ -168,7 +168,8 @@ def _lang(path: Path, lineno: int, obj: dict) -> str | None:
 def _beir_rows(path: Path, with_title: bool) -> Iterator[tuple[str, str, str | None]]:
     """(id, text, language or None) per line; the title joined to the text as BEIR joins them."""
     if not path.is_file():
-        raise UserError(f"{path}: file not found (a BEIR corpus folder holds corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+        raise UserError(f"{path}: file not found "
+                        "(a BEIR corpus folder holds corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     empty = True
     for lineno, obj in _jsonl(path):
         _id, text = obj.get("_id"), _text(path, lineno, obj.get("text"), "text")

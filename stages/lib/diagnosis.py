@@ -29,11 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .corpus import sample_texts
+from .documents.diagnose import Diagnosis, DiagnosisDone, DiagnosisEnded, DiagnosisMemory, LayerCounts, OutputError
+from .documents.diagnose import Layer as LayerError
 from .embedding import Embedder, model_tokenizer, open_embedder
-from .i18n import msg, render
+from .i18n import msg
 from .memory import mib, peak_rss_bytes, rss_bytes, weights_bytes
 from .onnxmodel import model_files, model_paths
 from .runtimes import FLOAT_TYPES
+from .status import Status
 
 FLOAT_NOISE = 1e-5  # float32 reordering alone gives relative errors below this: a rise to it is no jump
 GROUP_FLOOR = 16 << 20  # bytes of exposed tensors per model below which splitting into groups is not worth a reload
@@ -144,13 +147,14 @@ def find_jumps(rows: list[dict], factor: float, top: int) -> tuple[dict | None, 
     return (jumps[0] if jumps else None), sorted(jumps, key=lambda r: -r["increase"])[:top]
 
 
-def _ended(base: dict, status: str, key: str, **args) -> dict:
-    code = msg(key, **args)
-    return {**base, "status": status, "reason": code, "reason_text": render(code, "en")}
+def _ended(base: dict, status: str, key: str, **args) -> DiagnosisEnded:
+    """A diagnosis that stops early: why, as a message (and its English text for the JSON's readers)."""
+    reason = msg(key, **args)
+    return DiagnosisEnded(**base, status=status, reason=reason.text(), reason_code=reason)
 
 
-def diagnose(params, name: str, verdict: str | None, machine: dict | None = None, say=None,
-             group_bytes: int | None = None) -> dict:
+def diagnose(params, name: str, verdict: Status | None, machine: dict | None = None, say=None,
+             group_bytes: int | None = None) -> Diagnosis:
     """The diagnose stage's result for one model (schema in README). The reference and PASS
     candidates are skipped without opening a model. `say(line)` gets the expected memory need before
     any model is opened; `group_bytes` overrides the exposed bytes per group and model (tests)."""
@@ -158,7 +162,7 @@ def diagnose(params, name: str, verdict: str | None, machine: dict | None = None
     base = {"model": name, "reference": params.reference, "verdict": verdict}
     if name == params.reference:
         return _ended(base, "skipped", "diag.skip_reference")
-    if verdict == "PASS":
+    if verdict == Status.PASS:
         return _ended(base, "skipped", "diag.skip_pass")
     runtimes = {params.model(n).runtime for n in (params.reference, name)}
     if runtimes != {"onnxruntime"}:  # OpenVINO compiles the graph: its intermediate tensors are not exposed
@@ -201,15 +205,16 @@ def diagnose(params, name: str, verdict: str | None, machine: dict | None = None
     if not rows:
         return _ended(base, "not_comparable", "diag.no_match", ops=ops, count=len(layers))
     first, top = find_jumps(rows, settings.jump_factor, settings.top)
-    return {**base, "status": "done", "texts": len(id_lists), "tokens": sum(map(len, id_lists)),
-            "op_types": list(settings.op_types), "jump_factor": settings.jump_factor,
-            "layers": {"weighted": len(layers), "matched": len(matched), "compared": len(rows)},
-            "unmatched": [layer.tensor for layer in layers if layer.tensor not in produced][:10],
-            "first_jump": first, "top": top,
-            "nodes_to_exclude": [r["node"] for r in top if r["node"]],
-            "outputs": [{"tensor": n, **error_numbers(*sums[n])} for n in outputs if n in sums],
-            "tensors": rows, "machine": machine,
-            "memory": {**plan, "peak_rss_bytes": peak_rss_bytes(), "memory_options": options}}
+    return DiagnosisDone(
+        **base, status="done", texts=len(id_lists), tokens=sum(map(len, id_lists)),
+        op_types=list(settings.op_types), jump_factor=settings.jump_factor,
+        layers=LayerCounts(weighted=len(layers), matched=len(matched), compared=len(rows)),
+        unmatched=[layer.tensor for layer in layers if layer.tensor not in produced][:10],
+        first_jump=LayerError(**first) if first else None, top=[LayerError(**r) for r in top],
+        nodes_to_exclude=[r["node"] for r in top if r["node"]],
+        outputs=[OutputError(tensor=n, **error_numbers(*sums[n])) for n in outputs if n in sums],
+        tensors=[LayerError(**r) for r in rows], machine=machine,
+        memory=DiagnosisMemory(**plan, peak_rss_bytes=peak_rss_bytes(), memory_options=options))
 
 
 def memory_plan(names: list[str], shapes: dict, tokens: int, weights: dict, outputs: list[str] = (),

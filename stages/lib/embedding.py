@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from .errors import UserError, first_line
+
 from .corpus import corpus_sha256, iter_texts, load_corpus
+from .errors import UserError, first_line
 from .hashing import file_sha256
 from .memory import peak_rss_bytes, weights_bytes
 from .pooling import l2_normalize, pool
@@ -196,7 +197,8 @@ class Embedder:
             if saved is not None:  # at the end, and on Ctrl-C or an error: what is written stays usable
                 saved.save()
         if bad:
-            raise UserError(f"{self.runner.model_file}: {bad} embedding(s) contain NaN or Inf (first: text #{first_bad})")
+            raise UserError(f"{self.runner.model_file}: {bad} embedding(s) contain NaN or Inf "
+                            f"(first: text #{first_bad})")
         return result
 
     def embed_texts(self, texts: list[str], batch_size: int, sort: bool = True, progress=None,
@@ -275,7 +277,8 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
-    snippets = load_corpus(params.snippets) if params.snippets else None  # small: a bad one fails before the corpus runs
+    # small: a bad one fails before the corpus runs
+    snippets = load_corpus(params.snippets) if params.snippets else None
     made = _made_from(params, name, embedder, prompt, machine)
     partial = resume.open(made) if resume else None
     spill_to = partial.folder if partial else stream_to
@@ -315,7 +318,8 @@ def _made_from(params, name: str, embedder: Embedder, prompt: str, machine: dict
         "tokenizer_sha256": file_sha256([tokenizer.path]),
         "corpus": str(params.corpus),
         "texts_sha256": corpus_sha256(params.corpus),
-        "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
+        "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output,
+                    "source": embedder.pooling.source},
         "normalize": embedder.normalize,
         "normalize_source": embedder.normalize_source,
         "query_prompt": prompt,

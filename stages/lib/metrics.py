@@ -220,7 +220,8 @@ def as_qrels(relevant) -> dict[int, dict[int, int]]:
     return {i: {int(rel): 1} for i, rel in enumerate(relevant)}
 
 
-RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1", "recall@10": "recall_10"}
+RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1",
+                      "recall@10": "recall_10"}
 
 
 def retrieval_per_query(rankings: np.ndarray, relevant) -> dict[str, np.ndarray]:

@@ -34,7 +34,10 @@ def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
-    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing)."""
+    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing);
+    a typed record (a Message, a document) -> its to_dict()."""
+    if hasattr(obj, "to_dict"):
+        return _jsonable(obj.to_dict())
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -95,7 +98,7 @@ def write_files(folder: Path, files: dict[str, bytes | np.ndarray | dict | str])
             content.flush()
         elif isinstance(content, np.ndarray):
             write_npy(folder / name, content)
-        elif isinstance(content, (dict, list)):
+        elif isinstance(content, (dict, list)) or hasattr(content, "to_dict"):
             write_json(folder / name, content)
         elif isinstance(content, str):
             write_text(folder / name, content)

@@ -24,7 +24,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 # keys that were replaced, and by what: a params.yaml from an older checkout gets told, not only "unknown"
 REPLACED = {
-    "benchmark.interleave_rounds": "benchmark.speedup_blocks (speedups are timed in fresh processes now: docs/timing.md)",
+    "benchmark.interleave_rounds": "benchmark.speedup_blocks (speedups are timed in fresh processes now: "
+                                   "docs/timing.md)",
     "benchmark.interleave_texts": "benchmark.speedup_texts (speedups are timed in fresh processes now: docs/timing.md)",
 }
 
@@ -134,7 +135,7 @@ class QuantizeSpec:
     method: str = _f("dynamic", str)
     preprocess: bool = _f(False, bool)          # onnxruntime quant_pre_process: shape inference + optimisation
     nodes_to_exclude: list = _f([], list)       # node names left in float (see the diagnose stage's list)
-    op_types: list | None = _f(None, list)      # None: the method's default (DEFAULT_OP_TYPES); fp16: op types kept float
+    op_types: list | None = _f(None, list)      # None: the method's default (DEFAULT_OP_TYPES); fp16: kept float
     per_channel: bool = _f(False, bool)
     reduce_range: bool = _f(False, bool)
     weight_type: str = _f("QInt8", str)
@@ -277,7 +278,8 @@ def parse(raw: dict) -> Params:
     for name, spec in quantize.items():
         _check_recipe(name, spec, raw["quantize"][name])
         if name not in models:
-            raise UserError(f"params.yaml: 'quantize.{name}' makes a model that 'models' does not list; add models.{name}.path: models/{name}")
+            raise UserError(f"params.yaml: 'quantize.{name}' makes a model that 'models' does not list; "
+                            f"add models.{name}.path: models/{name}")
     params = Params(
         corpus=_typed("corpus", raw["corpus"], str),
         snippets=_typed("snippets", raw["snippets"], str) if raw.get("snippets") else None,
@@ -300,6 +302,11 @@ def parse(raw: dict) -> Params:
     params.model(params.reference)  # the reference must be one of the models
     _check_values(params)
     return params
+
+
+def _positive_ints(v) -> bool:
+    """A non-empty list of positive integers (true/false are not integers here)."""
+    return bool(v) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
 
 
 # (section, key) -> (test, what it must be). pooling is checked when the model is loaded: besides
@@ -325,8 +332,8 @@ RULES = {
     ("benchmark", "speedup_blocks"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
     ("benchmark", "speedup_passes"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "speedup_texts"): (lambda v: v >= 1, "at least 1"),
-    ("benchmark", "batch_sizes"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
-    ("benchmark", "seq_lengths"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
+    ("benchmark", "batch_sizes"): (_positive_ints, "a non-empty list of positive integers"),
+    ("benchmark", "seq_lengths"): (_positive_ints, "a non-empty list of positive integers"),
     ("report", "language"): (lambda v: v in ("en", "ru"), "en or ru"),
     ("compare", "k"): (lambda v: v >= 1, "at least 1"),
     ("compare", "bootstrap"): (lambda v: v >= 100, "at least 100"),
@@ -340,10 +347,6 @@ RULES = {
                                "a non-empty list of op type names"),
 }
 MODEL_KEYS = ("max_length", "padding_side", "normalize")  # per-model overrides checked by the embed rule
-
-
-def _positive_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
 
 
 def _check_values(params: Params) -> None:
@@ -399,7 +402,8 @@ def _check_runtime(name: str, spec: ModelSpec) -> None:
         raise UserError(f"params.yaml: 'models.{name}.precision' applies only to runtime openvino "
                         f"(onnxruntime runs the file's own types); remove it or set 'models.{name}.runtime: openvino'")
     if spec.precision not in PRECISIONS:
-        raise UserError(f"params.yaml: 'models.{name}.precision' must be {', '.join(PRECISIONS)}, got {spec.precision!r}")
+        raise UserError(f"params.yaml: 'models.{name}.precision' must be {', '.join(PRECISIONS)}, "
+                        f"got {spec.precision!r}")
 
 
 def _named_sections(cls, where: str, raw: dict, required: tuple[str, ...]) -> dict:

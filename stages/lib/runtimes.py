@@ -98,7 +98,8 @@ class OnnxRuntimeRunner(Runner):
         options.enable_mem_pattern = memory.enable_mem_pattern
         options.log_severity_level = 3
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-        source = contextlib.nullcontext(str(model_file)) if expose is None else _exposing(model_file, expose, options, ort)
+        source = (contextlib.nullcontext(str(model_file)) if expose is None
+                  else _exposing(model_file, expose, options, ort))
         start = time.perf_counter()
         try:
             with source as path:
@@ -156,7 +157,8 @@ class OpenVinoRunner(Runner):
         self._facts_read = {
             "version": ov.__version__.split("-")[0],  # the release, as the machine facts name it
             "build": ov.get_version(),
-            "precision": {"requested": precision, "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
+            "precision": {"requested": precision,
+                          "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
             # read back: what the compiled model uses, set or not; OpenVINO has no inter-op setting
             "threads": {"intra_op": self.compiled.get_property("INFERENCE_NUM_THREADS"), "inter_op": "not applicable"},
             "device_name": core.get_property("CPU", "FULL_DEVICE_NAME"),

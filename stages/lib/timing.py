@@ -28,6 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .documents.common import Load
+from .documents.speedup import (
+    BlockEstimate,
+    Process,
+    SpeedHeadline,
+    SpeedHeadlines,
+    Speedup,
+    Spread,
+    States,
+    StateSpeed,
+    Variance,
+)
 from .errors import UserError, first_line
 from .progress import Progress
 
@@ -109,7 +121,8 @@ def in_fresh_process(job: Job) -> dict:
     return payload
 
 
-def run_schedule(plan: list[list[tuple[str, str]]], make_job, label: str | None = None, runner=in_fresh_process) -> list[dict]:
+def run_schedule(plan: list[list[tuple[str, str]]], make_job, label: str | None = None,
+                 runner=in_fresh_process) -> list[dict]:
     """Every process of every block, in order: (block, position, role, model, seconds since the
     first process started, its result). `runner(job)` is in_fresh_process (tests may pass another)."""
     total = sum(len(b) for b in plan)
@@ -215,15 +228,14 @@ def by_state(blocks: list[dict], states: dict) -> dict:
     return out
 
 
-def _combined_load(loads: list[dict], tolerance: float) -> dict:
+def _combined_load(loads: list[dict], tolerance: float) -> Load:
     """Other processes' CPU over all timed passes of several processes, as one share of all cores."""
     seconds = sum(x["seconds"] for x in loads)
     cores = loads[0]["cores"]
     others = sum(x["other_cpu_s"] for x in loads)
     frac = others / (seconds * cores) if seconds >= 0.5 else None
-    return {"seconds": seconds, "cores": cores, "own_cpu_s": sum(x["own_cpu_s"] for x in loads),
-            "other_cpu_s": others, "other_fraction": frac, "tolerance": tolerance,
-            "busy": bool(frac is not None and frac > tolerance)}
+    return Load(seconds=seconds, cores=cores, own_cpu_s=sum(x["own_cpu_s"] for x in loads), other_cpu_s=others,
+                other_fraction=frac, tolerance=tolerance, busy=bool(frac is not None and frac > tolerance))
 
 
 METHOD = ("one model per fresh process; blocks of processes (reference, then the control and every candidate "
@@ -231,45 +243,50 @@ METHOD = ("one model per fresh process; blocks of processes (reference, then the
           "time / model time; Student t interval over blocks")
 
 
-def speedup_results(processes: list[dict], reference: str, confidence: float, tolerance: float) -> dict[str, dict]:
+def speedup_results(processes: list[dict], reference: str, confidence: float, tolerance: float,
+                    machine: dict | None = None) -> dict[str, Speedup]:
     """Each model's speedup over the reference from the processes of one schedule: the reference's
-    entry is the A/A control (its timings as a candidate against its timings as the reference)."""
+    entry is the A/A control (its timings as a candidate against its timings as the reference).
+    `machine`: the timing facts of the machine that ran them, recorded in each document."""
     states = speed_states(processes, reference)
     passes = len(processes[0]["pass_ms"])
+    ref_env = next(p["environment"] for p in processes if p["role"] == "reference")
     out = {}
     for name in dict.fromkeys(p["model"] for p in processes):  # schedule order, each once
         role = CONTROL if name == reference else "candidate"
         mine = [p for p in processes if p["model"] == name and p["role"] == role]
         blocks = block_estimates(processes, role, name)
         point, lo, hi = t_interval([math.log(b["speedup"]) for b in blocks], confidence)
-        out[name] = {
-            "model": name, "reference": reference, "control": name == reference,
-            "speedup": point, "ci_low": lo, "ci_high": hi, "confidence": confidence,
-            "measurable": bool(lo is not None and (lo > 1.0 or hi < 1.0)),
-            "method": METHOD, "texts": len(mine[0]["per_text_ms"]), "passes": passes, "blocks": blocks,
-            "by_state": by_state(blocks, states),
-            "variance": variance_components([np.log(p["pass_ms"]) for p in mine]),
-            "processes": [{k: p[k] for k in ("block", "position", "started_s", "pass_ms", "peak_rss_bytes",
-                                             "session_create_s")} | {"other_fraction": p["load"].get("other_fraction")}
-                          for p in mine],
-            "load": _combined_load([p["load"] for p in mine], tolerance),
-            "memory": {"peak_rss_bytes": max(p["peak_rss_bytes"] for p in mine)},
-            "environment": mine[0]["environment"],
-        }
-    ref_env = next(p["environment"] for p in processes if p["role"] == "reference")
-    for entry in out.values():
-        entry["reference_runtime"] = ref_env["runtime"]
-    out[reference]["states"] = states
-    out[reference]["schedule"] = [[f"{p['role']}:{p['model']}" for p in processes if p["block"] == b]
-                                  for b in sorted({p["block"] for p in processes})]
-    out[reference]["seconds"] = processes[-1]["started_s"]
+        out[name] = Speedup(
+            model=name, reference=reference, control=name == reference,
+            speedup=point, ci_low=lo, ci_high=hi, confidence=confidence,
+            measurable=bool(lo is not None and (lo > 1.0 or hi < 1.0)),
+            method=METHOD, texts=len(mine[0]["per_text_ms"]), passes=passes,
+            blocks=[BlockEstimate(**b) for b in blocks],
+            by_state={state: StateSpeed(**v) for state, v in by_state(blocks, states).items()},
+            variance=Variance(**variance_components([np.log(p["pass_ms"]) for p in mine])),
+            processes=[Process(**{k: p[k] for k in PROCESS_KEYS}, other_fraction=p["load"].get("other_fraction"))
+                       for p in mine],
+            load=_combined_load([p["load"] for p in mine], tolerance),
+            memory={"peak_rss_bytes": max(p["peak_rss_bytes"] for p in mine)},
+            environment=mine[0]["environment"], reference_runtime=ref_env.runtime, machine=machine,
+        )
+    control = out[reference]
+    control.states = States(**{**states, "reference_ms": Spread(**states["reference_ms"])})
+    control.schedule = [[f"{p['role']}:{p['model']}" for p in processes if p["block"] == b]
+                        for b in sorted({p["block"] for p in processes})]
+    control.seconds = processes[-1]["started_s"]
     return out
 
 
-def speed_headline(results: dict[str, dict]) -> dict:
+PROCESS_KEYS = ("block", "position", "started_s", "pass_ms", "peak_rss_bytes", "session_create_s")
+
+
+def speed_headline(results: dict[str, Speedup]) -> SpeedHeadlines:
     """What DVC shows (`metrics diff`, `exp show`): each candidate's speedup and its interval under
     the model's name, so the columns read `int8-pc.speedup`; the A/A control stays in its file."""
     def r(x):
         return None if x is None else round(x, 3)
-    return {name: {"speedup": r(x["speedup"]), "speedup_low": r(x["ci_low"]), "speedup_high": r(x["ci_high"])}
-            for name, x in results.items() if not x["control"]}
+    return SpeedHeadlines(models={name: SpeedHeadline(speedup=r(x.speedup), speedup_low=r(x.ci_low),
+                                                      speedup_high=r(x.ci_high))
+                                  for name, x in results.items() if not x.control})

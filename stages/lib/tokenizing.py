@@ -125,7 +125,8 @@ def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
     except Exception as exc:  # tokenizers raises a bare Exception: serde's message, "... at line L column C"
         where = re.fullmatch(r"(.*) at line (\d+) column (\d+)", first_line(exc))
         if where:
-            raise UserError(f"{path}:{where[2]}: not a valid tokenizer.json ({where[1]} at column {where[3]})") from None
+            raise UserError(f"{path}:{where[2]}: not a valid tokenizer.json "
+                            f"({where[1]} at column {where[3]})") from None
         raise UserError(f"{path}: not a valid tokenizer.json ({first_line(exc)})") from None
     pad_id = None
     if tok.padding:
