@@ -125,7 +125,7 @@ class Report(Record):
     """The comparison of every candidate with the reference: ranking, recommendation, machines and
     every model's numbers (docs/report.md)."""
 
-    SCHEMA_VERSION = 4  # 4: the words inside messages are messages too: any language renders from it
+    SCHEMA_VERSION = 5  # 5: task_delta's randomization_p; 4: the words inside messages are messages too
 
     ranking: list[str]  # candidates, best first
     recommended: str | None
