@@ -230,8 +230,12 @@ def test_paired_and_beir_layout_of_the_same_data_compare_identically(tmp_path):
         m["texts_sha256"] = load_corpus(beir).sha256()
         manifest.write_text(json.dumps(m))
     as_beir = compared(replace(params, corpus=str(beir)), "cand", results)
-    for key in ("task", "task_delta", "agreement", "verdict"):
+    for key in ("task", "task_delta", "task_by_group", "agreement", "verdict"):
         assert as_beir[key] == paired[key], key
+    without_ids = lambda cases: [{k: v for k, v in c.items() if not k.endswith("_id")}  # noqa: E731
+                                 for c in cases["losses"] + cases["gains"]]
+    assert without_ids(as_beir["cases"]) == without_ids(paired["cases"]) and paired["cases"]["losses"]
+    assert as_beir["cases"]["losses"][0]["query_id"] == "q-" + paired["cases"]["losses"][0]["query_id"]
     assert set(paired["agreement"]["cosine"]["by_lang"]) == {"python", "javascript"}
 
 
