@@ -162,15 +162,54 @@ def test_verdict_lines_name_their_scope_and_reasons_in_both_languages():
     assert "- средний косинус к эталону 0.9613 < 0.97" in ru
 
 
-def test_russian_leaves_no_english_prose():
-    ru = reporting.render(five_candidates(), "text", "ru")
-    english = {w for w in re.findall(r"[a-z]{5,}", reporting.render(five_candidates(), "text", "en"))}
+@pytest.mark.parametrize("sampled", [False, True], ids=["whole-corpus", "corpus-sample"])
+def test_russian_leaves_no_english_prose(sampled):
+    report = sampled_report() if sampled else five_candidates()
+    ru = reporting.render(report, "text", "ru")
+    english = {w for w in re.findall(r"[a-z]{5,}", reporting.render(report, "text", "en"))}
     # what may stay English: data (model, corpus, op and provider names, machine facts) and params keys
     allowed = ({w for w in re.findall(r"[a-z]{5,}", json.dumps(five_candidates()))}
-               | {"reduce", "range", "channel", "nodes", "exclude", "interleave", "results", "plots"}  # params keys, paths
+               | {"reduce", "range", "channel", "nodes", "exclude", "interleave", "results", "plots",
+                  "corpus", "sample"}  # params keys (corpus_sample), paths
                | {w for p in reporting.PICTURES for w in re.findall(r"[a-z]{5,}", p)})
     leftover = {w for w in re.findall(r"[a-z]{5,}", ru)} & english - allowed
     assert not leftover, leftover
+
+
+SAMPLE = {"queries": 200, "of_queries": 698, "documents": 200, "of_documents": 698, "judged_documents": 200,
+          "distractors": 0, "sha256": "ab" * 32}  # what compare records for corpus_sample: 200 on the demo
+
+
+def sampled_report() -> dict:
+    return {**five_candidates(), "sample": SAMPLE}
+
+
+@pytest.mark.parametrize("lang, top, tag, ship", [
+    ("en", "[!] QUICK LOOK: a sample of 200 of 698 queries (200 of 698 documents; params corpus_sample).", "(sample)",
+     "This is a quick look on a sample of 200 of 698 queries: confirm it on the whole corpus"),
+    ("ru", "[!] БЫСТРЫЙ ВЗГЛЯД: выборка, 200 из 698 запросов (200 из 698 документов; параметр corpus_sample).",
+     "(выборка)", "Это быстрый взгляд по выборке, 200 из 698 запросов: перед поставкой подтвердите"),
+])
+def test_a_sample_is_said_at_the_top_and_on_every_verdict(lang, top, tag, ship):
+    r = sampled_report()
+    names = reporting.short_names(list(r["models"]))
+    for fmt, width in (("text", 100), ("md", 120)):
+        text = reporting.render(r, fmt, lang)
+        assert max(map(len, text.splitlines())) <= width
+        flat = " ".join(text.split())
+        assert flat.index(top) < flat.index("[INFO]")  # said before any number
+        assert ship in flat
+    verdicts = " ".join(_section(reporting.section_verdict, lang, report=r).split())
+    summary = _section(reporting.section_summary, lang, report=r)
+    for n in reporting._cands(r):
+        status = i18n.t(lang, f"status.{r['models'][n]['comparison']['verdict']['status']}")
+        assert f"{n}: {status} {tag}" in verdicts
+        assert f"{status} {tag}" in _row(summary, names[n])
+    passing = [n for n in r["ranking"] if r["models"][n]["comparison"]["verdict"]["status"] == "PASS"]
+    recs = " ".join(_section(reporting.section_recommendations, lang, report=r).split())
+    assert recs.count(i18n.t(lang, "rec.from_sample", **SAMPLE)) >= len(passing) > 0
+    whole = reporting.render(five_candidates(), "text", lang)  # the whole corpus: no mark anywhere
+    assert tag not in whole and top.split(":")[0] not in whole and ship not in " ".join(whole.split())
 
 
 def test_catalog_has_both_languages_with_the_same_placeholders():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import load_corpus
+from .corpus import corpus_sample, load_corpus, sample_label
 from .errors import UserError
 from .layout import RESULTS, Results
 from .i18n import msg, render
@@ -136,13 +136,19 @@ def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> dict
 def compare(params, name: str, results: Results = RESULTS) -> dict:
     ref_name = params.reference
     s = params.compare
-    corpus = load_corpus(params.corpus, with_texts=False)  # labels: the vectors are on disk
+    sample = corpus_sample(params)  # a quick look's subset, as embed drew it; None: the whole corpus
+    corpus = load_corpus(params.corpus, with_texts=False, sample=sample)  # labels: the vectors are on disk
     ref = load_embeddings(results.embed(ref_name))
     emb = ref if name == ref_name else load_embeddings(results.embed(name))
     texts_sha256 = corpus.sha256()  # reads every corpus file: once
+    facts = sample.facts if sample else None
     for model, e in ((ref_name, ref), (name, emb)):
         if e["manifest"]["texts_sha256"] != texts_sha256:
             raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; rerun embed@{model}")
+        if e["manifest"].get("sample") != facts:
+            raise UserError(f"{results.embed(model)}: embeddings are of {sample_label(e['manifest'].get('sample'))}, "
+                            f"params corpus_sample={params.corpus_sample} asks for {sample_label(facts)}; "
+                            f"rerun embed@{model}")
     inv = ref["manifest"]["batch_invariance"]
     if inv.get("min") is not None and inv["min"] < s.batch_invariance_min:
         raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
@@ -154,7 +160,7 @@ def compare(params, name: str, results: Results = RESULTS) -> dict:
     speedup = read_json(results.speedup(name))
     bench_cand, bench_ref = read_json(results.benchmark(name)), read_json(results.benchmark(ref_name))
     inspect_cand, inspect_ref = read_json(results.inspect(name)), read_json(results.inspect(ref_name))
-    out = {"model": name, "reference": ref_name, "is_reference": name == ref_name,
+    out = {"model": name, "reference": ref_name, "is_reference": name == ref_name, "sample": facts,
            "embedding": {k: manifest[k] for k in ("dim", "pooling", "normalize", "query_prompt", "max_length",
                                                   "batch_size", "padding_side", "truncated", "batch_invariance",
                                                   "model_sha256")},

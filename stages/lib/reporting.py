@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from .errors import UserError
 from .i18n import msg, render as render_msg, t
 from .layout import RESULTS, Results
 from .machine import int8_family, label as machine_label, load_cell
@@ -23,11 +24,12 @@ SCHEMA_VERSION = 2
 
 def build_report(params, results: Results = RESULTS) -> dict:
     """Gather every model's inspect, benchmark and compare output into one document (schema in README)."""
-    models, control = {}, None
+    models, control, samples = {}, None, {}
     for name in params.models:
         ins = read_json(results.inspect(name))
         bench = read_json(results.benchmark(name))
         comp = read_json(results.compare(name))
+        samples[name] = comp.get("sample")  # corpus_sample: what its quality numbers were measured on
         lat = {k: v for k, v in bench["latency_b1"].items() if not k.startswith("samples_ms")}
         models[name] = {
             "path": params.models[name].path,
@@ -56,10 +58,22 @@ def build_report(params, results: Results = RESULTS) -> dict:
     order = ranking(models, params.reference)
     return {"ranking": order, "recommended": order[0] if order and models[order[0]]["comparison"]["verdict"]["status"]
             == "PASS" else None,"schema_version": SCHEMA_VERSION, "reference": params.reference, "corpus": params.corpus,
+            "sample": one_sample(samples, results),
             "confidence": params.compare.confidence, "batch_invariance_min": params.compare.batch_invariance_min,
             "busy_tolerance": params.benchmark.busy_tolerance, "language": params.report.language,
             "batch_size": params.embed.batch_size,
             "machines": machine_summary(models, machine_label(here)), "speed_control": control, "models": models}
+
+
+def one_sample(samples: dict, results: Results) -> dict | None:
+    """The corpus sample every model's quality numbers come from (None: the whole corpus); models
+    compared on different subsets (a stage run alone) are not put side by side."""
+    (first, facts), *rest = samples.items()
+    for name, other in rest:
+        if other != facts:
+            raise UserError(f"{results.compare(name)}: measured on another corpus sample than {results.compare(first)} "
+                            "(corpus_sample); run dvc repro")
+    return facts
 
 
 MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
@@ -273,6 +287,8 @@ def section_header(report: dict, ctx: Ctx) -> list[str]:
     title = ctx.t("title")
     out = [f"# {title}", ""] if ctx.fmt == "md" else ["=" * 78, title, "=" * 78]
     out += _para(ctx, ctx.t("head.reference", ref=report["reference"], corpus=report["corpus"]))
+    if report.get("sample"):  # a quick look: said first, as every number below is the sample's
+        out += _para(ctx, "[!] " + ctx.t("head.sample", **report["sample"]), bullet=True)
     shortened = [f"{short} = {name}" for name, short in ctx.names.items() if short != name]
     if shortened:
         out += _para(ctx, ctx.t("head.short_names", pairs="; ".join(shortened)))
@@ -452,11 +468,16 @@ def _snippets(report: dict, ctx: Ctx, cands: list[str]) -> list[str]:
 MARKERS = {"PASS": "[+]", "WARN": "[!]", "FAIL": "[-]"}
 
 
+def _status(report: dict, ctx: Ctx, status: str) -> str:
+    """A verdict in words, marked when it comes from a corpus sample."""
+    return ctx.t(f"status.{status}") + (" " + ctx.t("cell.from_sample") if report.get("sample") else "")
+
+
 def section_verdict(report: dict, ctx: Ctx) -> list[str]:
     out = []
     for n in _cands(report):
         v = report["models"][n]["comparison"]["verdict"]
-        status = ctx.t(f"status.{v['status']}")
+        status = _status(report, ctx, v["status"])
         if v.get("scope_code"):
             line = ctx.t("note.verdict_scope", marker=MARKERS[v["status"]], name=n, status=status,
                          scope=render_msg(v["scope_code"], ctx.lang))
@@ -492,7 +513,7 @@ def section_summary(report: dict, ctx: Ctx) -> list[str]:
         m = report["models"][n]
         c = m["comparison"]
         cos = c["agreement"].get("cosine", {}).get("mean")
-        rows.append([str(rank), ctx.n(n), ctx.t(f"status.{c['verdict']['status']}"),
+        rows.append([str(rank), ctx.n(n), _status(report, ctx, c["verdict"]["status"]),
                      _quality_cell(ctx, c["task_delta"]["ndcg@10"]),
                      _f(cos, ctx=ctx) if _related(m) else ctx.t("cell.na_other_model"),
                      _speed_cell(ctx, c["speed"]["latency_b1"]),
@@ -505,8 +526,15 @@ def section_summary(report: dict, ctx: Ctx) -> list[str]:
 
 
 def ship_line(report: dict) -> tuple[str, dict | list[dict]]:
-    """The answer to "which one should I ship?": the best-ranked PASS, or why none, and the knob
-    the evidence points to."""
+    """The answer to "which one should I ship?", said to come from a sample when it does."""
+    marker, codes = _ship_line(report)
+    if report.get("sample"):
+        return marker, _as_list(codes) + [msg("ship.sample", **report["sample"])]
+    return marker, codes
+
+
+def _ship_line(report: dict) -> tuple[str, dict | list[dict]]:
+    """The best-ranked PASS, or why none, and the knob the evidence points to."""
     models, order = report["models"], report["ranking"]
     if not order:
         return "[!]", msg("ship.none_to_rank")
@@ -593,11 +621,12 @@ def recommendations(report: dict) -> list[tuple[str, dict | list[dict]]]:
         if not c["speed"]["latency_b1"]["measurable"]:
             out.append(("[!]", msg("rec.within_noise", name=n)))
         status, scope = c["verdict"]["status"], c["verdict"].get("scope_code")
+        sampled = [msg("rec.from_sample", **report["sample"])] if report.get("sample") else []
         if status == "FAIL" and c["relation"]["related"]:
-            out.append(("[-]", msg("rec.fail", name=n)))
+            out.append(("[-]", [msg("rec.fail", name=n)] + sampled))
         elif status == "PASS":
-            out.append(("[+]", msg("rec.pass_scope", name=n, support=scope["args"]["support"]) if scope
-                        else msg("rec.pass", name=n)))
+            out.append(("[+]", [msg("rec.pass_scope", name=n, support=scope["args"]["support"]) if scope
+                                else msg("rec.pass", name=n)] + sampled))
         if not c["relation"]["related"]:
             out.append(("[!]", msg("rec.unrelated", name=n, reason=c["relation"]["reason"])))
         if scope:
