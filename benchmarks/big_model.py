@@ -12,15 +12,17 @@ What it does, in a temporary git + DVC repository built as tests/test_pipeline.p
    its weights in external data (models/big-fp32/model.onnx_data), inputs input_ids,
    attention_mask and position_ids, output last_hidden_state (no past_key_values); the pipeline
    pools the last token (left padding) and L2-normalises. Run in a child process, timed like a stage;
-2. `dvc add models/big-fp32` (README "Your own model"), then every stage `dvc repro report` would
-   run (`dvc dag`), one at a time with `dvc repro -s STAGE`: the quantize stage makes the
-   per-channel dynamic INT8 copy (models/big-int8), then inspect, embed, benchmark, speedup,
-   compare, diagnose and the report run on `corpus_sample` queries of the demo corpus, with small
-   timing settings (this measures the pipeline's cost at size, not the models' speed);
+2. `dvc add models/big-fp32` (README "Compare your own model"), then every stage `dvc repro report`
+   would run (`dvc dag`), one at a time with `dvc repro -s STAGE`: the quantize stage makes the
+   per-channel dynamic INT8 copy (models/big-int8), then inspect, embed, benchmark, the one
+   speedup stage (every model, interleaved), compare, diagnose and the report run on
+   `corpus_sample` queries of the demo corpus, with small timing settings (this measures the
+   pipeline's cost at size, not the models' speed);
 3. per stage: wall time, peak RSS measured from outside (the largest process of `dvc repro -s`,
    by os.wait4; and the stage's own process polled with psutil every 0.1 s) and the peak RSS the
    stage records itself, where it records one (`peak_rss_bytes` at the top of a JSON output or in
-   its `memory`);
+   its `memory`); the speedup stage's per model too (results/speedup/NAME.json: the largest of
+   the processes that timed it, beside the speedup and its interval);
 4. the resume test: `dvc repro -f -s embed@big-fp32` is killed (SIGKILL to its process group) as
    soon as half of its planned corpus batches are saved, run again (forced, or DVC would restore
    the output from its cache), and its output compared byte for byte with the uninterrupted one
@@ -28,7 +30,7 @@ What it does, in a temporary git + DVC repository built as tests/test_pipeline.p
 
 Prints a Markdown table (docs/big-model.md holds a measured one) and writes the numbers as JSON.
 Needs about 6 GB of disk and 8.5 GB of free memory (the export); took 13 minutes on the 2-core dev
-VM when it was nearly idle, 35 when it was busy.
+VM when it was nearly idle, 35 when it was busy (both with the old per-model speedup stages).
 """
 from __future__ import annotations
 
@@ -51,15 +53,22 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages.lib import params as params_lib  # noqa: E402
+from stages.lib.documents.embed import EmbedManifest  # noqa: E402
+from stages.lib.documents.inspect import Inspection  # noqa: E402
+from stages.lib.documents.record import read_document  # noqa: E402
+from stages.lib.documents.report import Report  # noqa: E402
+from stages.lib.documents.speedup import Speedup  # noqa: E402
+from stages.lib.layout import Results, Scratch  # noqa: E402
+
 REFERENCE, CANDIDATE = "big-fp32", "big-int8"
 MIB = 2 ** 20
-# small timing settings: the rehearsal measures the pipeline's cost at size, not the models' speed.
-# Only the keys this checkout's params.yaml has are set (the speedup stage's keys changed with its
-# rewrite: interleave_* before, speedup_* after).
+# small timing settings: the rehearsal measures the pipeline's cost at size, not the models' speed
 SMALL_TIMING = {"warmup": 1, "min_iterations": 3, "min_seconds": 0.0, "max_seconds": 10.0, "latency_texts": 8,
                 "batch_sizes": [1, 8], "throughput_texts": 16, "throughput_repeats": 1, "seq_lengths": [16, 64],
-                "sweep_batch_size": 4, "interleave_rounds": 3, "interleave_texts": 8,
-                "speedup_blocks": 2, "speedup_passes": 1, "speedup_texts": 8}
+                "sweep_batch_size": 4, "speedup_blocks": 2, "speedup_passes": 1, "speedup_texts": 8}
 
 
 def _args(argv=None):
@@ -144,17 +153,21 @@ def _demo_tokenizer() -> Path:
 # ---------------------------------------------------------------- the repo
 
 def _params(a) -> dict:
+    """The demo's params.yaml with the two big models, the corpus sample and small timing settings,
+    checked by the pipeline's own reader (a mistake stops here, before the export)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     entry = {"pooling": "last", "normalize": True, "padding_side": "left", "max_length": a.max_length}
     params.update({
         "corpus": "data/corpus.jsonl", "snippets": "data/snippets.jsonl", "calibration": "data/calibration.jsonl",
         "corpus_sample": a.sample, "reference": REFERENCE,
-        "models": {REFERENCE: {"path": f"models/{REFERENCE}", **entry}, CANDIDATE: {"path": f"models/{CANDIDATE}", **entry}},
+        "models": {REFERENCE: {"path": f"models/{REFERENCE}", **entry},
+                   CANDIDATE: {"path": f"models/{CANDIDATE}", **entry}},
         "quantize": {CANDIDATE: {"source": f"models/{REFERENCE}", "method": "dynamic", "per_channel": True}},
     })
-    params["benchmark"].update({key: value for key, value in SMALL_TIMING.items() if key in params["benchmark"]})
+    params["benchmark"].update(SMALL_TIMING)
     params["diagnose"].update(texts=2)
     params["compare"].update(bootstrap=1000)
+    params_lib.parse(params)
     return params
 
 
@@ -259,12 +272,12 @@ def _hashes(folder: Path) -> dict[str, str]:
 def resume_test(repo: Path) -> dict:
     """Kill a forced embed of the reference once half of its corpus batches are saved, run it again,
     compare the bytes with the uninterrupted run's."""
-    stage, out = f"embed@{REFERENCE}", repo / "results" / "embed" / REFERENCE
+    stage, out = f"embed@{REFERENCE}", Results(repo / "results").embed(REFERENCE)
     before = _hashes(out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    size = manifest["batch_size"]
-    planned = -(-manifest["count"] // size) + -(-manifest["documents"] // size)
-    scratch = repo / ".scratch" / "embed" / REFERENCE
+    manifest = read_document(out / "manifest.json", EmbedManifest)
+    size = manifest.batch_size
+    planned = -(-manifest.count // size) + -(-manifest.documents // size)
+    scratch = Scratch(repo / ".scratch").embed(REFERENCE)
     shutil.rmtree(scratch, ignore_errors=True)  # the killed run starts from nothing
 
     def half_saved() -> bool:
@@ -301,6 +314,7 @@ def main(argv=None) -> None:
     if a.export_to:
         export(a.export_to, a)
         return
+    _params(a)  # checked before the export, which takes minutes
     work = Path(tempfile.mkdtemp(prefix="big-model-", dir=a.work))
     repo = work / "repo"
     try:
@@ -309,7 +323,7 @@ def main(argv=None) -> None:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
-    print(json.dumps(facts["resume"], indent=2))
+    print(json.dumps({"speedup": facts["speedup"], "resume": facts["resume"]}, indent=2))
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, **facts}, indent=2) + "\n")
 
@@ -331,25 +345,31 @@ def rehearse(repo: Path, a) -> tuple[list[dict], dict]:
         result = measure([sys.executable, "-m", "dvc", "repro", "-s", stage], repo)
         rows.append(_row(stage, result, recorded_peak(repo, stage)))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # a crash later keeps what was measured
-    inspect = json.loads((repo / "results" / "inspect" / f"{REFERENCE}.json").read_text())
-    report = json.loads((repo / "results" / "report.json").read_text())
-    candidate = _get(report, "models", CANDIDATE)
-    facts = {"machine": json.loads((repo / "results" / "machine" / "timing.json").read_text()),
-             "date": time.strftime("%Y-%m-%d"), "sample": report.get("sample"),
-             "model": {"parameters": _get(inspect, "parameters", "count"), "bytes": _get(inspect, "size", "total_bytes"),
-                       "candidate_bytes": _get(candidate, "size", "total_bytes")},
-             "verdict": _get(candidate, "comparison", "verdict", "status"),
-             "cosine_mean": _get(candidate, "comparison", "agreement", "cosine", "mean"),
-             "load_during_run": os.getloadavg()}
+    results = Results(repo / "results")
+    inspect = read_document(results.inspect(REFERENCE), Inspection)
+    report = read_document(results.report_json, Report)
+    candidate = report.models[CANDIDATE]
+    cosine = candidate.comparison.agreement.cosine
+    facts = {"machine": json.loads(results.machine("timing").read_text()),
+             "date": time.strftime("%Y-%m-%d"), "sample": report.sample and report.sample.to_dict(),
+             "model": {"parameters": inspect.parameters.count, "bytes": inspect.size.total_bytes,
+                       "candidate_bytes": candidate.size.total_bytes},
+             "verdict": str(candidate.comparison.verdict.status), "cosine_mean": cosine and cosine.mean,
+             "speedup": speedups(results), "load_during_run": os.getloadavg()}
     facts["resume"] = None if a.no_resume_test else resume_test(repo)
     return rows, facts
 
 
-def _get(doc, *path):
-    """doc[path...], or None where the report's layout has no such key (it is not this script's to check)."""
-    for key in path:
-        doc = doc.get(key) if isinstance(doc, dict) else None
-    return doc
+def speedups(results: Results) -> dict[str, dict]:
+    """Per model, what the one speedup stage wrote in results/speedup/NAME.json: the speedup over the
+    reference (the reference's own: the A/A control) with its interval, and the peak RSS of the
+    largest process that timed the model."""
+    out = {}
+    for name in (REFERENCE, CANDIDATE):
+        s = read_document(results.speedup(name), Speedup)
+        out[name] = {"control": s.control, "speedup": s.speedup, "ci_low": s.ci_low, "ci_high": s.ci_high,
+                     "processes": len(s.processes), "peak_rss_mib": round(s.memory["peak_rss_bytes"] / MIB)}
+    return out
 
 
 def _row(stage: str, m: dict, recorded: int | None) -> dict:

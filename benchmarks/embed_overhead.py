@@ -3,7 +3,8 @@
 Both paths tokenize the corpus code texts with the same tokenizer, sort by length, batch, pad,
 run the same session and pool; the pipeline path is `Embedder.embed_texts` (what the embed stage
 runs), the bare path is the few lines below. Runs alternate (ABC, CBA, ...) to share machine
-drift; medians are compared. It refuses to time the two paths if their vectors differ. Targets: pipeline/bare throughput >= 0.95; length-sorted over corpus-order
+drift; medians are compared. It refuses to time the two paths if their vectors differ.
+Targets: pipeline/bare throughput >= 0.95; length-sorted over corpus-order
 batching >= 1.5x at batch 32.
 
     python benchmarks/embed_overhead.py [--model fp32] [--repeats 5] [--batch-size 32]
@@ -21,13 +22,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as params_lib  # noqa: E402
-from stages.lib.corpus import load_corpus  # noqa: E402
-from stages.lib.embedding import open_embedder  # noqa: E402
-from stages.lib.pooling import mean_pool  # noqa: E402
+from stages.lib import params as params_lib
+from stages.lib.corpus import load_corpus
+from stages.lib.embedding import open_embedder
+from stages.lib.pooling import mean_pool
 
 
-def bare_loop(session, tokenizer, texts: list[str], batch_size: int, output: str, pooled: bool, pad_id: int) -> np.ndarray:
+def bare_loop(session, tokenizer, texts: list[str], batch_size: int, output: str, pooled: bool,
+              pad_id: int) -> np.ndarray:
     ids = [e.ids for e in tokenizer.encode_batch(texts)]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = [None] * len(ids)
@@ -62,7 +64,8 @@ def main() -> None:
     params = params_lib.load(args.params)
     name = args.model or params.reference
     embedder = open_embedder(params, name)
-    if set(embedder.inputs) != {"input_ids", "attention_mask"} or embedder.normalize or embedder.pooling.mode not in ("output", "mean"):
+    if (set(embedder.inputs) != {"input_ids", "attention_mask"} or embedder.normalize
+            or embedder.pooling.mode not in ("output", "mean")):
         sys.exit("this comparison covers models with input_ids/attention_mask, mean or pooled output, no normalisation")
     texts = load_corpus(params.corpus).codes
     session, tok = embedder.runner, embedder.tokenizer  # a runner runs like an onnxruntime session
@@ -91,8 +94,8 @@ def main() -> None:
     sort_gain = statistics.median(unsorted_t) / statistics.median(pipe_t)  # the pipeline path sorts
     print(f"model {name}, {n} code texts, batch {args.batch_size}, {args.repeats} alternating repeats; "
           f"max |pipeline - bare| = {diff:.2e}")
-    print(f"pipeline embedder: {n / statistics.median(pipe_t):8.1f} texts/s (median of {[round(t, 3) for t in pipe_t]} s)")
-    print(f"bare onnxruntime : {n / statistics.median(bare_t):8.1f} texts/s (median of {[round(t, 3) for t in bare_t]} s)")
+    for label, times in (("pipeline embedder", pipe_t), ("bare onnxruntime ", bare_t)):
+        print(f"{label}: {n / statistics.median(times):8.1f} texts/s (median of {[round(t, 3) for t in times]} s)")
     print(f"pipeline / bare throughput: {ratio:.3f}  (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
     print(f"length-sorted vs corpus order at batch {args.batch_size}: {sort_gain:.2f}x  "
           f"(target >= 1.5x: {'met' if sort_gain >= 1.5 else 'NOT met'})")

@@ -18,7 +18,6 @@ stage run (cProfile) says where its time goes.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
 import pstats
@@ -152,7 +151,8 @@ def main() -> None:
             diff = float(np.abs(np.load(folder / "results" / "embed" / name / f"{kind}.npy")
                                 - np.load(folder / "bare" / f"{kind}.npy")).max())
             if diff > 1e-4:
-                sys.exit(f"stage and bare script disagree on {kind} (max |difference| {diff:.2e}): timing them would mean nothing")
+                sys.exit(f"stage and bare script disagree on {kind} (max |difference| {diff:.2e}): "
+                         "timing them would mean nothing")
         profile = folder / "stage.prof"
         run([py, "-m", "cProfile", "-o", str(profile), "-m", "stages.embed", name], folder)
         stats = pstats.Stats(str(profile))
@@ -160,8 +160,9 @@ def main() -> None:
     n = 2 * info["pairs"]
     print(f"model {name}, {info['pairs']:,} queries + {info['pairs']:,} documents ({n:,} texts), batch "
           f"{params.embed.batch_size}, {args.repeats} alternating repeats; vectors agree (max |diff| <= 1e-4)")
-    print(f"embed stage process : {stage_t:7.2f} s  {n / stage_t:7.1f} texts/s  (runs: {[round(t, 2) for t in times['stage']]})")
-    print(f"bare script process : {bare_t:7.2f} s  {n / bare_t:7.1f} texts/s  (runs: {[round(t, 2) for t in times['bare']]})")
+    for label, secs, runs in (("embed stage process", stage_t, times["stage"]),
+                              ("bare script process", bare_t, times["bare"])):
+        print(f"{label} : {secs:7.2f} s  {n / secs:7.1f} texts/s  (runs: {[round(t, 2) for t in runs]})")
     ratio = bare_t / stage_t
     print(f"stage / bare throughput: {ratio:.3f}  (goal >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
     total = max(v[3] for v in stats.stats.values())  # the outermost frame's cumulative time

@@ -89,7 +89,8 @@ def main() -> None:
               f"{r['compare'][0] / r['n'] ** 2 * 1e9:.1f} | {r['compare'][1]:.0f} |")
     for a, b in zip(rows, rows[1:]):
         f = b["n"] / a["n"]
-        print(f"x{f:g} texts: embed time x{b['embed'][0] / a['embed'][0]:.1f}, RSS x{b['embed'][1] / a['embed'][1]:.2f}; "
+        print(f"x{f:g} texts: embed time x{b['embed'][0] / a['embed'][0]:.1f}, "
+              f"RSS x{b['embed'][1] / a['embed'][1]:.2f}; "
               f"compare time x{b['compare'][0] / a['compare'][0]:.1f}, RSS x{b['compare'][1] / a['compare'][1]:.2f}")
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build_corpus as bc  # noqa: E402  (same folder: the extraction rules are shared, not copied)
+import build_corpus as bc
 
 SEED = 1  # not build_corpus's seed: a different sample
 

@@ -111,9 +111,8 @@ def skip_path(rel: Path) -> bool:
         return True
     name = parts[-1].lower()
     return (
-        name.startswith("test") or name.endswith(("_test.py", ".test.js", ".spec.js",
-                                                   ".test.mjs", ".test.cjs"))
-        or name.endswith((".min.js", ".min.mjs")) or name == "conftest.py"
+        name.startswith("test") or name == "conftest.py"
+        or name.endswith(("_test.py", ".test.js", ".spec.js", ".test.mjs", ".test.cjs", ".min.js", ".min.mjs"))
     )
 
 

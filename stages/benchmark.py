@@ -4,7 +4,7 @@ DVC runs each stage in a fresh process, so peak memory is this model's alone. Th
 the machine it was timed on (results/machine/timing.json, a dependency) and how busy it was.
 """
 from stages.lib import cli
-from stages.lib.benchmarking import environment, run_benchmark
+from stages.lib.benchmarking import run_benchmark
 from stages.lib.corpus import sample_texts
 from stages.lib.embedding import open_embedder
 from stages.lib.layout import RESULTS
@@ -21,13 +21,11 @@ def main() -> None:
     embedder = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
     code_ids = embedder.tokenizer.encode(codes)  # once, outside every timed region
     embedder.check_ids(code_ids)
-    result = {"model": args.name, "machine": machine,
-              "environment": environment(embedder.runner, s.intra_op_threads, s.inter_op_threads)}
-    result.update(run_benchmark(embedder, code_ids, s, seed=params.compare.seed, label=args.name))
+    result = run_benchmark(embedder, code_ids, s, args.name, machine, seed=params.compare.seed, label=args.name)
     write_json(RESULTS.benchmark(args.name), result)
-    lat = result["latency_b1"]
-    print(f"{args.name}: batch-1 latency p50 {lat['p50_ms']:.2f} ms (n={lat['count']}) on {describe(machine)}; "
-          f"CPU used by other processes meanwhile: {load_cell(result['load'])}")
+    lat = result.latency_b1
+    print(f"{args.name}: batch-1 latency p50 {lat.p50_ms:.2f} ms (n={lat.count}) on {describe(machine)}; "
+          f"CPU used by other processes meanwhile: {load_cell(result.load)}")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ def main() -> None:
     write_json(RESULTS.compare(args.name), result)
     # under the model's name: metric names that are unique across files are what `dvc exp show`
     # prints as column headers (shared names get the whole file path prepended)
-    write_json(RESULTS.metrics(args.name), {args.name: result["headline"]})
-    line = f"{args.name}: nDCG@10 {result['task']['ndcg@10']:.4f}"
-    if "verdict" in result:
-        line += f", mean cosine to reference {result['agreement'].get('cosine', {}).get('mean', float('nan')):.4f}, " \
-                f"verdict {result['verdict']['status']}"
-        if result["verdict"]["scope"]:
-            line += f" ({result['verdict']['scope']})"
+    write_json(RESULTS.metrics(args.name), {args.name: result.headline})
+    line = f"{args.name}: nDCG@10 {result.task['ndcg@10']:.4f}"
+    if result.verdict:
+        cos = result.agreement.cosine
+        line += f", mean cosine to reference {cos.mean if cos else float('nan'):.4f}, verdict {result.verdict.status}"
+        if result.verdict.scope:
+            line += f" ({result.verdict.scope})"
     print(line)
 
 

@@ -8,6 +8,8 @@ embed resumes"), kept in the scratch folder until the output is in place.
 from stages.lib import cli
 from stages.lib.corpus import sample_label
 from stages.lib.distributed import embed_corpus_on
+from stages.lib.documents.embed import EmbedManifest, EmbedMemory
+from stages.lib.documents.record import read
 from stages.lib.layout import RESULTS, SCRATCH
 from stages.lib.machine import current
 from stages.lib.outputs import staged_dir, write_files
@@ -28,12 +30,13 @@ def main() -> None:
     resume = Resume(SCRATCH.embed(args.name), args.save_every)
     with staged_dir(out) as tmp:  # the finished vectors are placed into it; swapped in when complete
         files = embed_corpus_on(params, args.name, machine, progress=True, stream_to=tmp, resume=resume)
+        m = files["manifest.json"] = read(EmbedManifest, files["manifest.json"])  # their shapes, checked
+        files["memory.json"] = read(EmbedMemory, files["memory.json"])
         write_files(tmp, files)
     resume.clear(SCRATCH.root)
-    m = files["manifest.json"]
-    print(f"{args.name} ({params.embed.engine} engine): {m['count']} queries + {m['documents']} documents -> dim "
-          f"{m['dim']}, pooling {m['pooling']['mode']} ({m['pooling']['source']}), normalize={m['normalize']} -> {out}"
-          + (f"; {sample_label(m['sample'])} (corpus_sample)" if m["sample"] else ""))
+    print(f"{args.name} ({params.embed.engine} engine): {m.count} queries + {m.documents} documents -> dim "
+          f"{m.dim}, pooling {m.pooling.mode} ({m.pooling.source}), normalize={m.normalize} -> {out}"
+          + (f"; {sample_label(m.sample.to_dict())} (corpus_sample)" if m.sample else ""))
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ from stages.lib.outputs import write_json
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
-    info = {"model": args.name, **inspect_model(params.model(args.name).path)}
+    path = params.model(args.name).path
+    info = inspect_model(path, args.name)
     write_json(RESULTS.inspect(args.name), info)
-    if Path(params.model(args.name).path).is_file() and info["size"]["external_data_files"]:
+    size = info.size
+    if Path(path).is_file() and size.external_data_files:
         print(f"warning: models.{args.name}.path names the graph file only, so DVC does not track its external "
-              f"data ({', '.join(info['size']['external_data_files'])}); point it at the model's folder")
-    size = info["size"]
-    print(f"{args.name}: {size['total_bytes'] / 1e6:.2f} MB (graph {size['graph_bytes'] / 1e6:.2f} MB + external "
-          f"{size['external_data_bytes'] / 1e6:.2f} MB), {info['parameters']['count']:,} parameters, "
-          f"quantization: {info['quantization']}")
+              f"data ({', '.join(size.external_data_files)}); point it at the model's folder")
+    print(f"{args.name}: {size.total_bytes / 1e6:.2f} MB (graph {size.graph_bytes / 1e6:.2f} MB + external "
+          f"{size.external_data_bytes / 1e6:.2f} MB), {info.parameters.count:,} parameters, "
+          f"quantization: {info.quantization}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Recipes (params `quantize.NAME.method`): dynamic INT8, static INT8 in QDQ format
 `params.calibration` (never on evaluation texts), FP16 with FP32 inputs/outputs, 4-bit MatMulNBits.
 """
 from stages.lib import cli
-from stages.lib.errors import UserError
 from stages.lib.calibration import calibration_feeds
+from stages.lib.errors import UserError
 from stages.lib.modelprep import make_candidate
 
 

@@ -5,8 +5,9 @@ import sys
 from stages.lib import cli
 from stages.lib.layout import RESULTS
 from stages.lib.outputs import write_bytes, write_json, write_text
-from stages.lib.plotting import render_plots
-from stages.lib.reporting import build_report, plot_series, render
+from stages.lib.report.assemble import build_report, plot_series
+from stages.lib.report.pictures import render_plots
+from stages.lib.report.sections import render
 
 
 def main() -> None:

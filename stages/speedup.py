@@ -1,39 +1,37 @@
-"""Speedup of one model over the reference, both timed in this one process in alternating rounds:
-`python -m stages.speedup NAME` -> results/speedup/NAME.json. The two may run under different
-runtimes (an onnxruntime reference, an OpenVINO candidate); both runners' facts are recorded.
+"""Speedup of every model over the reference: `python -m stages.speedup` -> results/speedup/NAME.json
+and the headline numbers in results/speed.json.
 
-For the reference itself this is an A/A control (two sessions of the same model): its interval
-shows the noise floor of the method on this machine.
+Every model is timed one model per fresh process, the processes interleaved over time in blocks
+(stages/lib/timing.py; docs/timing.md says why, from measurements): the candidates share each
+block's moment, so a state of the machine moves them together instead of deciding between them.
+The reference's own file is the A/A control: the reference timed as a candidate, whose interval
+is the method's noise floor on this machine.
 """
 from stages.lib import cli
-from stages.lib.benchmarking import environment, interleaved_speedup
 from stages.lib.corpus import sample_texts
-from stages.lib.embedding import open_embedder
 from stages.lib.layout import RESULTS
 from stages.lib.machine import current, load_cell
-from stages.lib.outputs import write_json
+from stages.lib.outputs import staged_dir, write_json
+from stages.lib.timing import Job, run_schedule, schedule, speed_headline, speedup_results
 
 
 def main() -> None:
-    args, params = cli.stage_args(__doc__)
+    _, params = cli.stage_args(__doc__, model=False)
     s = params.benchmark
     machine = current("timing", RESULTS.machine("timing"), s.provider)
-    codes = sample_texts(params.corpus, "documents", s.interleave_texts)  # spread over the corpus, not all of it
-    ref = open_embedder(params, params.reference, s.provider, s.intra_op_threads, s.inter_op_threads)
-    cand = open_embedder(params, args.name, s.provider, s.intra_op_threads, s.inter_op_threads)
-    ref_ids, cand_ids = ref.tokenizer.encode(codes), cand.tokenizer.encode(codes)
-    ref.check_ids(ref_ids)
-    cand.check_ids(cand_ids)
-    result = {"model": args.name, "reference": params.reference, "control": args.name == params.reference,
-              **interleaved_speedup(ref, cand, ref_ids, cand_ids, s, params.compare.confidence, params.compare.seed,
-                                   label=f"{args.name} vs {params.reference}"),
-              "machine": machine,
-              "environment": environment(cand.runner, s.intra_op_threads, s.inter_op_threads),
-              "reference_runtime": ref.runner.facts()}
-    write_json(RESULTS.speedup(args.name), result)
-    print(f"{args.name} vs {params.reference}: {result['speedup']:.2f}x [{result['ci_low']:.2f}, {result['ci_high']:.2f}] "
-          f"over {len(result['rounds'])} interleaved rounds; CPU used by other processes meanwhile: "
-          f"{load_cell(result['load'])}")
+    texts = sample_texts(params.corpus, "documents", s.speedup_texts)  # spread over the corpus, not all of it
+    candidates = [n for n in params.models if n != params.reference]
+    plan = schedule(params.reference, candidates, s.speedup_blocks, params.compare.seed)
+    processes = run_schedule(plan, lambda name: Job(params, name, texts, s.speedup_passes), label="speedup")
+    results = speedup_results(processes, params.reference, params.compare.confidence, s.busy_tolerance, machine)
+    with staged_dir(RESULTS.speedup_dir) as tmp:  # every model's file, or none
+        for name, result in results.items():
+            write_json(tmp / RESULTS.speedup(name).name, result)
+    write_json(RESULTS.speed_headline, speed_headline(results))
+    for name, result in results.items():
+        print(f"{name} vs {params.reference}{' (A/A control)' if result.control else ''}: {result.speedup:.2f}x "
+              f"[{result.ci_low:.2f}, {result.ci_high:.2f}] over {len(result.blocks)} blocks; CPU used by other "
+              f"processes meanwhile: {load_cell(result.load)}")
 
 
 if __name__ == "__main__":

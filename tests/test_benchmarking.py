@@ -76,7 +76,8 @@ class Counter:
 @pytest.mark.parametrize("warmup,min_iterations", [(0, 1), (3, 7), (10, 50), (5, 0)])
 def test_measure_calls_warmup_plus_min_iterations(warmup, min_iterations):
     fn = Counter()
-    samples, capped = measure(fn, [None], warmup=warmup, min_iterations=min_iterations, min_seconds=0.0, max_seconds=60.0)
+    samples, capped = measure(fn, [None], warmup=warmup, min_iterations=min_iterations, min_seconds=0.0,
+                              max_seconds=60.0)
     assert fn.calls == warmup + min_iterations
     assert len(samples) == min_iterations
     assert capped is False
@@ -103,7 +104,7 @@ def test_measure_cap_of_zero_still_takes_three_samples():
 
 def test_environment_fields(tmp_path):
     tiny.build_model(tmp_path / "m")
-    env = environment(open_runner(tmp_path / "m"), 4, 0)
+    env = environment(open_runner(tmp_path / "m"), 4, 0).to_dict()
     assert env["provider"] == "CPUExecutionProvider"
     assert env["runtime"]["runtime"] == "onnxruntime" and env["runtime"]["version"] == onnxruntime.__version__
     assert env["intra_op_threads"] == 4

@@ -1,4 +1,5 @@
 """Bad input through the real command lines: one line naming the file and cause, exit 2, no outputs."""
+import json
 import os
 import subprocess
 import sys
@@ -58,19 +59,21 @@ def test_missing_model_leaves_no_output(work):
     assert not (work / "results" / "inspect" / "m.json").exists()
 
 
-def test_embed_writes_embeddings_and_manifest(work):
+def test_embed_writes_embeddings_manifest_and_memory(work):
     proc = _stage(work, "stages.embed", "m")
     assert proc.returncode == 0, proc.stderr
     out = work / "results" / "embed" / "m"
     assert {p.name for p in out.iterdir()} == {"queries.npy", "codes.npy", "query_lengths.npy", "code_lengths.npy",
-                                               "manifest.json"}
+                                               "manifest.json", "memory.json"}
+    assert json.loads((out / "memory.json").read_text())["peak_rss_bytes"] > 0
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
 def test_stage_refuses_machine_facts_of_another_machine(work):
     """`dvc repro -s embed@m` skips the machine stage: facts from elsewhere must not be recorded as this run's."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EMBED_COMPARE_MACHINE": '{"int8_support": "AMX-INT8"}'}
-    proc = subprocess.run([sys.executable, "-m", "stages.embed", "m"], cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "stages.embed", "m"], cwd=work, env=env, capture_output=True,
+                          text=True)
     line = _error_line(proc)
     assert "results/machine/embed.json: describes another machine" in line and "dvc repro machine" in line
     assert not (work / "results" / "embed" / "m").exists()
@@ -131,3 +134,38 @@ def test_embed_reads_a_beir_folder(work):
     assert proc.returncode == 0, proc.stderr
     out = work / "results" / "embed" / "m"
     assert np.load(out / "codes.npy").shape[0] == 6 and np.load(out / "queries.npy").shape[0] == 1
+
+
+@pytest.mark.parametrize("key", ["corpus", "snippets"])
+def test_corpus_bytes_that_are_not_utf8_stop_embed_with_one_line(work, key):
+    """The issue's case: scraped code in Latin-1 on line 4 was a UnicodeDecodeError traceback."""
+    path = work / "data" / f"{key}.jsonl"
+    rows = tiny.corpus_rows(6)
+    tiny.write_jsonl(path, rows)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(rows[3]["code"].encode(), b"# r\xe9sum\xe9 " + rows[3]["code"].encode())
+    path.write_bytes(b"".join(lines))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params[key] = f"data/{key}.jsonl"
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    line = _error_line(_stage(work, "stages.embed", "m"))
+    offset = lines[3].index(b"\xe9")
+    assert line == (f"error: data/{key}.jsonl:4: not UTF-8: byte e9 at byte offset {offset} of the line "
+                    f"(invalid continuation byte); save the file as UTF-8")
+    assert not (work / "results" / "embed" / "m").exists()
+
+
+def test_params_and_tokenizer_bytes_that_are_not_utf8_are_one_line(work):
+    tokenizer = work / "models" / "m" / "tokenizer.json"
+    good = tokenizer.read_bytes()
+    tokenizer.write_bytes(good.replace(b'"version": "1.0"', b'"version": "1.0\xa0"'))  # a Latin-1 no-break space
+    lineno = good[:good.index(b'"version"')].count(b"\n") + 1
+    assert _error_line(_stage(work, "stages.embed", "m")).startswith(
+        f"error: models/m/tokenizer.json:{lineno}: not UTF-8: byte a0")
+    tokenizer.write_bytes(good)
+    text = (work / "params.yaml").read_bytes()
+    (work / "params.yaml").write_bytes(text + b"# \xa9 2024\n")
+    lineno = text.count(b"\n") + 1
+    assert _error_line(_stage(work, "stages.inspect", "m")).startswith(
+        f"error: params.yaml:{lineno}: not UTF-8: byte a9")
+    assert not (work / "results" / "embed" / "m").exists() and not (work / "results" / "inspect").exists()

@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 
 from stages.lib import params as params_lib
-from stages.lib.comparison import compare, speedup_across_runs, task_metrics
+from stages.lib.comparison import compare, task_metrics
 from stages.lib.corpus import draw_sample, load_corpus
+from stages.lib.documents.benchmark import Benchmark, LatencyB1, Memory, Pass, Repeatability, Throughput
+from stages.lib.documents.common import Environment, Load
+from stages.lib.documents.embed import BatchInvariance, EmbedManifest, Pooling, TokenMeans, Truncated
+from stages.lib.documents.inspect import Inspection, Parameters, Size
 from stages.lib.errors import UserError
 from stages.lib.layout import Results
 from stages.lib.machine import machine_id
+from stages.lib.outputs import write_json
 from tests import tiny
 
 N, DIM = 60, 16
@@ -33,62 +38,94 @@ def _timing(facts: dict) -> dict:
     return {"cpu": "x", "cores_logical": 2, "cores_physical": 2, **facts}
 
 
+ORT = {"runtime": "onnxruntime", "version": "1.0", "device": "CPUExecutionProvider",
+       "precision": {"requested": None, "used": "as stored in the file"}, "threads": {}}
+
+
+def _manifest(name: str, corpus, texts_sha: str, dim: int, inv: float, facts: dict, runtime: dict) -> EmbedManifest:
+    return EmbedManifest(
+        model=name, model_file=f"{name}.onnx", model_sha256=name, tokenizer="tokenizer.json", tokenizer_sha256="t",
+        corpus=str(corpus), texts_sha256=texts_sha, sample=None, count=N, documents=N, dim=dim,
+        pooling=Pooling(mode="mean", output="h", source="params"), normalize=False, normalize_source="params",
+        query_prompt="", max_length=32, padding_side="right", batch_size=8, batch_order="sorted",
+        truncated=Truncated(queries=0, codes=0, cut_to_fixed_input_length=0),
+        tokens=TokenMeans(queries_mean=10.0, codes_mean=20.0),
+        batch_invariance=BatchInvariance(sample=8, min=inv, mean=inv),
+        provider="CPUExecutionProvider", runtime=runtime, machine=facts)
+
+
+def _inspection(name: str, count: int, quantization: str) -> Inspection:
+    return Inspection(
+        model=name, path_sha256=name, model_file=f"{name}.onnx",
+        size=Size(graph_bytes=count * 4, external_data_bytes=0, total_bytes=count * 4, external_data_files={}),
+        parameters=Parameters(count=count, initializers=1, external_initializers=0, constant_node_elements=0,
+                              elements_by_dtype={"float": count}, bytes_by_dtype={"float": count * 4}),
+        inputs=[], outputs=[], opset={"ai.onnx": 17}, ir_version=8, producer="test", ops={}, quantization=quantization,
+        activations="none", recipe=None, vocab_size=None)
+
+
+def _benchmark(name: str, samples: list[float], texts_per_s: float, facts: dict) -> Benchmark:
+    one_pass = Pass(seconds=1.0, texts_per_s=texts_per_s, tokens_per_s=texts_per_s, padding_fraction=0.0)
+    return Benchmark(
+        model=name, machine=facts,
+        environment=Environment(provider="CPUExecutionProvider", runtime=ORT, intra_op_threads=1, inter_op_threads=1,
+                                memory_bytes=1, os="os", python="3", numpy="2"),
+        session_create_s=0.1, memory=Memory(rss_after_load_bytes=1, peak_rss_bytes=1),
+        load=Load(seconds=1.0, cores=2, own_cpu_s=1.0, other_cpu_s=0.02, other_fraction=0.01, tolerance=0.1,
+                  busy=False),
+        latency_b1=LatencyB1(count=len(samples), p50_ms=float(np.median(samples)), capped=False, texts=len(samples),
+                             text_order_sha256="same", mean_tokens=20.0,
+                             repeatability=Repeatability(median_ms_run1=1.0, median_ms_run2=1.0,
+                                                         relative_difference=0.0, tolerance=0.05, noisy=False),
+                             samples_ms=samples, samples_ms_repeat=samples),
+        throughput=[Throughput(batch_size=8, sorted=one_pass, unsorted=one_pass, sort_speedup=1.0)], sweep=[])
+
+
 def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0.5, quantization="none",
-               machines=(VNNI, VNNI), runtimes=(None, None)):
+               machines=(VNNI, VNNI), runtimes=(ORT, ORT)):
+    """Complete stage documents (manifests, inspect, benchmark) around fabricated vectors."""
     rng = np.random.default_rng(0)
     codes = rng.normal(size=(N, DIM)).astype(np.float32)
     queries = (codes + 0.8 * rng.normal(size=codes.shape)).astype(np.float32)
     corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(N))
     texts_sha = load_corpus(corpus).sha256()
-    results = tmp_path / "results"
+    results = Results(tmp_path / "results")
     timings = {"ref": 1.0, "cand": cand_time}
     for name, (q, c), count, inv, facts, runtime in (
             ("ref", (queries, codes), 1000, ref_invariance, machines[0], runtimes[0]),
             ("cand", cand(queries, codes, rng), cand_params, 0.995, machines[1], runtimes[1])):
-        folder = _write_embeddings(results, name, q, c)
-        manifest = {"texts_sha256": texts_sha, "dim": int(c.shape[1]), "query_prompt": "", "tokenizer_sha256": "t",
-                    "batch_size": 8, "max_length": 32, "pooling": {"mode": "mean", "output": "h", "source": "params"},
-                    "normalize": False, "padding_side": "right", "truncated": {}, "model_sha256": name,
-                    "batch_invariance": {"sample": 8, "min": inv, "mean": inv}, "machine": facts, "runtime": runtime}
-        (folder / "manifest.json").write_text(json.dumps(manifest))
-        (results / "inspect").mkdir(exist_ok=True)
-        (results / "inspect" / f"{name}.json").write_text(json.dumps(
-            {"parameters": {"count": count, "bytes_by_dtype": {"float": count * 4}}, "size": {"total_bytes": count * 4},
-             "quantization": quantization if name == "cand" else "none"}))
+        folder = _write_embeddings(results.root, name, q, c)
+        write_json(folder / "manifest.json", _manifest(name, corpus, texts_sha, int(c.shape[1]), inv, facts, runtime))
+        write_json(results.inspect(name), _inspection(name, count, quantization if name == "cand" else "none"))
         samples = list(np.random.default_rng(1).uniform(1, 3, 200) * timings[name])
-        (results / "benchmark").mkdir(exist_ok=True)
-        (results / "benchmark" / f"{name}.json").write_text(json.dumps({
-            "latency_b1": {"samples_ms": samples, "samples_ms_repeat": samples, "text_order_sha256": "same",
-                           "p50_ms": float(np.median(samples))},
-            "throughput": [{"batch_size": 8, "sorted": {"texts_per_s": 100 / timings[name]}}],
-            "machine": _timing(facts), "load": {"other_fraction": 0.01, "busy": False}}))
-        ratio = 1.0 / timings[name]
-        (results / "speedup").mkdir(exist_ok=True)
-        (results / "speedup" / f"{name}.json").write_text(json.dumps({
-            "speedup": ratio, "ci_low": ratio * 0.95, "ci_high": ratio * 1.05, "measurable": name != "ref",
-            "method": "interleaved", "texts": 10, "machine": _timing(facts)}))
-    params = params_lib.parse({"corpus": str(corpus), "reference": "ref", "models": {"ref": {"path": "r"}, "cand": {"path": "c"}},
+        write_json(results.benchmark(name), _benchmark(name, samples, 100 / timings[name], _timing(facts)))
+    params = params_lib.parse({"corpus": str(corpus), "reference": "ref",
+                               "models": {"ref": {"path": "r"}, "cand": {"path": "c"}},
                                "compare": {"bootstrap": 300}})
-    return params, Results(results)
+    return params, results
+
+
+def compared(params, name: str, results: Results) -> dict:
+    """The compare stage's document as it stores it."""
+    return compare(params, name, results).to_dict()
 
 
 def test_perturbed_copy_is_related_and_close(tmp_path):
     params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.01 * rng.normal(size=q.shape).astype(np.float32),
                                                               c + 0.01 * rng.normal(size=c.shape).astype(np.float32)))
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["relation"]["related"] is True
     assert out["agreement"]["cosine"]["mean"] > 0.999
     assert out["agreement"]["similarity"]["overlap@10"] > 0.9
     assert out["verdict"]["status"] == "PASS", out["verdict"]
-    assert out["speed"]["latency_b1"]["speedup"] == 2.0  # read from the speedup stage's output
-    assert out["speed"]["latency_b1_separate_runs"]["ci_low"] > 1.5  # the benchmark runs say 2x too
+    assert out["speed"] == {"throughput": {"8": 2.0}}  # the batch-1 speedup is the speedup stage's, not compare's
 
 
 def test_unrelated_space_is_judged_on_task_metrics_only(tmp_path):
     params, results = _fabricate(tmp_path, lambda q, c, rng: (rng.normal(size=q.shape).astype(np.float32),
                                                               rng.normal(size=c.shape).astype(np.float32)),
                                  cand_params=5000)
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["relation"]["related"] is False
     assert abs(out["agreement"]["cosine"]["mean"]) < 0.2
     assert any("agreement metrics ignored" in r for r in out["verdict"]["reasons"])
@@ -101,7 +138,7 @@ def test_nan_candidate_fails_instead_of_crashing(tmp_path):
         q[3] = np.nan
         return q, c
     params, results = _fabricate(tmp_path, nan_copy)
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["sanity"]["finite"] is False
     assert out["verdict"]["status"] == "FAIL"
     assert "NaN" in out["verdict"]["reasons"][0]
@@ -110,33 +147,22 @@ def test_nan_candidate_fails_instead_of_crashing(tmp_path):
 def test_reference_that_is_not_batch_invariant_stops_the_run(tmp_path):
     params, results = _fabricate(tmp_path, lambda q, c, rng: (q, c), ref_invariance=0.99)
     with pytest.raises(UserError, match="pooling or the attention mask is wrong"):
-        compare(params, "cand", results)
-
-
-def test_speedup_interval_spans_run_to_run_drift():
-    rng = np.random.default_rng(0)
-    base = rng.uniform(1, 3, 300)
-    ref = {"samples_ms": list(base * 2.0), "samples_ms_repeat": list(base * 2.0)}
-    cand = {"samples_ms": list(base * 1.0), "samples_ms_repeat": list(base * 1.25)}  # second run 25% slower
-    s = params_lib.CompareSettings(bootstrap=300)
-    out = speedup_across_runs(ref, cand, s, paired=True)
-    assert out["ci_low"] <= 1.6 and out["ci_high"] >= 2.0  # covers both runs' ratios (2.0 and 1.6)
-    assert len(out["pairings"]) == 4 and out["measurable"] is True
+        compared(params, "cand", results)
 
 
 def test_int8_verdict_names_the_instruction_path_it_holds_on(tmp_path):
     perturb = lambda q, c, rng: (q + 0.01 * rng.normal(size=q.shape).astype(np.float32), c)  # noqa: E731
     params, results = _fabricate(tmp_path, perturb, quantization="QOperator", machines=(AVX2, AVX2))
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["verdict"]["scope"] == "holds on AVX2 CPUs without VNNI"
     assert out["consistency"]["same_embed_machine"] and out["consistency"]["same_timing_machine"]
     params, results = _fabricate(tmp_path / "b", perturb, quantization="none")
-    assert compare(params, "cand", results)["verdict"]["scope"] is None  # FP32 files: no INT8 kernels
+    assert compared(params, "cand", results)["verdict"]["scope"] is None  # FP32 files: no INT8 kernels
 
 
 def test_embeddings_from_two_machines_are_named_not_hidden(tmp_path):
     params, results = _fabricate(tmp_path, lambda q, c, rng: (q, c), quantization="QOperator", machines=(AVX2, VNNI))
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["machines"]["embed"]["id"] == machine_id(VNNI) != out["machines"]["embed_reference"]["id"]
     assert out["consistency"]["same_embed_machine"] is False and out["consistency"]["same_timing_machine"] is False
     assert any("embedded on different machines" in r and "AVX2 only" in r for r in out["verdict"]["reasons"])
@@ -146,24 +172,27 @@ def test_embeddings_from_two_machines_are_named_not_hidden(tmp_path):
 def test_headline_metrics_are_the_detailed_numbers_rounded(tmp_path):
     params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.01 * rng.normal(size=q.shape).astype(np.float32),
                                                               c + 0.01 * rng.normal(size=c.shape).astype(np.float32)))
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     h = out["headline"]
     assert h["ndcg@10"] == round(out["task"]["ndcg@10"], 4)
     assert h["cosine_mean"] == round(out["agreement"]["cosine"]["mean"], 4)
     assert h["overlap@10"] == round(out["agreement"]["similarity"]["overlap@10"], 4)
     assert h["ndcg_change"] == round(out["task_delta"]["ndcg@10"]["relative"], 4)
     assert h["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[out["verdict"]["status"]]
-    assert (h["speedup"], h["speedup_low"], h["speedup_high"]) == (2.0, 1.9, 2.1)
+    assert "speedup" not in h  # the speedup stage's own metrics file (results/speed.json) has it
     assert h["size_mb"] == 0.0 and h["parameters"] == 1000 and h["texts_per_s@8"] == 200.0
-    assert h["p50_ms"] == round(float(np.median(json.loads(results.benchmark("cand").read_text())["latency_b1"]["samples_ms"])), 3)
+    samples = json.loads(results.benchmark("cand").read_text())["latency_b1"]["samples_ms"]
+    assert h["p50_ms"] == round(float(np.median(samples)), 3)
     assert h["machine"] == machine_id(_timing(VNNI))
     assert all(isinstance(v, (int, float, str)) for v in h.values())  # flat: every value a DVC metric
-    ref = compare(params, "ref", results)["headline"]
-    assert not {"verdict", "cosine_mean", "speedup"} & set(ref) and ref["ndcg@10"] == round(out["task_delta"]["ndcg@10"]["reference"], 4)
+    ref = compared(params, "ref", results)["headline"]
+    assert not {"verdict", "cosine_mean", "speedup"} & set(ref)
+    assert ref["ndcg@10"] == round(out["task_delta"]["ndcg@10"]["reference"], 4)
 
 
 def _ov(requested, used):
-    return {"runtime": "openvino", "version": "2026.4.1", "device": "CPU", "precision": {"requested": requested, "used": used},
+    return {"runtime": "openvino", "version": "2026.4.1", "device": "CPU",
+            "precision": {"requested": requested, "used": used},
             "threads": {"intra_op": 2, "inter_op": "not applicable"}}
 
 
@@ -172,32 +201,33 @@ def test_a_file_run_in_another_precision_is_said_plainly(tmp_path):
     ort = {"runtime": "onnxruntime", "version": "1.0", "device": "CPUExecutionProvider",
            "precision": {"requested": None, "used": "as stored in the file"}, "threads": {}}
     params, results = _fabricate(tmp_path, perturb, runtimes=(ort, _ov("auto", "bf16")))
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["runtime"]["facts"]["precision"]["used"] == "bf16" and out["runtime"]["stored_precision"] == "f32"
-    assert out["runtime"]["note"] == ("cand: the F32 file ran in bf16 under openvino 2026.4.1, its default on this CPU "
-                                      "(precision auto; on another CPU it may pick another), so its verdict holds where "
-                                      "openvino runs it in bf16; its vectors and speed are those of bf16 arithmetic.")
+    assert out["runtime"]["note"] == ("cand: the F32 file ran in bf16 under openvino 2026.4.1, its default on this "
+                                      "CPU (precision auto; on another CPU it may pick another), so its verdict holds "
+                                      "where openvino runs it in bf16; its vectors and speed are those of bf16 "
+                                      "arithmetic.")
     assert out["verdict"]["scope"] is None  # the scope names INT8 instruction paths only
-    assert compare(params, "ref", results)["runtime"]["note"] is None  # onnxruntime runs the file's own types
+    assert compared(params, "ref", results)["runtime"]["note"] is None  # onnxruntime runs the file's own types
     params, results = _fabricate(tmp_path / "f32", perturb, runtimes=(ort, _ov("f32", "f32")))
-    out = compare(params, "cand", results)
+    out = compared(params, "cand", results)
     assert out["runtime"]["note"] is None
     params, results = _fabricate(tmp_path / "f16", perturb, runtimes=(ort, _ov("f16", "bf16")))
-    assert "ran in bf16 under openvino 2026.4.1, precision f16;" in compare(params, "cand", results)["runtime"]["note"]
+    assert "ran in bf16 under openvino 2026.4.1, precision f16;" in compared(params, "cand", results)["runtime"]["note"]
 
 
 def test_paired_and_beir_layout_of_the_same_data_compare_identically(tmp_path):
     """The whole compare (task, deltas, agreement by language) does not depend on the layout."""
     params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.05 * rng.normal(size=q.shape).astype(np.float32),
                                                               c + 0.05 * rng.normal(size=c.shape).astype(np.float32)))
-    paired = compare(params, "cand", results)
+    paired = compared(params, "cand", results)
     beir = tiny.paired_as_beir(tmp_path / "beir", tiny.corpus_rows(N))
     for name in ("ref", "cand"):
         manifest = results.embed(name) / "manifest.json"
         m = json.loads(manifest.read_text())
         m["texts_sha256"] = load_corpus(beir).sha256()
         manifest.write_text(json.dumps(m))
-    as_beir = compare(replace(params, corpus=str(beir)), "cand", results)
+    as_beir = compared(replace(params, corpus=str(beir)), "cand", results)
     for key in ("task", "task_delta", "agreement", "verdict"):
         assert as_beir[key] == paired[key], key
     assert set(paired["agreement"]["cosine"]["by_lang"]) == {"python", "javascript"}
@@ -208,7 +238,7 @@ def test_compare_reads_the_sample_its_embeddings_hold_and_refuses_another(tmp_pa
     refuses embeddings of the whole corpus or of another sample (as it refuses another corpus)."""
     params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.3 * rng.normal(size=q.shape).astype(np.float32),
                                                               c + 0.3 * rng.normal(size=c.shape).astype(np.float32)))
-    whole = compare(params, "cand", results)
+    whole = compared(params, "cand", results)
     sampled = replace(params, corpus_sample=20)
     with pytest.raises(UserError, match=r"embed/ref: embeddings are of the whole corpus, params corpus_sample=20 asks "
                                         r"for a sample of 20 of 60 queries \(20 of 60 documents\); rerun embed@ref"):
@@ -223,13 +253,13 @@ def test_compare_reads_the_sample_its_embeddings_hold_and_refuses_another(tmp_pa
             np.save(folder / f"{kind}.npy", vectors[name, kind])
         manifest = json.loads((folder / "manifest.json").read_text())
         (folder / "manifest.json").write_text(json.dumps({**manifest, "sample": sample.facts}))
-    out = compare(sampled, "cand", results)
+    out = compared(sampled, "cand", results)
     assert whole["sample"] is None and out["sample"] == sample.facts
     assert out["agreement"]["cosine"]["count"] == 40  # 20 queries and their 20 codes
     alone = task_metrics({"queries": vectors["cand", "queries"], "codes": vectors["cand", "codes"]}, 10)[0]
     assert out["task"] == pytest.approx(alone) and out["task"] != pytest.approx(whole["task"])  # query i -> code i
-    with pytest.raises(UserError, match=r"embeddings are of a sample of 20 of 60 queries \(20 of 60 documents\), params "
-                                        r"corpus_sample=0 asks for the whole corpus"):
+    with pytest.raises(UserError, match=r"embeddings are of a sample of 20 of 60 queries \(20 of 60 documents\), "
+                                        r"params corpus_sample=0 asks for the whole corpus"):
         compare(params, "cand", results)
     with pytest.raises(UserError, match=r"asks for a sample of 21 of 60 queries"):
         compare(replace(params, corpus_sample=21), "cand", results)

@@ -2,6 +2,8 @@
 pytrec_eval run directly on the same scores, and against the paired layout of the same data; the
 quick look's deterministic subset (corpus_sample)."""
 import hashlib
+import json
+import re
 
 import numpy as np
 import pytest
@@ -111,10 +113,114 @@ def test_bad_qrels_name_the_file_and_line(tmp_path, line, cause):
 
 
 def test_missing_beir_file_is_named(tmp_path):
-    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}], [("q0", "d1", 1)])
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}],
+                             [("q0", "d1", 1)])
     (folder / "queries.jsonl").unlink()
     with pytest.raises(UserError, match=r"queries.jsonl: file not found"):
         load_corpus(folder)
+
+
+# ---------------------------------------------------------------- messy files: one line, file:line, cause
+
+ROW = {"id": "x9", "lang": "go", "query": "read file", "code": "open read"}
+
+
+def _bad_line_error(call, path) -> str:
+    with pytest.raises(UserError) as info:
+        call(path)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("line,cause", [
+    (json.dumps(ROW).replace("open read", "caf\\u00e9").encode().replace(b"\\u00e9", b"\xe9"),
+     "not UTF-8: byte e9 at byte offset {offset} of the line (invalid continuation byte)"),
+    (b'["x9", "go", "read file", "open read"]', "expected one JSON object per line, got an array"),
+    (json.dumps({**ROW, "id": 9}).encode(), "field 'id' must be a string, got a number"),
+    (json.dumps({**ROW, "code": ["open", "read"]}).encode(), "field 'code' must be a string, got an array"),
+    (json.dumps({**ROW, "code": "open \udc80"}).encode(), "a \\u escape encodes '\\udc80', an unpaired surrogate"),
+    (b'{"id": "x9", "lang": "go"', "not valid JSON (Expecting ',' delimiter at column {end})"),
+], ids=["latin-1-byte", "array", "number-id", "array-code", "lone-surrogate", "cut-json"])
+def test_bad_corpus_line_names_file_line_and_cause(tmp_path, line, cause):
+    """Line 3 of a paired corpus, through every way the stages read one (load, stream, sample)."""
+    path = tiny.write_jsonl(tmp_path / "c.jsonl", tiny.corpus_rows(4))
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [line + b"\n"] + lines[2:]))
+    expected = f"{path}:3: " + cause.format(offset=line.find(b"\xe9"), end=len(line) + 1)
+    for call in (load_corpus, lambda p: list(iter_texts(p, "documents")), lambda p: sample_texts(p, "queries", 2)):
+        assert _bad_line_error(call, path).startswith(expected)
+
+
+def test_byte_order_mark_is_accepted_in_every_corpus_file(tmp_path):
+    rows = tiny.corpus_rows(5)
+    plain = load_corpus(tiny.write_jsonl(tmp_path / "c.jsonl", rows))
+    folder = tiny.paired_as_beir(tmp_path / "beir", rows)
+    files = (tmp_path / "c.jsonl", folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv")
+    for path in files:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # the qrels header is still recognised
+    for c in (load_corpus(tmp_path / "c.jsonl"), load_corpus(folder)):
+        assert (c.queries, c.codes, c.qrels) == (plain.queries, plain.codes, plain.qrels)
+
+
+@pytest.mark.parametrize("name,line,cause", [
+    ("corpus.jsonl", b'{"_id": "d1", "text": "\xff"}',
+     "not UTF-8: byte ff at byte offset {offset} of the line (invalid start byte)"),
+    ("queries.jsonl", b'{"_id": "q0", "text": "y\xc3("}', "not UTF-8: byte c3 at byte offset {offset} of the line"),
+    ("corpus.jsonl", b'{"_id": ["d1"], "text": "x"}', "field '_id' must be a string or an integer, got an array"),
+    ("corpus.jsonl", b'{"_id": "d1", "text": "x", "title": 7}', "field 'title' must be a string, got a number"),
+    ("corpus.jsonl", b'{"_id": "d1", "text": "x", "metadata": "go"}',
+     "field 'metadata' must be an object, got a string"),
+    ("queries.jsonl", b'{"_id": "q0", "text": "y", "metadata": {"lang": 1}}',
+     "field 'metadata.lang' must be a string, got a number"),
+    ("queries.jsonl", b'"q0"', "expected one JSON object per line, got a string"),
+])
+def test_bad_beir_jsonl_line_names_file_line_and_cause(tmp_path, name, line, cause):
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d0", "text": "x"}], [{"_id": "q1", "text": "z"}],
+                             [("q1", "d0", 1)])
+    path = folder / name
+    path.write_bytes(path.read_bytes() + line + b"\n")
+    first_non_ascii = next((i for i, byte in enumerate(line) if byte >= 0x80), None)
+    expected = f"{path}:2: " + cause.format(offset=first_non_ascii)
+    kind = "documents" if name == "corpus.jsonl" else "queries"
+    for call in (load_corpus, lambda p: list(iter_texts(p, kind))):
+        assert _bad_line_error(call, folder).startswith(expected)
+
+
+@pytest.mark.parametrize("body,lineno,cause", [
+    (b"q0\td1\t1\nq0\td\xe91\t1\n", 3, "not UTF-8: byte e9 at byte offset 4 of the line"),
+    (b"q0\td1\n", 2, "expected query-id, corpus-id, score separated by tabs, got 2 column(s)"),
+    (b"q0\td1\t1\t0\n", 2, "expected query-id, corpus-id, score separated by tabs, got 4 column(s)"),
+    # a quoted cell over two lines: file lines count
+    (b'q0\td1\t"1\n"\nq0\td1\t1.5\n', 4, "score '1.5' is not an integer"),
+])
+def test_bad_qrels_rows_fail_in_both_passes(tmp_path, body, lineno, cause):
+    """The embed stage reads only the qrels' query ids, compare all of it: both name the same line."""
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": "d1", "text": "x"}], [{"_id": "q0", "text": "y"}], [])
+    qrels = folder / "qrels" / "test.tsv"
+    qrels.write_bytes(qrels.read_bytes() + body)
+    for call in (load_corpus, lambda p: list(iter_texts(p, "queries"))):
+        assert _bad_line_error(call, folder).startswith(f"{qrels}:{lineno}: {cause}")
+
+
+def test_calibration_file_is_read_by_the_corpus_reader(tmp_path):
+    """A static recipe's calibration texts: a bad byte names the calibration file and line."""
+    from stages.lib import params as params_lib
+    from stages.lib.calibration import calibration_feeds
+
+    tiny.build_model(tmp_path / "models" / "m")
+    corpus = tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(4))
+    calib = tiny.write_jsonl(tmp_path / "calib.jsonl", tiny.corpus_rows(3, seed=1))
+    line = b'{"id": "c", "lang": "go", "query": "\x93quoted\x94", "code": "x"}\n'  # Windows-1252 quotes
+    calib.write_bytes(calib.read_bytes() + line)
+    params = params_lib.parse({
+        "corpus": str(corpus), "calibration": str(calib), "reference": "m",
+        "models": {"m": {"path": str(tmp_path / "models" / "m")}, "s": {"path": "models/s"}},
+        "quantize": {"s": {"source": str(tmp_path / "models" / "m"), "method": "static", "calibration_texts": 4}}})
+    offset = line.index(b"\x93")
+    expected = f"{calib}:4: not UTF-8: byte 93 at byte offset {offset} of the line"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        calibration_feeds(params, "s")
 
 
 # ---------------------------------------------------------------- corpus_sample: a quick look's subset
@@ -159,7 +265,8 @@ def test_sampled_texts_are_the_sampled_corpus_in_corpus_order_in_both_layouts(tm
         q_rows = [full.query_ids.index(q) for q in part.query_ids]
         d_rows = [full.doc_ids.index(d) for d in part.doc_ids]
         assert q_rows == sorted(q_rows) and d_rows == sorted(d_rows)  # corpus order kept
-        assert part.queries == [full.queries[i] for i in q_rows] and part.query_langs == [full.query_langs[i] for i in q_rows]
+        assert part.queries == [full.queries[i] for i in q_rows]
+        assert part.query_langs == [full.query_langs[i] for i in q_rows]
         assert part.codes == [full.codes[i] for i in d_rows] and part.doc_langs == [full.doc_langs[i] for i in d_rows]
         for new, old in enumerate(q_rows):  # the same judgements, by id, renumbered
             assert {part.doc_ids[d]: g for d, g in part.qrels[new].items()} == \

@@ -12,18 +12,21 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def _imports(path: Path) -> set[Path]:
-    """stages.* modules one file imports (absolute `stages.lib.x` or relative `.x`)."""
+    """stages.* modules one file imports: absolute (`stages.lib.x`, `from stages.lib import x`) or
+    relative (`.x`, `..x`, `from . import x`), as module files (a package's own __init__ holds no code)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if not isinstance(node, ast.ImportFrom):
             continue
-        if node.level == 1:
-            names = [node.module] if node.module else [a.name for a in node.names]
-            found |= {path.parent / f"{n}.py" for n in names}
-        elif node.module == "stages.lib":
-            found |= {ROOT / "stages" / "lib" / f"{a.name}.py" for a in node.names}
-        elif node.module and node.module.startswith("stages."):
-            found.add(ROOT / (node.module.replace(".", "/") + ".py"))
+        if node.level:
+            base = path.parents[node.level - 1]
+        elif node.module and node.module.split(".")[0] == "stages":
+            base = ROOT
+        else:
+            continue
+        module = base.joinpath(*node.module.split(".")) if node.module else base
+        found.add(module.with_suffix(".py"))
+        found |= {module / f"{a.name}.py" for a in node.names}  # from PACKAGE import module
     return {p for p in found if p.is_file()}
 
 

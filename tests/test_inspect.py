@@ -36,7 +36,7 @@ def test_external_data_counted_and_not_loaded(tmp_path, monkeypatch):
         raise AssertionError("inspect must not load external weights")
     monkeypatch.setattr(onnx, "load_external_data_for_model", no_weights)
     monkeypatch.setattr(onnx.external_data_helper, "load_external_data_for_model", no_weights)
-    info = inspect_model(tmp_path / "m")
+    info = inspect_model(tmp_path / "m", "m").to_dict()
 
     size = info["size"]
     assert size["graph_bytes"] == os.path.getsize(path)
@@ -59,10 +59,11 @@ def test_int8_model_counts(tmp_path):
     tiny.build_model(tmp_path / "fp32", dim=16)
     spec = QuantizeSpec(source=str(tmp_path / "fp32"), per_channel=True, op_types=["MatMul"])
     make_candidate(spec, tmp_path / "int8")
-    info = inspect_model(tmp_path / "int8")
+    info = inspect_model(tmp_path / "int8", "int8").to_dict()
     counts, nbytes = _independent_counts(tmp_path / "int8" / "model.onnx")
     assert info["parameters"]["count"] == sum(counts.values())
-    assert info["parameters"]["elements_by_dtype"]["int8"] == counts["int8"] == 16 * 16 + 16  # weights + per-channel zero points
+    # weights + per-channel zero points
+    assert info["parameters"]["elements_by_dtype"]["int8"] == counts["int8"] == 16 * 16 + 16
     assert info["parameters"]["bytes_by_dtype"]["int8"] == nbytes["int8"]
     assert info["size"]["total_bytes"] == os.path.getsize(tmp_path / "int8" / "model.onnx")
     assert info["quantization"] == "QOperator"
@@ -90,7 +91,7 @@ def test_bad_models_give_one_clear_line(tmp_path, damage, needle):
     elif damage == "no_model":
         path.unlink()
     with pytest.raises(UserError) as err:
-        inspect_model(tmp_path / "m")
+        inspect_model(tmp_path / "m", "m")
     message = str(err.value)
     assert needle in message and "\n" not in message
     assert str(tmp_path / "m") in message
@@ -116,10 +117,12 @@ def test_quantization_format_detection(tmp_path, kind):
     zero = numpy_helper.from_array(np.array(0, dtype=np.int8), "zero")
     if kind == "FP16":
         inits = [numpy_helper.from_array(w.astype(np.float16), "w16")]
-        nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["x", "w"], ["y"])]
+        nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT),
+                 helper.make_node("MatMul", ["x", "w"], ["y"])]
     elif kind == "weight-only int8":
         inits = [numpy_helper.from_array(w.astype(np.int8), "wq"), scale, zero]
-        nodes = [helper.make_node("DequantizeLinear", ["wq", "scale", "zero"], ["w"]), helper.make_node("MatMul", ["x", "w"], ["y"])]
+        nodes = [helper.make_node("DequantizeLinear", ["wq", "scale", "zero"], ["w"]),
+                 helper.make_node("MatMul", ["x", "w"], ["y"])]
     elif kind == "QDQ":
         inits = [numpy_helper.from_array(w.astype(np.int8), "wq"), scale, zero]
         nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
@@ -129,8 +132,9 @@ def test_quantization_format_detection(tmp_path, kind):
     else:
         packed = helper.make_tensor("w4", TensorProto.INT4, [4, 4], np.zeros(16, dtype=np.int8).tolist())
         inits = [packed, scale, helper.make_tensor("zero4", TensorProto.INT4, [], [0])]
-        nodes = [helper.make_node("DequantizeLinear", ["w4", "scale", "zero4"], ["w"]), helper.make_node("MatMul", ["x", "w"], ["y"])]
-    info = inspect_model(_graph_with(tmp_path, kind.replace(" ", "_"), nodes, inits))
+        nodes = [helper.make_node("DequantizeLinear", ["w4", "scale", "zero4"], ["w"]),
+                 helper.make_node("MatMul", ["x", "w"], ["y"])]
+    info = inspect_model(_graph_with(tmp_path, kind.replace(" ", "_"), nodes, inits), "m").to_dict()
     assert info["quantization"] == kind
     if kind == "4-bit":
         assert info["parameters"]["bytes_by_dtype"]["int4"] == 8 + 1  # 16 weights two per byte + the zero point

@@ -1,13 +1,15 @@
 """Machine facts: what they hold, that they are stable on one machine, the test-only override,
 the refusal to run on facts that do not match the dependency file, and the load monitor."""
 import json
+import re
 import subprocess
 import sys
 import time
 
 import pytest
 
-from stages.lib import machine
+from stages.lib import machine, machine_words
+from stages.lib.documents.common import Load
 from stages.lib.errors import UserError
 from stages.lib.outputs import write_json
 
@@ -31,12 +33,45 @@ def test_int8_support(flags, expected):
 
 
 def test_int8_path_groups_the_exact_sum_kernels():
-    from stages.lib.i18n import int8_path
-
-    vnni = {int8_path(s) for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
+    vnni = {machine_words.int8_path(s).text() for s in ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")}
     assert vnni == {"CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)"}
-    assert int8_path("AVX2 only (no VNNI)") == "AVX2 CPUs without VNNI"
-    assert int8_path("AVX2 only (no VNNI)", "ru") == "ЦП с AVX2 без VNNI"
+    assert machine_words.int8_path("AVX2 only (no VNNI)").text() == "AVX2 CPUs without VNNI"
+    assert machine_words.int8_path("AVX2 only (no VNNI)").text("ru") == "ЦП с AVX2 без VNNI"
+    assert machine_words.int8_path("none detected").text("ru") == "ЦП с поддержкой INT8 'не обнаружено'"
+
+
+FACTS = {"cpu": "Test CPU", "cores_logical": 4, "cores_physical": 2, "arch": "x86_64", "flags": ["avx2"],
+         "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1.2"}
+
+
+@pytest.mark.parametrize("facts", [
+    FACTS, {**FACTS, "flags": ["avx512f", "avx512_vnni", "amx_bf16"], "int8_support": "AVX512-VNNI", "openvino": "2"},
+    {**FACTS, "provider": "CUDAExecutionProvider", "gpus": [{"name": "H100", "driver": "550", "memory_mib": 8}]},
+    {**FACTS, "provider": "CUDAExecutionProvider", "gpus": [], "override": ["cpu", "flags"]},
+    {k: v for k, v in FACTS.items() if not k.startswith(("cpu", "cores"))} | {"int8_support": "none detected"},
+    None,
+])
+def test_documents_describe_a_machine_as_the_console_does(facts):
+    """machine.describe (the stages' console, no catalog) and machine_words.description (documents,
+    any language) are one sentence: in English they must agree, and the Russian has no English left."""
+    if facts is not None:
+        assert machine_words.description(facts).text() == machine.describe(facts)
+    assert machine_words.label(facts).description == machine_words.description(facts).text()
+    ru = machine_words.description(facts).text("ru")
+    assert not {"logical", "physical", "cores", "only", "timed", "found", "simulated", "unknown", "detected"} & set(
+        re.findall(r"[a-z]+", ru))
+
+
+def _load(fraction: float | None, busy: bool = False) -> Load:
+    return Load(seconds=1.0, cores=2, own_cpu_s=1.0, other_cpu_s=0.0, other_fraction=fraction, tolerance=0.1,
+                busy=busy)
+
+
+def test_the_load_cell_says_the_same_on_the_console_and_in_the_report():
+    for load in (None, _load(None), _load(0.03), _load(0.6, busy=True)):
+        assert machine_words.load_cell(load, "en") == machine.load_cell(load)
+    assert machine.load_cell(_load(0.6, busy=True)) == "60% [!] busy"
+    assert machine_words.load_cell(_load(0.6, busy=True), "ru") == "60% [!] занята"
 
 
 X86 = """processor\t: 0
@@ -60,7 +95,8 @@ def test_parse_cpuinfo_reads_the_first_cpu_and_folds_aliases():
 
 def test_detect_is_stable_and_timing_facts_extend_embed_facts(monkeypatch):
     monkeypatch.delenv(machine.OVERRIDE_ENV, raising=False)
-    monkeypatch.setattr(machine, "_cpu_brand_and_flags", lambda: ("Test CPU 9000", {"avx2", "fma", "aes", "avx512_vnni"}))
+    monkeypatch.setattr(machine, "_cpu_brand_and_flags",
+                        lambda: ("Test CPU 9000", {"avx2", "fma", "aes", "avx512_vnni"}))
     first, second = machine.detect(), machine.detect()
     assert first == second  # the same machine gives the same bytes: nothing reruns
     embed, timing = first["embed"], first["timing"]
@@ -113,7 +149,7 @@ def test_machine_id_names_a_fact_set():
     a = {"arch": "x86_64", "flags": ["avx2"], "int8_support": "AVX2 only (no VNNI)", "onnxruntime": "1"}
     assert machine.machine_id(a) == machine.machine_id(dict(reversed(list(a.items()))))
     assert machine.machine_id(a) != machine.machine_id({**a, "onnxruntime": "2"})
-    assert machine.label(None)["id"] is None and "unknown" in machine.label(None)["description"]
+    assert machine_words.label(None).id is None and "unknown" in machine_words.label(None).description
 
 
 def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkeypatch):
@@ -127,11 +163,12 @@ def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkey
 
 def test_load_monitor_tells_our_cpu_from_other_processes():
     with machine.LoadMonitor() as idle_self:
-        child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"])
+        spin = "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"
+        child = subprocess.Popen([sys.executable, "-c", spin])
         child.wait()
     other = idle_self.summary(0.1)
-    assert other["other_cpu_s"] > 0.5  # the child's busy second is someone else's CPU
-    assert other["busy"] is True and other["other_fraction"] > 0.1
+    assert other.other_cpu_s > 0.5  # the child's busy second is someone else's CPU
+    assert other.busy is True and other.other_fraction > 0.1
     with machine.LoadMonitor() as busy_self:
         t = time.process_time()
         while time.process_time() - t < 0.5:

@@ -10,9 +10,19 @@ from sklearn.metrics import ndcg_score
 from sklearn.metrics.pairwise import cosine_similarity
 
 from stages.lib import metrics
-from stages.lib.metrics import (cosine_agreement, describe, linear_cka, norms, paired_delta, ratio_interval, rbo,
-                                retrieval_per_query, row_cosine, scan_rankings, similarity_agreement, top_k)
-
+from stages.lib.metrics import (
+    cosine_agreement,
+    describe,
+    linear_cka,
+    norms,
+    paired_delta,
+    rbo,
+    retrieval_per_query,
+    row_cosine,
+    scan_rankings,
+    similarity_agreement,
+    top_k,
+)
 
 # ---------------------------------------------------------------- independent helpers
 
@@ -43,12 +53,12 @@ def cka_gram(x: np.ndarray, y: np.ndarray) -> float:
     x, y = x.astype(np.float64), y.astype(np.float64)
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    k, l = x @ x.T, y @ y.T
+    kx, ky = x @ x.T, y @ y.T
 
     def hsic(a, b):
         return np.trace(a @ h @ b @ h)
 
-    return float(hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l)))
+    return float(hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky)))
 
 
 def make_spaces(seed: int, nq: int, nc: int, d: int, noise: float):
@@ -111,7 +121,7 @@ def test_cosine_agreement_overall_by_lang_and_by_length():
 
     assert set(out["by_lang"]) == {"python", "go", "java"}
     for lang, got in out["by_lang"].items():
-        sel = [c for c, l in zip(cos, langs) if l == lang]
+        sel = [c for c, text_lang in zip(cos, langs) if text_lang == lang]
         assert got["count"] == len(sel)
         assert got["mean"] == pytest.approx(np.mean(sel), abs=1e-12)
         assert got["min"] == pytest.approx(min(sel), abs=1e-12)
@@ -297,7 +307,8 @@ def test_similarity_agreement_block_size_does_not_matter():
         big = similarity_agreement(rq, rc, cq, cc, k=10, max_pairs=max_pairs, seed=3, block=1024)[0]
         assert small.keys() == big.keys()
         for key in big:
-            assert small[key] == pytest.approx(big[key], rel=1e-6, abs=1e-9), key  # float32 products differ by block shape
+            # float32 products differ by block shape
+            assert small[key] == pytest.approx(big[key], rel=1e-6, abs=1e-9), key
 
 
 def test_similarity_agreement_sampled_spearman_is_close_to_full():
@@ -456,52 +467,6 @@ def test_paired_delta_interval_width_matches_delta_method():
     assert (got["relative_ci_low"] + got["relative_ci_high"]) / 2 == pytest.approx(r - 1, abs=0.3 * z * se)
     # the Wilcoxon p is scipy's signed-rank test of the paired differences
     assert got["wilcoxon_p"] == pytest.approx(stats.wilcoxon(cand - ref).pvalue, rel=1e-6)
-
-
-# ---------------------------------------------------------------- ratio_interval
-
-@pytest.mark.parametrize("paired", [True, False])
-def test_ratio_interval_covers_known_speedup(paired):
-    rng = np.random.default_rng(50)
-    n = 300
-    base = rng.lognormal(0.0, 0.4, size=n)  # per-text cost
-    if paired:
-        ref = 1.5 * base * rng.lognormal(0, 0.05, size=n)
-        cand = base * rng.lognormal(0, 0.05, size=n)
-        point = stats.gmean(ref / cand)
-    else:
-        ref = 1.5 * rng.lognormal(0.0, 0.3, size=n)
-        cand = rng.lognormal(0.0, 0.3, size=n)
-        point = np.median(ref) / np.median(cand)
-    got = ratio_interval(ref, cand, n_boot=400, confidence=0.95, seed=0, paired=paired)
-    assert got["speedup"] == pytest.approx(point, rel=1e-10)
-    assert got["ci_low"] <= 1.5 <= got["ci_high"]
-    assert got["ci_low"] <= got["speedup"] <= got["ci_high"]
-    assert got["measurable"] is True
-    assert ("paired" in got["method"]) and (("unpaired" in got["method"]) != paired)
-
-
-@pytest.mark.parametrize("paired", [True, False])
-def test_ratio_interval_same_distribution_not_measurable(paired):
-    rng = np.random.default_rng(51)
-    ref, cand = rng.lognormal(0, 0.3, size=200), rng.lognormal(0, 0.3, size=200)
-    got = ratio_interval(ref, cand, n_boot=400, confidence=0.95, seed=0, paired=paired)
-    assert got["ci_low"] <= 1.0 <= got["ci_high"]
-    assert got["measurable"] is False
-
-
-def test_ratio_interval_identical_samples():
-    ref = np.random.default_rng(52).lognormal(0, 0.3, size=50)
-    got = ratio_interval(ref, ref.copy(), n_boot=200, confidence=0.95, seed=0, paired=True)
-    assert got == {"speedup": 1.0, "ci_low": 1.0, "ci_high": 1.0, "measurable": False,
-                   "method": "paired per-text geometric mean"}
-
-
-def test_ratio_interval_paired_uses_the_shorter_run():
-    rng = np.random.default_rng(53)
-    ref, cand = rng.lognormal(0, 0.2, size=80) * 2, rng.lognormal(0, 0.2, size=60)
-    got = ratio_interval(ref, cand, n_boot=100, confidence=0.9, seed=0, paired=True)
-    assert got["speedup"] == pytest.approx(stats.gmean(ref[:60] / cand), rel=1e-10)
 
 
 def test_module_has_no_hidden_state():

@@ -296,6 +296,77 @@ def test_runtime_and_precision_errors_name_the_key(tmp_path, entry, words):
     assert words in load_error(tmp_path, data)
 
 
+# ---------------------------------------------------------------- the file's bytes and YAML syntax
+
+def _file_error(path: Path) -> str:
+    with pytest.raises(UserError) as info:
+        params.load(path)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path, raw):
+    """A params.yaml saved as Latin-1 (an accented prompt): the line and the byte, not a traceback."""
+    path = write(tmp_path, raw)
+    lines = path.read_bytes().splitlines(keepends=True)
+    bad = b'  query_prompt: "requ\xeate: "\n'
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"  query_prompt:"))
+    path.write_bytes(b"".join(lines[:at] + [bad] + lines[at + 1:]))
+    offset = bad.index(b"\xea")
+    assert _file_error(path) == (f"{path}:{at + 1}: not UTF-8: byte ea at byte offset {offset} of the "
+                                 f"line (invalid continuation byte); save the file as UTF-8")
+    path.write_bytes(path.read_bytes().replace(b"\xea", "ê".encode()))
+    assert params.load(path).embed.query_prompt == "requête: "
+
+
+def test_byte_order_mark_is_accepted_and_utf16_named(tmp_path, raw):
+    path = write(tmp_path, raw)
+    plain = params.load(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert params.load(path) == plain
+    path.write_bytes(path.read_bytes()[3:].decode().encode("utf-16"))
+    assert _file_error(path).startswith(f"{path}:1: the file is UTF-16")
+
+
+@pytest.mark.parametrize("text,cause", [
+    ("corpus: c\nmodels: [one,\n  two\nreference: x\n",
+     "4: not valid YAML (expected ',' or ']', but got ':' at column 10, while parsing a flow sequence started on "
+     "line 2)"),
+    ("corpus: c\nreference: x\n\tmodels: {}\n",
+     "3: not valid YAML (found character '\\t' that cannot start any token at column 1)"),
+    ("corpus: c\nreference: \"x\n", "3: not valid YAML (found unexpected end of stream at column 1, while scanning a "
+                                    "quoted scalar started on line 2)"),
+    ("corpus: c\nreference: x\x00\n", "2: not valid YAML (character U+0000: special characters are not allowed)"),
+    ("", " file is empty (no settings)"),
+    ("# only a comment\n", " file is empty (no settings)"),
+], ids=["flow", "tab", "unclosed-quote", "nul", "empty", "comment-only"])
+def test_yaml_errors_name_the_line(tmp_path, text, cause):
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert _file_error(path) == f"{path}:{cause}"
+
+
+def test_onnxruntime_memory_options_default_to_onnxruntimes_own(tmp_path, raw):
+    import onnxruntime as ort
+
+    own = ort.SessionOptions()
+    p = params.load(write(tmp_path, minimal()))
+    assert (p.onnxruntime.enable_cpu_mem_arena, p.onnxruntime.enable_mem_pattern) == \
+        (own.enable_cpu_mem_arena, own.enable_mem_pattern)
+    assert params.parse(copy.deepcopy(raw)).onnxruntime == p.onnxruntime  # the repo's file states the defaults
+    p = params.load(write(tmp_path, minimal(onnxruntime={"enable_cpu_mem_arena": False})))
+    assert (p.onnxruntime.enable_cpu_mem_arena, p.onnxruntime.enable_mem_pattern) == (False, own.enable_mem_pattern)
+
+
+@pytest.mark.parametrize("section, words", [
+    ({"enable_cpu_mem_arena": "no"}, "'onnxruntime.enable_cpu_mem_arena' must be bool, got 'no'"),
+    ({"enable_mem_arena": False}, "unknown key 'onnxruntime.enable_mem_arena' (did you mean 'enable_cpu_mem_arena'?)"),
+])
+def test_onnxruntime_option_mistakes_name_the_key(tmp_path, section, words):
+    assert words in load_error(tmp_path, minimal(onnxruntime=section))
+
+
 # ---------------------------------------------------------------- corpus_sample (a quick look)
 
 def test_corpus_sample_defaults_to_the_whole_corpus_and_takes_a_count(tmp_path, raw):

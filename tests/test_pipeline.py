@@ -17,15 +17,18 @@ import pytest
 import yaml
 
 from stages.lib import machine
+from stages.lib.documents import schemas
 from tests import tiny
+from tests.test_documents import check, documents
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
 MODELS = ("tiny", "cand-a", "cand-b", "tiny-ov")
-MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "speedup", "compare", "diagnose")
-                     for m in MODELS} | {"report"}
-# diagnose reads the compare result (its verdict), which records the timings
-TIMING_DEPENDENT = {f"{stage}@{m}" for stage in ("benchmark", "speedup", "compare", "diagnose") for m in MODELS} | {"report"}
+MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "compare", "diagnose")
+                     for m in MODELS} | {"speedup", "report"}
+# compare reads the benchmark results (latency, throughput, their machine); diagnose reads the compare result
+TIMING_DEPENDENT = ({f"{stage}@{m}" for stage in ("benchmark", "compare", "diagnose") for m in MODELS}
+                    | {"speedup", "report"})
 
 
 def _run(cwd, *args, check=True, env=None):
@@ -76,7 +79,7 @@ def _params() -> dict:
     params["benchmark"].update(warmup=1, min_iterations=3, min_seconds=0.0, max_seconds=2.0, latency_texts=5,
                                batch_sizes=[1, 4], throughput_texts=8, throughput_repeats=1,
                                seq_lengths=[4, 8, 32], sweep_batch_size=2)
-    params["benchmark"].update(interleave_rounds=3, interleave_texts=4)
+    params["benchmark"].update(speedup_blocks=2, speedup_passes=1, speedup_texts=4)
     params["compare"].update(bootstrap=200)
     return params
 
@@ -85,7 +88,7 @@ def _params() -> dict:
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
     tiny.build_model(repo / "models" / "tiny", dim=16, external_data=True)
     tiny.write_jsonl(repo / "data" / "corpus.jsonl", tiny.corpus_rows(40))
@@ -95,18 +98,28 @@ def repo(tmp_path_factory):
     _run(repo, "git", "init", "-q")
     _dvc(repo, "init", "-q")
     _dvc(repo, "config", "core.analytics", "false")
-    _dvc(repo, "add", "models/tiny")  # README "Your own model": the recipe as written
+    _dvc(repo, "add", "models/tiny")  # README "Compare your own model": the recipe as written
     ran = _repro(repo)
     _run(repo, "git", "add", "-A")
     _run(repo, "git", "commit", "-qm", "first run")
     return repo, ran
 
 
+def test_every_document_the_pipeline_writes_has_its_schema(repo, tmp_path):
+    """Inspect, embed manifests, benchmark, speedup, speed.json, compare, diagnose and the report,
+    as the real stages wrote them: valid against docs/schemas/, and read back to the same bytes."""
+    repo, _ = repo
+    found = documents(repo / "results")
+    assert {name for name, _ in found} == set(schemas.DOCUMENTS)
+    for name, path in found:
+        check(name, path, tmp_path)
+
+
 def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     repo, ran = repo
-    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "speedup", "compare", "diagnose")
+    per_model = {f"{stage}@{m}" for stage in ("inspect", "embed", "benchmark", "compare", "diagnose")
                  for m in MODELS}
-    assert ran == per_model | {"quantize@cand-a", "quantize@cand-b", "report"}
+    assert ran == per_model | {"quantize@cand-a", "quantize@cand-b", "speedup", "report"}
     assert (repo / "models" / "tiny.dvc").is_file()
     assert "models/tiny.dvc" in _run(repo, "git", "ls-files").stdout  # tracked: the own-model recipe works
     report = json.loads((repo / "results" / "report.json").read_text())
@@ -120,10 +133,20 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
         assert comp["verdict"]["status"] in ("PASS", "WARN", "FAIL")
         assert comp["size"]["candidate_bytes"] == report["models"][cand]["size"]["total_bytes"]
         assert 0.5 < comp["agreement"]["cosine"]["mean"] <= 1.0 + 1e-9
-        assert comp["speed"]["latency_b1"]["ci_low"] <= comp["speed"]["latency_b1"]["speedup"] <= comp["speed"]["latency_b1"]["ci_high"]
+        speed = comp["speed"]["latency_b1"]
+        assert speed["ci_low"] <= speed["speedup"] <= speed["ci_high"]
         assert comp["verdict"]["scope"].startswith("holds on ")  # dynamic INT8: the instruction path is named
         diagnosis = report["models"][cand]["diagnosis"]  # PASS: skipped; otherwise its layers, matched by name
         assert diagnosis["status"] == ("skipped" if comp["verdict"]["status"] == "PASS" else "done")
+        diagnosed = json.loads((repo / "results" / "diagnose" / f"{cand}.json").read_text())
+        if diagnosed["status"] == "done":  # both models' weights, the need stated before, the peak measured
+            assert set(diagnosed["memory"]["weights_bytes"]) == {"tiny", cand}
+            assert diagnosed["memory"]["expected_peak_bytes"] > 0 and diagnosed["memory"]["peak_rss_bytes"] > 0
+    for name in MODELS:  # every model stage records its own peak RSS
+        files = sum(p.stat().st_size for p in (repo / "models" / name.removesuffix("-ov")).glob("model.onnx*"))
+        embed_memory = json.loads((repo / "results" / "embed" / name / "memory.json").read_text())
+        assert embed_memory["weights_bytes"] == files and embed_memory["peak_rss_bytes"] > 0
+        assert json.loads((repo / "results" / "benchmark" / f"{name}.json").read_text())["memory"]["peak_rss_bytes"] > 0
     ov = report["models"]["tiny-ov"]
     facts = ov["runtime"]["facts"]  # from the embed manifest; benchmark and speedup record the same runner
     assert facts["runtime"] == "openvino" and facts["precision"]["requested"] == "auto"
@@ -150,7 +173,8 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
     control = report["speed_control"]
     assert control["ci_low"] <= control["speedup"] <= control["ci_high"]
     headline = json.loads((repo / "results" / "metrics" / "cand-a.json").read_text())["cand-a"]
-    assert headline["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[report["models"]["cand-a"]["comparison"]["verdict"]["status"]]
+    status = report["models"]["cand-a"]["comparison"]["verdict"]["status"]
+    assert headline["verdict"] == {"PASS": 1, "WARN": 0, "FAIL": -1}[status]
 
 
 def test_second_repro_does_nothing_and_rewrites_nothing(repo):
@@ -158,6 +182,20 @@ def test_second_repro_does_nothing_and_rewrites_nothing(repo):
     assert _repro(repo) == set()
     assert _dvc(repo, "status", "-q", "report", check=False).returncode == 0
     assert _git_clean(repo)  # the machine stage rewrote identical facts
+
+
+def test_a_rerun_embed_changes_nothing_after_it_though_its_memory_record_is_new(repo):
+    """memory.json (the run's peak RSS) is dvc-ignored: the embed output's hash, dvc.lock and every
+    stage after it stay as they were when the vectors do, e.g. in a fresh clone without a remote."""
+    repo, _ = repo
+    record = repo / "results" / "embed" / "cand-a" / "memory.json"
+    record.write_text("{}")
+    lock = (repo / "dvc.lock").read_text()
+    _dvc(repo, "repro", "-f", "-s", "embed@cand-a")
+    assert json.loads(record.read_text())["peak_rss_bytes"] > 0  # written by this run
+    assert (repo / "dvc.lock").read_text() == lock
+    assert _dvc(repo, "status", "-q", "report", check=False).returncode == 0
+    assert _git_clean(repo)
 
 
 def test_handoff_through_a_remote(repo, tmp_path):
@@ -174,7 +212,8 @@ def test_handoff_through_a_remote(repo, tmp_path):
     assert _git_clean(clone)
 
     old = machine.describe(machine.detect()["timing"])
-    other = _simulated(int8_support="AMX-INT8", flags=["avx2", "avx512_vnni", "amx_int8", "amx_tile"], cpu="Simulated Xeon")
+    other = _simulated(int8_support="AMX-INT8", flags=["avx2", "avx512_vnni", "amx_int8", "amx_tile"],
+                       cpu="Simulated Xeon")
     assert _repro(clone, env=other) == MACHINE_DEPENDENT  # no fetch, quantize or inspect
     report = (clone / "results" / "report.md").read_text()
     report, as_json = _flat(report), (clone / "results" / "report.json").read_text()
@@ -190,11 +229,13 @@ def test_changing_one_candidate_reruns_only_its_stages_and_metrics_diff_stays_re
     params["quantize"]["cand-b"]["reduce_range"] = True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = _repro(repo)
-    assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "speedup", "compare",
-                                                   "diagnose")} | {"report"}
+    # the speedup stage times every model together (docs/timing.md); other candidates' compare stays
+    assert ran == {f"{stage}@cand-b" for stage in ("quantize", "inspect", "embed", "benchmark", "compare",
+                                                   "diagnose")} | {"speedup", "report"}
     diff = json.loads(_dvc(repo, "metrics", "diff", "--json").stdout or "{}")
     changed = {path for path, metrics in diff.items() if metrics}
-    assert changed == {"results/metrics/cand-b.json"}  # only headline files are metrics
+    assert changed <= {"results/metrics/cand-b.json", "results/speed.json"}  # only headline files are metrics
+    assert "results/metrics/cand-b.json" in changed
     table = _dvc(repo, "metrics", "diff", "--md", "--all").stdout.strip().splitlines()
     # every headline of every model: 8 for the reference, 17 per candidate, no more
     assert len(table) <= 2 + 8 + 17 * (len(MODELS) - 1) and max(map(len, table)) <= 120, "\n".join(table)
@@ -213,7 +254,7 @@ def test_a_report_mixing_machines_says_so_per_model(repo):
     repo, _ = repo
     other = _simulated(cpu="Simulated EPYC")
     _dvc(repo, "repro", "machine", env=other)
-    for stage in ("benchmark@cand-a", "speedup@cand-a", "compare@cand-a", "report"):
+    for stage in ("benchmark@cand-a", "speedup", "compare@cand-a", "report"):
         _dvc(repo, "repro", "-s", stage, env=other)
     text = (repo / "results" / "report.md").read_text()
     assert "[!] Timed on 2 different machines" in text
@@ -223,18 +264,16 @@ def test_a_report_mixing_machines_says_so_per_model(repo):
     assert "[!] Timed on 2 different machines" in console
 
 
-def test_a_quick_look_on_a_corpus_sample_reruns_only_what_reads_it_and_says_so(repo):
-    """README "A quick look": `dvc exp run -S corpus_sample=N`. Embed and compare read the sample, so
-    they rerun, and diagnose (it reads compare's verdict) and the report; models, inspect and the
-    benchmark (timing texts drawn from the whole corpus) stay. (speedup@M reruns as well today: it
-    follows the reference model through the reference's embed manifest, which records the sample.)
-    The report says it is a sample, first, and on every verdict."""
+def test_a_quick_look_on_a_corpus_sample_reruns_only_what_reads_it_and_says_so(repo, tmp_path):
+    """docs/corpora-and-metrics.md "A quick look": `dvc exp run -S corpus_sample=N`. Embed and compare
+    read the sample, so they rerun, and diagnose (it reads compare's verdict and the reference's
+    manifest) and the report; models, inspect, the benchmark and the speedup stage (timing texts
+    drawn from the whole corpus) stay. The report says it is a sample, first, and on every verdict."""
     repo, _ = repo
     _run(repo, "git", "checkout", "-q", ".")  # the committed results: this machine's, all of the corpus
     assert _repro(repo) == set()
     ran = set(STAGE_RE.findall(_dvc(repo, "exp", "run", "-S", "corpus_sample=10", "report").stdout)) - {"machine"}
-    assert ran >= {f"{stage}@{m}" for stage in ("embed", "compare", "diagnose") for m in MODELS} | {"report"}
-    assert not {s for s in ran if s.split("@")[0] in ("quantize", "inspect", "benchmark")}, ran
+    assert ran == {f"{stage}@{m}" for stage in ("embed", "compare", "diagnose") for m in MODELS} | {"report"}, ran
     report = json.loads((repo / "results" / "report.json").read_text())
     sample = report["sample"]
     assert (sample["queries"], sample["of_queries"], sample["documents"], sample["of_documents"]) == (10, 40, 10, 40)
@@ -246,3 +285,5 @@ def test_a_quick_look_on_a_corpus_sample_reruns_only_what_reads_it_and_says_so(r
     assert text.index("[!] QUICK LOOK: a sample of 10 of 40 queries (10 of 40 documents;") < text.index("[INFO]")
     for cand in MODELS[1:]:
         assert f"{cand}: {report['models'][cand]['comparison']['verdict']['status']} (sample)" in text
+    for name, path in documents(repo / "results"):  # the sample's facts have their schema too
+        check(name, path, tmp_path)

@@ -28,7 +28,8 @@ def _params(tmp_path, **recipe) -> params_lib.Params:
         tiny.build_model(tmp_path / "models" / "src", dim=32, seed=3)
         tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(24))
         evaluation = {r["query"] for r in tiny.corpus_rows(24)} | set(TEXTS)
-        calib = [r for r in tiny.corpus_rows(80, seed=9) if r["query"] not in evaluation and r["code"] not in evaluation]
+        calib = [r for r in tiny.corpus_rows(80, seed=9)
+                 if r["query"] not in evaluation and r["code"] not in evaluation]
         tiny.write_jsonl(tmp_path / "calibration.jsonl", [{**r, "id": f"c{i}"} for i, r in enumerate(calib)])
     return params_lib.parse({"corpus": "corpus.jsonl", "calibration": "calibration.jsonl",
                              "reference": "src", "embed": {"pooling": "mean", "max_length": 16},
@@ -48,13 +49,14 @@ def _make(tmp_path, **recipe):
     make_candidate(spec, "models/cand", calibration_feeds(p, "cand") if spec.method == "static" else None)
     ref, cand = _vectors("models/src"), _vectors("models/cand")
     cos = np.sum(ref * cand, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(cand, axis=1)
-    return inspect_model("models/cand"), cos
+    return inspect_model("models/cand", "cand").to_dict(), cos
 
 
 @pytest.mark.parametrize("recipe,fmt,activations,min_cos", [
     ({"method": "dynamic", "per_channel": True, "op_types": ["MatMul"]}, "QOperator", "dynamic", 0.99),
     ({"method": "dynamic", "op_types": ["MatMul", "Gather"]}, "QOperator", "dynamic", 0.98),
-    ({"method": "static", "per_channel": True, "calibration": "Percentile", "calibration_texts": 20}, "QDQ", "static", 0.95),
+    ({"method": "static", "per_channel": True, "calibration": "Percentile", "calibration_texts": 20},
+     "QDQ", "static", 0.95),
     ({"method": "static", "calibration": "Entropy", "calibration_texts": 20, "preprocess": True}, "QDQ", "static", 0.9),
     ({"method": "fp16"}, "FP16", "none", 0.9999),
     ({"method": "int4", "block_size": 16}, "4-bit", "none", 0.95),
@@ -82,7 +84,8 @@ def test_static_calibration_is_disjoint_from_evaluation_and_says_so(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "calibration.jsonl").read_text().splitlines()]
     rows[3]["code"] = "  " + TEXTS[5].replace(" ", "  ")  # an evaluation text, whitespace aside
     tiny.write_jsonl(tmp_path / "calibration.jsonl", rows)
-    with pytest.raises(UserError, match=r"calibration.jsonl: 1 calibration text\(s\) are also evaluation texts \(first: c3\)"):
+    expected = r"calibration.jsonl: 1 calibration text\(s\) are also evaluation texts \(first: c3\)"
+    with pytest.raises(UserError, match=expected):
         calibration_feeds(_params(tmp_path, method="static"), "cand")
 
 

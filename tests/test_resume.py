@@ -48,8 +48,9 @@ def _set_max_length(folder: Path, max_length: int) -> None:
 
 
 def _outputs(folder: Path) -> dict[str, bytes]:
+    """The embed folder's files, less memory.json: a measurement of the run (its peak RSS)."""
     out = folder / "results" / "embed" / "m"
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "memory.json"}
 
 
 def _scratch(folder: Path) -> list[Path]:
@@ -208,5 +209,6 @@ def test_a_bad_hook_value_is_one_clear_line(tmp_path, monkeypatch):
 def test_the_scratch_is_ignored_by_git_and_dvc(tool):
     """Outside every DVC output is not enough: git must not list it, nor DVC walk it."""
     probe = str(SCRATCH.embed("m") / "0123456789abcdef" / "queries.npy")
-    cmd = ["git", "check-ignore", "-q", probe] if tool == "git" else [sys.executable, "-m", "dvc", "check-ignore", "-q", probe]
+    cmd = (["git", "check-ignore", "-q", probe] if tool == "git"
+           else [sys.executable, "-m", "dvc", "check-ignore", "-q", probe])
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0

@@ -1,12 +1,11 @@
 """runtimes.py: onnxruntime and OpenVINO behind one runner interface, on tiny onnx.helper models.
 Agreement against onnxruntime and numpy, precision read back from the compiled model, the one-line
-errors; the interleaved speedup across runtimes is checked by structure, never by wall clock."""
-from dataclasses import replace
+errors; timing across runtimes is checked by structure, never by wall clock."""
 
 import numpy as np
 import pytest
 
-from stages.lib.benchmarking import interleaved_speedup, run_benchmark
+from stages.lib.benchmarking import run_benchmark
 from stages.lib.embedding import Embedder, batch_invariance
 from stages.lib.errors import UserError
 from stages.lib.runtimes import OnnxRuntimeRunner, OpenVinoRunner, open_runner
@@ -63,27 +62,30 @@ def test_recorded_precision_is_what_the_compiled_model_reports(tmp_path, precisi
     assert ort["runtime"] == "onnxruntime" and ort["precision"]["used"] == "as stored in the file"
 
 
-def test_speedup_interleaves_an_onnxruntime_reference_with_an_openvino_candidate(tmp_path, monkeypatch):
+def test_a_fresh_timing_process_runs_an_openvino_model_and_records_its_runtime(tmp_path):
+    """The speedup stage never branches on the runtime: one model per process, whatever runs it."""
+    import yaml
+
+    from stages.lib.params import parse
+    from stages.lib.timing import Job, in_fresh_process
+
     tiny.build_model(tmp_path / "m")
-    ref, cand = _embedder(tmp_path / "m"), _embedder(tmp_path / "m", "openvino", "f32")
-    calls = []
-    for side, emb in (("ref", ref), ("cand", cand)):
-        run = emb.runner.run
-        monkeypatch.setattr(emb.runner, "run", lambda outputs, feed, run=run, side=side: calls.append(side) or run(outputs, feed))
-    ids = ref.tokenizer.encode(TEXTS)
-    settings = replace(SETTINGS, interleave_rounds=4, interleave_texts=3)
-    out = interleaved_speedup(ref, cand, ids, ids, settings)
-    assert len(out["rounds"]) == 4 and out["texts"] == 3
-    passes = [calls[i] for i in range(0, len(calls), 3)]  # one pass = 3 texts of one model
-    assert all(calls[i:i + 3] == [calls[i]] * 3 for i in range(0, len(calls), 3))
-    # warmup ref, cand; then ABBA: round r runs ref first when r is even
-    assert passes == ["ref", "cand", "ref", "cand", "cand", "ref", "ref", "cand", "cand", "ref"]
+    tiny.write_jsonl(tmp_path / "corpus.jsonl", tiny.corpus_rows(10))
+    raw = yaml.safe_load(open("params.yaml"))
+    raw.update(corpus=str(tmp_path / "corpus.jsonl"), reference="m", quantize={},
+               models={"m": {"path": str(tmp_path / "m")},
+                       "m-ov": {"path": str(tmp_path / "m"), "runtime": "openvino", "precision": "f32"}})
+    raw["embed"].update(pooling="mean", max_length=32)
+    out = in_fresh_process(Job(parse(raw), "m-ov", TEXTS[:3], passes=1))
+    facts = out["environment"].runtime
+    assert facts["runtime"] == "openvino" and facts["precision"] == {"requested": "f32", "used": "f32"}
+    assert len(out["per_text_ms"]) == 3
 
 
 def test_benchmark_runs_an_openvino_model(tmp_path):
     tiny.build_model(tmp_path / "m")
     emb = _embedder(tmp_path / "m", "openvino", "f32")
-    out = run_benchmark(emb, emb.tokenizer.encode(TEXTS), SETTINGS)
+    out = run_benchmark(emb, emb.tokenizer.encode(TEXTS), SETTINGS, "m", None).to_dict()
     assert out["latency_b1"]["count"] >= SETTINGS.min_iterations and out["session_create_s"] > 0
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stages.lib import verdict
 from stages.lib.params import VerdictThresholds
-from stages.lib.verdict import decide
 
 T = VerdictThresholds()
 EPS = 1e-6
@@ -25,8 +25,14 @@ def good(**over) -> dict:
     return m
 
 
+def decide_en(m: dict, t, related: bool):
+    """verdict.decide with its reasons in English, as the report prints them."""
+    status, reasons = verdict.decide(m, t, related)
+    return status, [r.text("en") for r in reasons]
+
+
 def test_all_good_is_pass():
-    status, reasons = decide(good(), T, related=True)
+    status, reasons = decide_en(good(), T, related=True)
     assert status == "PASS"
     assert reasons == ["every PASS threshold met"]
 
@@ -73,7 +79,7 @@ def test_boundaries(key, value, expected, words):
     m = good(**{key: value})
     if key == "ndcg_rel_ci_high":
         m["ndcg_rel_ci_low"] = value - 0.02  # a proper interval below the upper bound
-    status, reasons = decide(m, T, related=True)
+    status, reasons = decide_en(m, T, related=True)
     assert status == expected, reasons
     assert reasons and all(isinstance(r, str) and "\n" not in r for r in reasons)
     if words is None:
@@ -85,22 +91,22 @@ def test_boundaries(key, value, expected, words):
 
 def test_ndcg_lower_bound_alone_does_not_fail():
     """A wide interval reaching far below -3% but whose upper bound is above -1%: no evidence of a drop."""
-    status, _ = decide(good(ndcg_rel_ci_low=-0.20, ndcg_rel_ci_high=0.0), T, related=True)
+    status, _ = decide_en(good(ndcg_rel_ci_low=-0.20, ndcg_rel_ci_high=0.0), T, related=True)
     assert status == "PASS"
 
 
 def test_reason_quotes_the_value_and_the_bound():
-    status, reasons = decide(good(cosine_mean=0.95), T, related=True)
+    status, reasons = decide_en(good(cosine_mean=0.95), T, related=True)
     assert status == "FAIL"
     assert "0.9500" in reasons[0] and "0.97" in reasons[0]
-    status, reasons = decide(good(ndcg_rel_ci_low=-0.08, ndcg_rel_ci_high=-0.05), T, related=True)
+    status, reasons = decide_en(good(ndcg_rel_ci_low=-0.08, ndcg_rel_ci_high=-0.05), T, related=True)
     assert status == "FAIL"
     assert "-8.00%" in reasons[0] and "-5.00%" in reasons[0] and "-3%" in reasons[0]
 
 
 def test_fail_lists_every_problem_failures_first():
     m = good(cosine_mean=0.5, overlap_at_10=0.5, spearman=0.5, ndcg_rel_ci_low=-0.03, ndcg_rel_ci_high=-0.02)
-    status, reasons = decide(m, T, related=True)
+    status, reasons = decide_en(m, T, related=True)
     assert status == "FAIL"
     assert len(reasons) == 4
     assert "mean cosine" in reasons[0] and "top-10 neighbour overlap" in reasons[1]
@@ -108,7 +114,8 @@ def test_fail_lists_every_problem_failures_first():
 
 
 def test_several_warnings_are_all_listed():
-    status, reasons = decide(good(cosine_mean=0.98, cosine_p1=0.9, spearman=0.97, overlap_at_10=0.85), T, related=True)
+    status, reasons = decide_en(good(cosine_mean=0.98, cosine_p1=0.9, spearman=0.97, overlap_at_10=0.85), T,
+                                related=True)
     assert status == "WARN"
     assert len(reasons) == 4
     for words in ("mean cosine", "1st-percentile cosine", "Spearman", "top-10 neighbour overlap"):
@@ -116,17 +123,17 @@ def test_several_warnings_are_all_listed():
 
 
 def test_not_finite_is_fail_whatever_else():
-    status, reasons = decide(good(finite=False), T, related=True)
+    status, reasons = decide_en(good(finite=False), T, related=True)
     assert status == "FAIL"
     assert any("NaN" in r or "Inf" in r for r in reasons)
-    assert decide(good(finite=False), T, related=False)[0] == "FAIL"
+    assert decide_en(good(finite=False), T, related=False)[0] == "FAIL"
 
 
 @pytest.mark.parametrize("bad", [float("nan"), None], ids=["nan", "none"])
 @pytest.mark.parametrize("key,words", [("cosine_mean", "mean cosine"), ("cosine_p1", "1st-percentile cosine"),
                                        ("spearman", "Spearman"), ("overlap_at_10", "top-10 neighbour overlap")])
 def test_missing_agreement_metric_is_fail(key, words, bad):
-    status, reasons = decide(good(**{key: bad}), T, related=True)
+    status, reasons = decide_en(good(**{key: bad}), T, related=True)
     assert status == "FAIL"
     assert any(words in r and "not a number" in r for r in reasons)
 
@@ -134,12 +141,12 @@ def test_missing_agreement_metric_is_fail(key, words, bad):
 def test_absent_agreement_metric_is_fail():
     m = good()
     del m["spearman"]
-    assert decide(m, T, related=True)[0] == "FAIL"
+    assert decide_en(m, T, related=True)[0] == "FAIL"
 
 
 def test_unmeasurable_ndcg_is_a_warning():
     for lo, hi in ((None, None), (float("nan"), 0.0), (-0.01, float("nan"))):
-        status, reasons = decide(good(ndcg_rel_ci_low=lo, ndcg_rel_ci_high=hi), T, related=True)
+        status, reasons = decide_en(good(ndcg_rel_ci_low=lo, ndcg_rel_ci_high=hi), T, related=True)
         assert status == "WARN"
         assert any("nDCG@10" in r and "could not be measured" in r for r in reasons)
 
@@ -148,17 +155,17 @@ TERRIBLE_AGREEMENT = {"cosine_mean": 0.01, "cosine_p1": float("nan"), "spearman"
 
 
 def test_unrelated_ignores_agreement_metrics():
-    status, reasons = decide(good(**TERRIBLE_AGREEMENT), T, related=False)
+    status, reasons = decide_en(good(**TERRIBLE_AGREEMENT), T, related=False)
     assert status == "PASS"
     assert len(reasons) == 1 and "agreement metrics ignored" in reasons[0]
     # the same metrics for a related candidate would fail
-    assert decide(good(**TERRIBLE_AGREEMENT), T, related=True)[0] == "FAIL"
+    assert decide_en(good(**TERRIBLE_AGREEMENT), T, related=True)[0] == "FAIL"
 
 
 @pytest.mark.parametrize("hi,expected", [(0.02, "PASS"), (-0.01, "PASS"), (-0.01 - EPS, "WARN"), (-0.03, "WARN"),
                                          (-0.03 - EPS, "FAIL")])
 def test_unrelated_decides_on_task_metrics_only(hi, expected):
-    status, reasons = decide(good(**TERRIBLE_AGREEMENT, ndcg_rel_ci_low=hi - 0.05, ndcg_rel_ci_high=hi), T,
+    status, reasons = decide_en(good(**TERRIBLE_AGREEMENT, ndcg_rel_ci_low=hi - 0.05, ndcg_rel_ci_high=hi), T,
                              related=False)
     assert status == expected
     assert any("agreement metrics ignored" in r for r in reasons)
@@ -168,7 +175,8 @@ def test_unrelated_decides_on_task_metrics_only(hi, expected):
 
 
 def test_unrelated_with_unmeasurable_ndcg_warns():
-    status, reasons = decide(good(**TERRIBLE_AGREEMENT, ndcg_rel_ci_low=None, ndcg_rel_ci_high=None), T, related=False)
+    status, reasons = decide_en(good(**TERRIBLE_AGREEMENT, ndcg_rel_ci_low=None, ndcg_rel_ci_high=None), T,
+                                related=False)
     assert status == "WARN"
     assert any("could not be measured" in r for r in reasons)
 
@@ -179,13 +187,13 @@ def test_thresholds_come_from_the_argument():
                               fail_ndcg_delta=-0.9)
     m = good(cosine_mean=0.6, cosine_p1=0.2, spearman=0.2, overlap_at_10=0.2, ndcg_rel_ci_low=-0.5,
              ndcg_rel_ci_high=-0.4)
-    assert decide(m, loose, related=True)[0] == "PASS"
-    assert decide(m, T, related=True)[0] == "FAIL"
-    status, reasons = decide(good(cosine_mean=0.45), loose, related=True)
+    assert decide_en(m, loose, related=True)[0] == "PASS"
+    assert decide_en(m, T, related=True)[0] == "FAIL"
+    status, reasons = decide_en(good(cosine_mean=0.45), loose, related=True)
     assert status == "WARN" and "0.5" in reasons[0]
 
 
 def test_numpy_floats_are_handled():
-    assert decide(good(cosine_mean=np.float64(0.96)), T, related=True)[0] == "FAIL"
-    assert decide(good(spearman=np.float64("nan")), T, related=True)[0] == "FAIL"
-    assert decide(good(spearman=float(np.float32(0.999))), T, related=True)[0] == "PASS"
+    assert decide_en(good(cosine_mean=np.float64(0.96)), T, related=True)[0] == "FAIL"
+    assert decide_en(good(spearman=np.float64("nan")), T, related=True)[0] == "FAIL"
+    assert decide_en(good(spearman=float(np.float32(0.999))), T, related=True)[0] == "PASS"

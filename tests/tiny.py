@@ -86,7 +86,8 @@ def build_model(folder: Path, *, vocab_size: int | None = None, dim: int = 8, se
                       helper.make_node("ReduceSum", ["mask3", "axis1"], ["den"], keepdims=0),
                       helper.make_node("Div", ["num", "den"], ["sentence_embedding"])]
         else:
-            nodes.append(helper.make_node("ReduceMean", ["last_hidden_state", "axis1"], ["sentence_embedding"], keepdims=0))
+            nodes.append(helper.make_node("ReduceMean", ["last_hidden_state", "axis1"], ["sentence_embedding"],
+                                          keepdims=0))
         outputs.append(helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", dim]))
     graph = helper.make_graph(nodes, "tiny", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="tests.tiny")
@@ -160,11 +161,13 @@ def build_layers(folder: Path, mats: list[np.ndarray] | None = None, *, dim: int
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])]
     inits = [numpy_helper.from_array(emb, "embeddings.weight")]
-    nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], [prefix + "embed/out"], name="embed/Gather")]
+    nodes = [helper.make_node("Gather", ["embeddings.weight", "input_ids"], [prefix + "embed/out"],
+                              name="embed/Gather")]
     x = prefix + "embed/out"
     for i, w in enumerate(mats):
         inits.append(numpy_helper.from_array(w, f"layer.{i}.weight"))
-        nodes.append(helper.make_node("MatMul", [x, f"layer.{i}.weight"], [f"{prefix}layer.{i}/out"], name=f"layer.{i}/MatMul"))
+        nodes.append(helper.make_node("MatMul", [x, f"layer.{i}.weight"], [f"{prefix}layer.{i}/out"],
+                                      name=f"layer.{i}/MatMul"))
         x = f"{prefix}layer.{i}/out"
     nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output"))
     outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", dim])]
@@ -177,6 +180,19 @@ def build_layers(folder: Path, mats: list[np.ndarray] | None = None, *, dim: int
                     location="model.onnx_data", size_threshold=64)
     build_tokenizer(folder)
     return path
+
+
+def dynamic_int8(source: Path, folder: Path) -> Path:
+    """folder/model.onnx: onnxruntime's dynamic INT8 (per tensor, MatMul) of source/model.onnx, with
+    its tokenizer: the kind of candidate the quantize stage makes."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(Path(source) / "model.onnx"), str(folder / "model.onnx"), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul"])
+    (folder / "tokenizer.json").write_bytes((Path(source) / "tokenizer.json").read_bytes())
+    return folder
 
 
 def write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]]) -> Path:

@@ -12,15 +12,18 @@ import functools
 import hashlib
 import json
 import platform
-import resource
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from .documents.benchmark import Benchmark, LatencyB1, Memory, Pass, Repeatability, SweepPoint, Throughput
+from .documents.common import Environment, Facts
 from .errors import UserError
 from .machine import LoadMonitor
+from .memory import peak_rss_bytes
 from .progress import Progress
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -29,7 +32,7 @@ class Latency:
     samples_ms: tuple
 
     @classmethod
-    def from_seconds(cls, samples) -> "Latency":
+    def from_seconds(cls, samples) -> Latency:
         return cls(tuple(float(s) * 1e3 for s in samples))
 
     def summary(self) -> dict:
@@ -76,7 +79,7 @@ def timing_call(embedder):
     return functools.partial(embedder.runner.run, [embedder.pooling.output])
 
 
-def repeatability(first, second, tolerance: float) -> dict:
+def repeatability(first, second, tolerance: float) -> Repeatability:
     """Two back-to-back runs over the same texts: how far apart are their medians?
 
     Compared on the common prefix, so both medians cover the same texts. Above `tolerance` the
@@ -85,32 +88,21 @@ def repeatability(first, second, tolerance: float) -> dict:
     n = min(len(first), len(second))
     a, b = float(np.median(first[:n])), float(np.median(second[:n]))
     diff = abs(a - b) / min(a, b)
-    return {"median_ms_run1": a * 1e3, "median_ms_run2": b * 1e3, "relative_difference": diff,
-            "tolerance": tolerance, "noisy": bool(diff > tolerance)}
+    return Repeatability(median_ms_run1=a * 1e3, median_ms_run2=b * 1e3, relative_difference=diff,
+                         tolerance=tolerance, noisy=bool(diff > tolerance))
 
 
-def environment(runner, intra: int, inter: int) -> dict:
+def environment(runner, intra: int, inter: int) -> Environment:
     """What else a reader needs to judge a timing, beside the machine facts (which are a
     dependency, machine.py): the runtime, device and precision that really ran, threads, memory,
     OS, versions."""
     import psutil
 
-    return {
-        "provider": runner.device,
-        "runtime": runner.facts(),
-        "intra_op_threads": intra if intra else f"{runner.runtime} default",
-        "inter_op_threads": inter if inter else f"{runner.runtime} default",
-        "memory_bytes": psutil.virtual_memory().total,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (each stage is a fresh process, so: of this model)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if platform.system() == "Darwin" else peak * 1024)
+    return Environment(provider=runner.device, runtime=runner.facts(),
+                       intra_op_threads=intra if intra else f"{runner.runtime} default",
+                       inter_op_threads=inter if inter else f"{runner.runtime} default",
+                       memory_bytes=psutil.virtual_memory().total, os=platform.platform(),
+                       python=platform.python_version(), numpy=np.__version__)
 
 
 def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
@@ -127,9 +119,11 @@ def synthetic_ids(pool: list[list[int]], length: int) -> list[int]:
     return flat[:length]
 
 
-def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0, label: str | None = None) -> dict:
+def run_benchmark(embedder, code_ids: list[list[int]], settings, model: str, machine: Facts | None, seed: int = 0,
+                  label: str | None = None) -> Benchmark:
     """Batch-1 latency over real texts, throughput per batch size sorted vs unsorted, a length sweep,
-    and how much CPU other processes used meanwhile (a busy machine's numbers are flagged)."""
+    and how much CPU other processes used meanwhile (a busy machine's numbers are flagged): the
+    benchmark document of `model`, timed on `machine` (its timing facts). `label`: show progress."""
     import psutil
 
     s = settings
@@ -139,14 +133,18 @@ def run_benchmark(embedder, code_ids: list[list[int]], settings, seed: int = 0, 
     steps = 2 + 2 * len(s.batch_sizes) + 2 * len(s.seq_lengths)  # latency runs, throughput, sweep points
     progress = Progress(steps, f"benchmark {label}", unit="measurement", enabled=label is not None)
     with LoadMonitor() as load:
-        timed = _timed_runs(embedder, call, code_ids, s, rng, progress)
+        latency, throughput, sweep = _timed_runs(embedder, call, code_ids, s, rng, progress)
     progress.close()
-    return {"session_create_s": embedder.runner.create_seconds,
-            "memory": {"rss_after_load_bytes": int(rss_loaded), "peak_rss_bytes": peak_rss_bytes()},
-            "load": load.summary(s.busy_tolerance), **timed}
+    return Benchmark(model=model, machine=machine,
+                     environment=environment(embedder.runner, s.intra_op_threads, s.inter_op_threads),
+                     session_create_s=embedder.runner.create_seconds,
+                     memory=Memory(rss_after_load_bytes=int(rss_loaded), peak_rss_bytes=peak_rss_bytes()),
+                     load=load.summary(s.busy_tolerance), latency_b1=latency, throughput=throughput,
+                     sweep=sweep)
 
 
-def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng, progress: Progress) -> dict:
+def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng,
+                progress: Progress) -> tuple[LatencyB1, list[Throughput], list[SweepPoint]]:
     # 1. batch-1 latency, cycling through a fixed sample of real texts: sample j times text
     #    pick[(warmup + j) % len(pick)], so two models' runs pair up text by text
     pick = rng.choice(len(code_ids), size=min(s.latency_texts, len(code_ids)), replace=False)
@@ -156,18 +154,19 @@ def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng, progress: Pro
     # the same measurement again, back to back: sample j of both runs is the same text
     repeat, _ = measure(call, feeds, s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
     progress.update()
-    latency = {**Latency.from_seconds(samples).summary(), "capped": capped, "texts": len(feeds),
-               "text_order_sha256": hashlib.sha256(json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
-               "mean_tokens": float(np.mean([len(code_ids[i]) for i in pick])),
-               "repeatability": repeatability(samples, repeat, s.noise_tolerance),
-               "samples_ms": [x * 1e3 for x in samples], "samples_ms_repeat": [x * 1e3 for x in repeat]}
+    latency = LatencyB1(**Latency.from_seconds(samples).summary(), capped=capped, texts=len(feeds),
+                        text_order_sha256=hashlib.sha256(
+                            json.dumps([s.warmup, [code_ids[i] for i in pick]]).encode()).hexdigest(),
+                        mean_tokens=float(np.mean([len(code_ids[i]) for i in pick])),
+                        repeatability=repeatability(samples, repeat, s.noise_tolerance),
+                        samples_ms=[x * 1e3 for x in samples], samples_ms_repeat=[x * 1e3 for x in repeat])
 
     # 2. throughput: one pass over the same texts, length-sorted vs corpus order
     subset = [code_ids[i] for i in rng.permutation(len(code_ids))[:s.throughput_texts]]
     real_tokens = sum(len(x) for x in subset)
     throughput = []
     for bs in s.batch_sizes:
-        row = {"batch_size": int(bs)}
+        passes = {}
         for order, sort in (("sorted", True), ("unsorted", False)):
             groups = embedder.batches(subset, int(bs), sort=sort)
             pass_feeds = [embedder.feed([subset[i] for i in g])[0] for g in groups]
@@ -177,84 +176,32 @@ def _timed_runs(embedder, call, code_ids: list[list[int]], s, rng, progress: Pro
                     call(f)
             times, _ = measure(one_pass, [pass_feeds], 1, s.throughput_repeats, 0.0, s.max_seconds)
             sec = float(np.median(times))
-            row[order] = {"seconds": sec, "texts_per_s": len(subset) / sec, "tokens_per_s": real_tokens / sec,
-                          "padding_fraction": 1 - real_tokens / padded}
+            passes[order] = Pass(seconds=sec, texts_per_s=len(subset) / sec, tokens_per_s=real_tokens / sec,
+                                 padding_fraction=1 - real_tokens / padded)
             progress.update()
-        row["sort_speedup"] = row["unsorted"]["seconds"] / row["sorted"]["seconds"]
-        throughput.append(row)
+        throughput.append(Throughput(batch_size=int(bs), **passes,
+                                     sort_speedup=passes["unsorted"].seconds / passes["sorted"].seconds))
 
     # 3. sequence-length sweep on real tokens, at batch 1 and at a larger batch
     sweep = []
     max_len = embedder.tokenizer.max_length
     for length in s.seq_lengths:
         for bs in (1, s.sweep_batch_size):
-            point = {"seq_len": int(length), "batch_size": int(bs)}
+            at = {"seq_len": int(length), "batch_size": int(bs)}
             if embedder.fixed_seq and length != embedder.fixed_seq:
-                point["skipped"] = f"model input has a fixed sequence length {embedder.fixed_seq}"
+                point = SweepPoint(**at, skipped=f"model input has a fixed sequence length {embedder.fixed_seq}")
             elif embedder.fixed_batch and bs != embedder.fixed_batch:
-                point["skipped"] = f"model input has a fixed batch size {embedder.fixed_batch}"
+                point = SweepPoint(**at, skipped=f"model input has a fixed batch size {embedder.fixed_batch}")
             elif length > max_len:
-                point["skipped"] = f"beyond max_length {max_len}"
+                point = SweepPoint(**at, skipped=f"beyond max_length {max_len}")
             else:
                 ids = synthetic_ids(code_ids, int(length))
                 feed = embedder.feed([ids] * int(bs))[0]
                 times, capped = measure(call, [feed], s.warmup, s.min_iterations, s.min_seconds, s.max_seconds)
                 summary = Latency.from_seconds(times).summary()
-                point.update(summary, capped=capped, tokens_per_s=bs * length / (summary["mean_ms"] / 1e3))
+                point = SweepPoint(**at, **summary, capped=capped,
+                                   tokens_per_s=bs * length / (summary["mean_ms"] / 1e3))
             sweep.append(point)
             progress.update()
 
-    return {"latency_b1": latency, "throughput": throughput, "sweep": sweep}
-
-
-def log_interval(ratios, confidence: float) -> tuple[float, float, float]:
-    """Geometric mean of per-round ratios and its Student-t interval (ratios are log-normal-ish)."""
-    from scipy import stats
-
-    logs = np.log(np.asarray(ratios, dtype=np.float64))
-    mean = logs.mean()
-    if len(logs) < 2:
-        return float(np.exp(mean)), float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
-    return float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half))
-
-
-def interleaved_speedup(ref, cand, ref_ids: list[list[int]], cand_ids: list[list[int]], settings,
-                        confidence: float = 0.95, seed: int = 0, label: str | None = None) -> dict:
-    """Reference and candidate timed in one process, in alternating rounds (ABBA order).
-
-    Each round times one batch-1 pass of both models over the same real texts; the round's
-    speedup is the geometric mean of per-text time ratios. Machine drift hits both models of a
-    round alike, and rounds are the unit of the interval, so drift widens it instead of biasing it.
-    """
-    s = settings
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(ref_ids), size=min(s.interleave_texts, len(ref_ids)), replace=False)
-    sides = {"ref": (timing_call(ref), [ref.feed([ref_ids[i]])[0] for i in pick]),
-             "cand": (timing_call(cand), [cand.feed([cand_ids[i]])[0] for i in pick])}
-
-    def one_pass(side: str) -> np.ndarray:
-        """Per-text seconds of one pass over the feeds, in order."""
-        call, feeds = sides[side]
-        times, _ = measure(call, feeds, 0, len(feeds), 0.0, float("inf"))
-        return np.asarray(times)
-
-    for side in ("ref", "cand"):  # warmup pass, untimed
-        one_pass(side)
-    rounds = []
-    progress = Progress(s.interleave_rounds, f"speedup {label}", unit="round", enabled=label is not None)
-    with LoadMonitor() as load:
-        for r in range(s.interleave_rounds):
-            order = ("ref", "cand") if r % 2 == 0 else ("cand", "ref")
-            times = {side: one_pass(side) for side in order}
-            rounds.append({"speedup": float(np.exp(np.mean(np.log(times["ref"] / times["cand"])))),
-                           "ref_median_ms": float(np.median(times["ref"]) * 1e3),
-                           "cand_median_ms": float(np.median(times["cand"]) * 1e3)})
-            progress.update()
-    progress.close()
-    speedup, lo, hi = log_interval([r["speedup"] for r in rounds], confidence)
-    return {"speedup": speedup, "ci_low": lo, "ci_high": hi, "confidence": confidence,
-            "measurable": bool(lo > 1.0 or hi < 1.0), "rounds": rounds, "texts": len(pick),
-            "load": load.summary(s.busy_tolerance),
-            "method": "interleaved ABBA rounds in one process; per-round geometric mean of per-text ratios; "
-                      "t-interval over rounds"}
+    return latency, throughput, sweep

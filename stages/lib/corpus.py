@@ -5,6 +5,10 @@ only relevant document is code i), and a BEIR folder as BEIR and MTEB write it (
 queries.jsonl, qrels/test.tsv), where a query may have several graded relevant documents and
 documents no query points to still compete in the ranking.
 
+Every file is read through readers.py (UTF-8 line by line, a byte-order mark accepted): a bad
+byte, bad JSON, a line that is not an object, a field of the wrong type or a malformed qrels row is
+one UserError naming the file and line.
+
 `corpus_sample: N` in params makes a quick look: embed and compare read a deterministic subset
 (draw_sample) through the same readers, so every stage that measures quality sees the same texts.
 """
@@ -23,6 +27,7 @@ import numpy as np
 
 from .errors import UserError
 from .hashing import file_sha256
+from .readers import json_type, parse_json, text_lines
 
 FIELDS = ("id", "lang", "query", "code")
 UNKNOWN_LANG = "unknown"
@@ -73,16 +78,22 @@ def corpus_sha256(path: str | Path) -> str:
     return file_sha256(files)
 
 
-def _jsonl(path: Path):
-    """(line number, object) for each non-blank line; bad JSON is one line naming file:line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line, streamed."""
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        obj = parse_json(line, path, lineno)
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{lineno}: expected one JSON object per line, got {json_type(obj)}")
+        yield lineno, obj
+
+
+def _text(path: Path, lineno: int, value, field: str) -> str | None:
+    """A field's value as a string, None when absent or null; a number or a list is an error, not a text."""
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{path}:{lineno}: field '{field}' must be a string, got {json_type(value)}")
+    return value
 
 
 def _unique(path: Path, ids: list[str]) -> None:
@@ -98,7 +109,7 @@ def _paired_rows(path: Path) -> Iterator[dict]:
         raise UserError(f"{path}: corpus file not found")
     empty = True
     for lineno, obj in _jsonl(path):
-        missing = [k for k in FIELDS if not isinstance(obj.get(k), str) or not obj[k].strip()]
+        missing = [k for k in FIELDS if not (_text(path, lineno, obj.get(k), k) or "").strip()]
         if missing:
             raise UserError(f"{path}:{lineno}: missing or empty field(s) {', '.join(missing)}")
         empty = False
@@ -177,7 +188,7 @@ def draw_sample(path: str | Path, size: int) -> Sample | None:
     of_queries, queries = _lowest(_qrels_query_ids(qrels), size)
     if len(queries) >= of_queries:
         return None
-    judged = {row[1] for _, row in _qrels_rows(qrels) if row[0] in queries}
+    judged = {did for _, qid, did, _ in _qrels_rows(qrels) if qid in queries}
     seen, ranks = set(), array("Q")
     for did, _, _ in _beir_rows(path / "corpus.jsonl", with_title=False):
         if did in judged:
@@ -272,10 +283,15 @@ def _restrict(c: Corpus, sample: Sample) -> Corpus:
                    sample=sample)
 
 
-def _lang(obj: dict) -> str | None:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    for value in (obj.get("lang"), obj.get("language"), meta.get("lang"), meta.get("language")):
-        if isinstance(value, str) and value.strip():
+def _lang(path: Path, lineno: int, obj: dict) -> str | None:
+    """The first non-blank of lang, language, metadata.lang, metadata.language (all optional)."""
+    meta = obj.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise UserError(f"{path}:{lineno}: field 'metadata' must be an object, got {json_type(meta)}")
+    meta = meta or {}
+    for value, field in ((obj.get("lang"), "lang"), (obj.get("language"), "language"),
+                         (meta.get("lang"), "metadata.lang"), (meta.get("language"), "metadata.language")):
+        if (_text(path, lineno, value, field) or "").strip():
             return value
     return None
 
@@ -283,15 +299,18 @@ def _lang(obj: dict) -> str | None:
 def _beir_rows(path: Path, with_title: bool) -> Iterator[tuple[str, str, str | None]]:
     """(id, text, language or None) per line; the title joined to the text as BEIR joins them."""
     if not path.is_file():
-        raise UserError(f"{path}: file not found (a BEIR corpus folder holds corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+        raise UserError(f"{path}: file not found "
+                        "(a BEIR corpus folder holds corpus.jsonl, queries.jsonl, qrels/test.tsv)")
     empty = True
     for lineno, obj in _jsonl(path):
-        text = obj.get("text")
-        if not isinstance(obj.get("_id"), (str, int)) or not isinstance(text, str) or not text.strip():
+        _id, text = obj.get("_id"), _text(path, lineno, obj.get("text"), "text")
+        if isinstance(_id, bool) or not isinstance(_id, (str, int, type(None))):
+            raise UserError(f"{path}:{lineno}: field '_id' must be a string or an integer, got {json_type(_id)}")
+        if _id is None or not text or not text.strip():
             raise UserError(f"{path}:{lineno}: missing or empty field(s) _id or text")
-        title = obj.get("title") if with_title else None
+        title = _text(path, lineno, obj.get("title"), "title") if with_title else None
         empty = False
-        yield str(obj["_id"]), (f"{title} {text}" if isinstance(title, str) and title.strip() else text), _lang(obj)
+        yield str(_id), (f"{title} {text}" if title and title.strip() else text), _lang(path, lineno, obj)
     if empty:
         raise UserError(f"{path}: corpus is empty")
 
@@ -307,35 +326,41 @@ def _beir_texts(path: Path, with_title: bool, with_texts: bool) -> tuple[list[st
     return ids, texts if with_texts else None, langs
 
 
-def _qrels_rows(path: Path):
-    """(line number, [query-id, corpus-id, score]) of a qrels TSV, without blank lines and the header."""
+def _qrels_rows(path: Path) -> Iterator[tuple[int, str, str, int]]:
+    """(line number, query-id, corpus-id, grade) per row of a qrels TSV, without blank lines and the
+    header. Parsed by csv as BEIR parses it (quotes included); line numbers are the file's lines."""
     if not path.is_file():
         raise UserError(f"{path}: file not found (a BEIR corpus folder holds qrels/test.tsv)")
-    with open(path, encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if row and not (lineno == 1 and row[0] == "query-id"):
-                if len(row) != 3:
-                    raise UserError(f"{path}:{lineno}: expected query-id, corpus-id, score separated by tabs")
-                yield lineno, row
+    rows = csv.reader((line for _, line in text_lines(path)), delimiter="\t")
+    try:
+        for row in rows:
+            lineno = rows.line_num
+            if not row or (lineno == 1 and row[0] == "query-id"):
+                continue
+            if len(row) != 3:
+                raise UserError(f"{path}:{lineno}: expected query-id, corpus-id, score separated by tabs, "
+                                f"got {len(row)} column(s)")
+            try:
+                grade = int(row[2])
+            except ValueError:
+                raise UserError(f"{path}:{lineno}: score {row[2]!r} is not an integer") from None
+            yield lineno, row[0], row[1], grade
+    except csv.Error as exc:
+        raise UserError(f"{path}:{rows.line_num}: not a valid TSV row ({exc})") from None
 
 
 def _qrels_query_ids(path: Path) -> set[str]:
-    """The query ids a qrels file names (the queries BEIR evaluates); checked in full by _beir_qrels."""
-    return {row[0] for _, row in _qrels_rows(path)}
+    """The query ids a qrels file names (the queries BEIR evaluates); _beir_qrels checks they exist."""
+    return {qid for _, qid, _, _ in _qrels_rows(path)}
 
 
 def _beir_qrels(path: Path, query_index: dict, doc_index: dict) -> dict[int, dict[int, int]]:
     qrels: dict[int, dict[int, int]] = {}
-    for lineno, row in _qrels_rows(path):
-        qid, did, score = row
+    for lineno, qid, did, grade in _qrels_rows(path):
         if qid not in query_index:
             raise UserError(f"{path}:{lineno}: query-id {qid!r} is not in queries.jsonl")
         if did not in doc_index:
             raise UserError(f"{path}:{lineno}: corpus-id {did!r} is not in corpus.jsonl")
-        try:
-            grade = int(score)
-        except ValueError:
-            raise UserError(f"{path}:{lineno}: score {score!r} is not an integer") from None
         qrels.setdefault(query_index[qid], {})[doc_index[did]] = grade
     if not any(g > 0 for docs in qrels.values() for g in docs.values()):
         raise UserError(f"{path}: no relevant (score > 0) pair: nothing to measure retrieval on")

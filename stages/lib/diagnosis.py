@@ -8,30 +8,48 @@ DequantizeLinear outputs. A name in both graphs is therefore one value computed 
 (onnxruntime.quantization.qdq_loss_debug pairs QDQ tensors the same way, but it writes a shape-inferred
 copy next to the model, loads every weight into memory and exposes every float tensor; here only the
 weighted layers are exposed and the weights stay on disk. Its SQNR formula is the one used here.)
+
+Memory: the two models are open together, but only while one group of exposed tensors is run: the
+tensors are split, in graph order, into groups whose bytes for the longest text stay within a third
+of one model's exposed tensors or half the two models' weights, whichever is more (at least
+GROUP_FLOOR), and each group gets its own pair of sessions, opened after the last pair is closed.
+Both models' groups together so take two thirds of one text's exposed tensors, leaving a third for
+the tensors a run makes on the way and the float64 copies the sums are taken in (or, with short
+texts, at most the weights' worth): the stage needs about twice the two models' weights plus the
+activations of one text, however long the texts, in a few groups. The numbers do not depend on
+the grouping (each tensor's sums run over the same texts in the same order). The expected need is
+stated before any model is opened, and the result records it next to the measured peak.
 """
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .corpus import sample_texts
-from .embedding import Embedder, open_embedder
-from .i18n import msg, render
-from .onnxmodel import load_graph
+from .documents.diagnose import Diagnosis, DiagnosisDone, DiagnosisEnded, DiagnosisMemory, LayerCounts, OutputError
+from .documents.diagnose import Layer as LayerError
+from .embedding import Embedder, model_tokenizer, open_embedder
+from .i18n import msg
+from .memory import mib, peak_rss_bytes, rss_bytes, weights_bytes
+from .onnxmodel import model_files, model_paths
 from .runtimes import FLOAT_TYPES
+from .status import Status
 
 FLOAT_NOISE = 1e-5  # float32 reordering alone gives relative errors below this: a rise to it is no jump
+GROUP_FLOOR = 16 << 20  # bytes of exposed tensors per model below which splitting into groups is not worth a reload
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One exposed tensor and the reference node that writes it."""
+    """One exposed tensor and the reference node that writes it; `width`: its elements per token."""
 
     tensor: str
     node: str
     op: str
+    width: int = 0
 
 
 def weighted_layers(model, op_types) -> list[Layer]:
@@ -39,15 +57,44 @@ def weighted_layers(model, op_types) -> list[Layer]:
     quantizer quantizes (an attention-score MatMul of two activations is not one, nor a Gather that
     picks a dimension out of a shape with a constant index: its table must be the weight), named as
     `nodes_to_exclude` needs them. ONNX graphs are stored topologically sorted."""
-    weights = {t.name for t in model.graph.initializer}
-    weights |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    weights |= {o: list(a.t.dims) for n in model.graph.node if n.op_type == "Constant"
+                for a in n.attribute if a.name == "value" for o in n.output}
 
-    def weighted(node) -> bool:
+    def weight(node) -> str | None:
         read = node.input[:1] if node.op_type == "Gather" else node.input
-        return node.op_type in op_types and any(i in weights for i in read)
+        found = [i for i in read if i in weights] if node.op_type in op_types else []
+        if len(read) > 1 and read[1] in found:
+            return read[1]  # MatMul(x, W), Gemm(x, W, bias), Attention(x, W, bias)
+        return found[0] if found else None
 
-    return [Layer(out, node.name, node.op_type) for node in model.graph.node if weighted(node)
-            for out in node.output if out]
+    return [Layer(out, node.name, node.op_type, _width(node, weights[w], w == node.input[0]))
+            for node in model.graph.node if (w := weight(node)) for out in node.output if out]
+
+
+def _width(node, dims: list[int], first: bool) -> int:
+    """Elements per token of a weighted node's output, from its weight's shape: MatMul(x, W[K, N]) and
+    Gemm give N, Gather from a [V, D] table D, com.microsoft Attention its value width. Another op
+    type: the weight's largest dimension, a guess."""
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type == "Gather":
+        return math.prod(dims[1:])
+    if node.op_type == "MatMul" and len(dims) >= 2:
+        return dims[-2] if first else dims[-1]
+    if node.op_type == "Gemm" and len(dims) == 2:
+        flag = "transA" if first else "transB"  # first: W[M, K] @ X[K, tokens] gives M per token
+        transposed = flag in attrs and attrs[flag].i
+        return dims[1] if transposed == first else dims[0]
+    if node.op_type == "Attention" and len(dims) == 2:
+        sizes = list(attrs["qkv_hidden_sizes"].ints) if "qkv_hidden_sizes" in attrs else []
+        return sizes[-1] if sizes else dims[1] // 3
+    return max(dims, default=1)
+
+
+def _output_elements(value) -> list[int | None]:
+    """A graph output's dims after the batch axis; None for a symbolic one (tokens, at most)."""
+    dims = value.type.tensor_type.shape.dim[1:]
+    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
 def squared_norms(ref: Embedder, cand: Embedder, id_lists: list[list[int]], names: list[str]) -> dict:
@@ -58,13 +105,25 @@ def squared_norms(ref: Embedder, cand: Embedder, id_lists: list[list[int]], name
     for ids in id_lists:
         outs = [dict(zip(names, e.runner.run(names, e.feed([ids])[0]))) for e in (ref, cand)]
         for n in list(sums):
-            r, c = outs[0][n].astype(np.float64), outs[1][n].astype(np.float64)
-            if r.shape != c.shape:
+            if not _accumulate(sums[n], outs[0].pop(n), outs[1].pop(n)):  # each tensor let go once summed
                 del sums[n]
-                continue
-            sums[n][0] += float(np.sum(r * r))
-            sums[n][1] += float(np.sum((c - r) ** 2))
+        del outs  # before the next text runs: onnxruntime can reuse the buffers
     return sums
+
+
+def _accumulate(acc: list, ref: np.ndarray, cand: np.ndarray) -> bool:
+    """acc += [||ref||^2, ||cand - ref||^2] in float64; False when the shapes differ. The products are
+    those of r * r and (c - r) ** 2, made in place: two float64 copies of a tensor at a time, not four,
+    and none left over when the next text runs."""
+    if ref.shape != cand.shape:
+        return False
+    r, c = ref.astype(np.float64), cand.astype(np.float64)
+    np.subtract(c, r, out=c)
+    np.multiply(c, c, out=c)
+    np.multiply(r, r, out=r)
+    acc[0] += float(np.sum(r))
+    acc[1] += float(np.sum(c))
+    return True
 
 
 def error_numbers(ref_sq: float, diff_sq: float) -> dict:
@@ -88,54 +147,113 @@ def find_jumps(rows: list[dict], factor: float, top: int) -> tuple[dict | None, 
     return (jumps[0] if jumps else None), sorted(jumps, key=lambda r: -r["increase"])[:top]
 
 
-def _ended(base: dict, status: str, key: str, **args) -> dict:
-    code = msg(key, **args)
-    return {**base, "status": status, "reason": code, "reason_text": render(code, "en")}
+def _ended(base: dict, status: str, key: str, **args) -> DiagnosisEnded:
+    """A diagnosis that stops early: why, as a message (and its English text for the JSON's readers)."""
+    reason = msg(key, **args)
+    return DiagnosisEnded(**base, status=status, reason=reason.text(), reason_code=reason)
 
 
-def diagnose(params, name: str, verdict: str | None, machine: dict | None = None) -> dict:
+def diagnose(params, name: str, verdict: Status | None, machine: dict | None = None, say=None,
+             group_bytes: int | None = None) -> Diagnosis:
     """The diagnose stage's result for one model (schema in README). The reference and PASS
-    candidates are skipped without opening a model."""
+    candidates are skipped without opening a model. `say(line)` gets the expected memory need before
+    any model is opened; `group_bytes` overrides the exposed bytes per group and model (tests)."""
     settings = params.diagnose
     base = {"model": name, "reference": params.reference, "verdict": verdict}
     if name == params.reference:
         return _ended(base, "skipped", "diag.skip_reference")
-    if verdict == "PASS":
+    if verdict == Status.PASS:
         return _ended(base, "skipped", "diag.skip_pass")
     runtimes = {params.model(n).runtime for n in (params.reference, name)}
     if runtimes != {"onnxruntime"}:  # OpenVINO compiles the graph: its intermediate tensors are not exposed
         return _ended(base, "not_comparable", "diag.runtime", runtime=", ".join(sorted(runtimes - {"onnxruntime"})))
-    ref_graph = load_graph(params.model(params.reference).path)
+    # what is needed from the two graphs, read one at a time and let go before any model is opened
+    ref_file, ref_graph, data = model_files(params.model(params.reference).path)
+    weights = {params.reference: weights_bytes(model_paths(ref_file, data))}
     layers = weighted_layers(ref_graph, settings.op_types)
-    cand_graph = load_graph(params.model(name).path)
+    shapes = {o.name: _output_elements(o) for o in ref_graph.graph.output}
+    del ref_graph
+    cand_file, cand_graph, data = model_files(params.model(name).path)
+    weights[name] = weights_bytes(model_paths(cand_file, data))
     produced = {o for node in cand_graph.graph.node for o in node.output}
+    del cand_graph
     matched = [layer for layer in layers if layer.tensor in produced]
-    outputs = [o.name for o in ref_graph.graph.output if o.name in produced]
+    outputs = [o for o in shapes if o in produced]
+    shapes |= {layer.tensor: [None, layer.width] for layer in matched}  # per token: [tokens, width]
     names = list(dict.fromkeys([layer.tensor for layer in matched] + outputs))
     ops = ", ".join(settings.op_types)
     if not matched:
         return _ended(base, "not_comparable", "diag.no_match", ops=ops, count=len(layers))
-    ref, cand = (open_embedder(params, n, expose=names, graph=g)
-                 for n, g in ((params.reference, ref_graph), (name, cand_graph)))
-    types = [{o.name: o.type for o in e.runner.outputs} for e in (ref, cand)]
-    names = [n for n in names if types[0].get(n) in FLOAT_TYPES and types[1].get(n) in FLOAT_TYPES]
     texts = sample_texts(params.corpus, "documents", settings.texts)  # code: a BEIR corpus has more or fewer queries
-    id_lists = ref.tokenizer.encode(texts)
-    if cand.tokenizer.encode(texts) != id_lists:
+    id_lists = model_tokenizer(params, params.reference, ref_file).encode(texts)
+    if model_tokenizer(params, name, cand_file).encode(texts) != id_lists:
         return _ended(base, "not_comparable", "diag.tokenizers_differ")
-    ref.check_ids(id_lists)
-    cand.check_ids(id_lists)
-    sums = squared_norms(ref, cand, id_lists, names)
+    plan = memory_plan(names, shapes, max(map(len, id_lists)), weights, outputs, group_bytes)
+    if say:
+        say(f"{name}: expected peak memory about {mib(plan['expected_peak_bytes'])}: this process "
+            f"{mib(plan['before_models_bytes'])} + 2 x the weights ({' + '.join(mib(w) for w in weights.values())}) "
+            f"+ 2 models x the exposed tensors of the longest text ({plan['longest_text_tokens']} tokens) in "
+            f"{plan['groups']} group(s) of at most {mib(plan['group_bytes'])}, with working copies")
+    sums, options = {}, None
+    groups = plan.pop("group_names")
+    for group in groups:
+        group_sums, options = _group_sums(params, name, group, id_lists)
+        sums.update(group_sums)
+        gc.collect()  # this pair of sessions is gone before the next opens
     rows = [{"tensor": layer.tensor, "node": layer.node, "op": layer.op, **error_numbers(*sums[layer.tensor])}
             for layer in matched if layer.tensor in sums]
     if not rows:
         return _ended(base, "not_comparable", "diag.no_match", ops=ops, count=len(layers))
     first, top = find_jumps(rows, settings.jump_factor, settings.top)
-    return {**base, "status": "done", "texts": len(id_lists), "tokens": sum(map(len, id_lists)),
-            "op_types": list(settings.op_types), "jump_factor": settings.jump_factor,
-            "layers": {"weighted": len(layers), "matched": len(matched), "compared": len(rows)},
-            "unmatched": [layer.tensor for layer in layers if layer.tensor not in produced][:10],
-            "first_jump": first, "top": top,
-            "nodes_to_exclude": [r["node"] for r in top if r["node"]],
-            "outputs": [{"tensor": n, **error_numbers(*sums[n])} for n in outputs if n in sums],
-            "tensors": rows, "machine": machine}
+    return DiagnosisDone(
+        **base, status="done", texts=len(id_lists), tokens=sum(map(len, id_lists)),
+        op_types=list(settings.op_types), jump_factor=settings.jump_factor,
+        layers=LayerCounts(weighted=len(layers), matched=len(matched), compared=len(rows)),
+        unmatched=[layer.tensor for layer in layers if layer.tensor not in produced][:10],
+        first_jump=LayerError(**first) if first else None, top=[LayerError(**r) for r in top],
+        nodes_to_exclude=[r["node"] for r in top if r["node"]],
+        outputs=[OutputError(tensor=n, **error_numbers(*sums[n])) for n in outputs if n in sums],
+        tensors=[LayerError(**r) for r in rows], machine=machine,
+        memory=DiagnosisMemory(**plan, peak_rss_bytes=peak_rss_bytes(), memory_options=options))
+
+
+def memory_plan(names: list[str], shapes: dict, tokens: int, weights: dict, outputs: list[str] = (),
+                group_bytes: int | None = None) -> dict:
+    """Groups of `names` (graph order) to expose one pair of sessions at a time, and the memory that
+    needs. Per model, a run holds its group's tensors and the graph's `outputs` (made in every run;
+    compared with the last group) for the longest text (float32, batch 1); `group_bytes` is the
+    largest such sum. Expected: this process now, twice the weights (onnxruntime's copy, and the
+    graph it parses them from while loading), and for both models a group plus two working tensors
+    as large as the largest exposed one (a node's input and output), plus the two float64 copies
+    of that one its sums are taken in."""
+    sizes = {n: 4 * math.prod(tokens if d is None else d for d in shapes.get(n) or [None]) for n in names}
+    budget = group_bytes or max(sum(weights.values()) // 2, sum(sizes.values()) // 3, GROUP_FLOOR)
+    always = [n for n in names if n in outputs]
+    groups: list[list[str]] = []
+    total = 0
+    for n in (n for n in names if n not in always):
+        if not groups or total + sizes[n] > budget:
+            groups.append([])
+            total = sum(sizes[o] for o in always)
+        groups[-1].append(n)
+        total += sizes[n]
+    groups = groups or [[]]
+    groups[-1] += always
+    held = max(sum(sizes[n] for n in set(g) | set(always)) for g in groups)
+    largest = max(sizes.values())
+    before = rss_bytes()
+    return {"weights_bytes": weights, "longest_text_tokens": tokens, "exposed_bytes": sum(sizes.values()),
+            "groups": len(groups), "group_bytes": held, "before_models_bytes": before,
+            "expected_peak_bytes": before + 2 * sum(weights.values()) + 2 * (held + 2 * largest) + 4 * largest,
+            "group_names": groups}
+
+
+def _group_sums(params, name: str, group: list[str], id_lists) -> tuple[dict, dict]:
+    """Squared norms of one group's tensors, the reference and the candidate opened with only these
+    exposed (and closed on return), and the onnxruntime memory options the sessions ran with."""
+    ref, cand = (open_embedder(params, n, expose=group) for n in (params.reference, name))
+    types = [{o.name: o.type for o in e.runner.outputs} for e in (ref, cand)]
+    floats = [n for n in group if types[0].get(n) in FLOAT_TYPES and types[1].get(n) in FLOAT_TYPES]
+    ref.check_ids(id_lists)
+    cand.check_ids(id_lists)
+    return squared_norms(ref, cand, id_lists, floats), ref.runner.facts()["memory_options"]

@@ -58,7 +58,7 @@ def import_ray():
     """Ray is a dev/cluster extra, not a demo requirement: its absence is one line saying what to install."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the ray package without the [data] extra lacks its dependencies)
+        import ray.data
     except ImportError:
         raise UserError(f"embed.engine is ray but Ray Data is not installed: {RAY_INSTALL}") from None
     return ray

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from .errors import UserError, first_line
+
 from .corpus import corpus_sample, corpus_sha256, iter_texts, load_corpus
+from .errors import UserError, first_line
 from .hashing import file_sha256
+from .memory import peak_rss_bytes, weights_bytes
 from .pooling import l2_normalize, pool
 from .progress import Progress
 from .runtimes import FLOAT_TYPES, Runner, open_runner
@@ -195,7 +197,8 @@ class Embedder:
             if saved is not None:  # at the end, and on Ctrl-C or an error: what is written stays usable
                 saved.save()
         if bad:
-            raise UserError(f"{self.runner.model_file}: {bad} embedding(s) contain NaN or Inf (first: text #{first_bad})")
+            raise UserError(f"{self.runner.model_file}: {bad} embedding(s) contain NaN or Inf "
+                            f"(first: text #{first_bad})")
         return result
 
     def embed_texts(self, texts: list[str], batch_size: int, sort: bool = True, progress=None,
@@ -241,16 +244,20 @@ def text_lengths(id_lists) -> np.ndarray:
 
 
 def open_embedder(params, name: str, provider: str = "CPUExecutionProvider", intra_op_threads: int = 0,
-                  inter_op_threads: int = 0, expose: list[str] | None = None, graph=None) -> Embedder:
+                  inter_op_threads: int = 0, expose: list[str] | None = None) -> Embedder:
     """A model's embedder, built from its effective settings (`params.embed_for`) and run by the
-    runtime its entry names; `expose`: intermediate tensors it also returns (onnxruntime only);
-    `graph`: the model's graph, if the caller has parsed it already."""
+    runtime its entry names, with the onnxruntime memory options of `params.onnxruntime`;
+    `expose`: intermediate tensors it also returns (onnxruntime only)."""
     spec, settings = params.model(name), params.embed_for(name)
     runner = open_runner(spec.path, spec.runtime, spec.precision, provider, intra_op_threads, inter_op_threads,
-                         expose, graph)
-    tok_file = find_tokenizer(runner.model_file, spec.tokenizer)
-    tokenizer = load_tokenizer(tok_file, settings.max_length)
-    return Embedder(runner, tokenizer, settings.pooling, settings.normalize, settings.padding_side)
+                         expose, params.onnxruntime)
+    return Embedder(runner, model_tokenizer(params, name, runner.model_file), settings.pooling, settings.normalize,
+                    settings.padding_side)
+
+
+def model_tokenizer(params, name: str, model_file: Path) -> TextTokenizer:
+    """A model's tokenizer (its entry's, or the one next to `model_file`) with its effective max_length."""
+    return load_tokenizer(find_tokenizer(model_file, params.model(name).tokenizer), params.embed_for(name).max_length)
 
 
 def embed_corpus(params, name: str, machine: dict, progress: bool = False, stream_to: Path | None = None,
@@ -265,10 +272,14 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     the corpus batches (see Embedder.embed_ids); snippets and checks always run here. `resume`
     (a resume.Resume): the corpus vectors and token ids are kept in its scratch folder instead,
     continuing from a killed run with the same inputs, and placed into `stream_to` when complete.
-    With params `corpus_sample`, only the sampled queries and documents (corpus.corpus_sample)."""
+    `memory.json`: this process's peak RSS once every vector is made (of the driver alone under the
+    ray engine) and the model's weights' bytes. With params `corpus_sample`, only the sampled queries
+    and documents (corpus.corpus_sample)."""
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
+    # small: a bad one fails before the corpus runs
+    snippets = load_corpus(params.snippets) if params.snippets else None
     sample = corpus_sample(params)
     made = _made_from(params, name, embedder, prompt, machine, sample)
     partial = resume.open(made) if resume else None
@@ -286,11 +297,14 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
         if stream_to:
             for kind in ("queries", "codes"):
                 files[f"{kind}.npy"] = partial.deliver(kind, Path(stream_to) / f"{kind}.npy")
-    if params.snippets:
-        snippets = load_corpus(params.snippets)
+    if snippets is not None:
         files["snippet_queries.npy"] = embedder.embed_texts([prompt + q for q in snippets.queries], batch_size)
         files["snippet_codes.npy"] = embedder.embed_texts(snippets.codes, batch_size)
     files["manifest.json"].update({key: made[key] for key in ("provider", "runtime", "machine")})
+    # a measurement, so not in the manifest: that stays the same on every run (speedup and diagnose
+    # depend on it; a resumed or Ray run must match a whole local one)
+    files["memory.json"] = {"model": name, "engine": params.embed.engine,
+                            "weights_bytes": weights_bytes(embedder.runner.files), "peak_rss_bytes": peak_rss_bytes()}
     return files
 
 
@@ -307,7 +321,8 @@ def _made_from(params, name: str, embedder: Embedder, prompt: str, machine: dict
         "corpus": str(params.corpus),
         "texts_sha256": corpus_sha256(params.corpus),
         "sample": sample.facts if sample else None,  # a quick look's subset (None: the whole corpus)
-        "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output, "source": embedder.pooling.source},
+        "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output,
+                    "source": embedder.pooling.source},
         "normalize": embedder.normalize,
         "normalize_source": embedder.normalize_source,
         "query_prompt": prompt,

@@ -14,3 +14,16 @@ def file_sha256(paths: list[Path]) -> str:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def tree_sha256(path: str | Path) -> str:
+    """One hash over a file, or over every file under a folder with its relative name: what DVC
+    tracks as a model's `path` (graph, external data, tokenizer), so a result that depends on the
+    hash reruns exactly when DVC would rerun a stage depending on the path."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256([path])
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(path).as_posix().encode() + b"\0" + file_sha256([f]).encode())
+    return digest.hexdigest()

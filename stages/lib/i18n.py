@@ -1,12 +1,17 @@
 """Every word the report prints, in English and Russian (`report.language`), in one catalog.
 
-Numbers and model names are never translated. Messages that are stored in JSON (verdict reasons,
-machine warnings) are kept as codes, `{"key": ..., "args": {...}}`, so any language can be
-rendered from them; their English text is stored beside them for people reading the JSON.
+Numbers and model names are never translated. A sentence the pipeline decides on (a verdict
+reason, its scope, a diagnosis outcome, a runtime note, a machine warning, a recommendation) is a
+`Message`: a catalog key plus its arguments, stored in JSON as `{"key": ..., "args": {...}}` so any
+language can be rendered from it; documents store its English text beside it for people reading
+the JSON.
 """
 from __future__ import annotations
 
-from .machine import int8_family
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DocumentError
 
 LANGUAGES = ("en", "ru")
 
@@ -63,9 +68,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.texts_s": ("texts/s @bs{bs}", "текстов/с @bs{bs}"),
     "col.sorted_gain": ("sorted vs unsorted", "сортировка дает"),
     "col.peak_rss": ("peak RSS MB", "пик RSS, МБ"),
-    "col.speedup_il": ("speedup, one process [{conf}]", "ускорение, один процесс [{conf}]"),
-    "col.speedup_sep": ("separate processes [{conf}]", "отдельные процессы [{conf}]"),
-    "col.estimates": ("estimates", "оценки"),
+    "col.speedup_pr": ("speedup [{conf}]", "ускорение [{conf}]"),
+    "col.noise_floor": ("A/A noise floor", "порог шума A/A"),
+    "col.state_fast": ("fast state", "быстрое сост."),
+    "col.state_slow": ("slow state", "медленное сост."),
     "col.ndcg": ("nDCG@10", "nDCG@10"),
     "col.mrr": ("MRR@10", "MRR@10"),
     "col.r1": ("R@1", "R@1"),
@@ -106,8 +112,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cell.slower": ("{x:.2f}x slower", "в {x:.2f} раза медленнее"),
     "cell.no_difference": ("no measurable difference ({x:.2f}x)", "разница не измерима ({x:.2f}x)"),
     "cell.noisy": ("noisy", "шумно"),
-    "cell.agree": ("agree", "согласны"),
-    "cell.disagree": ("DISAGREE", "РАСХОДЯТСЯ"),
     "cell.not_lower": ("not sig.", "незначимо"),
     "cell.lower": ("lower", "ниже"),
     "cell.unmeasurable": ("not measurable", "не измеримо"),
@@ -124,30 +128,34 @@ MESSAGES: dict[str, tuple[str, str]] = {
                               "not comparable:",
                               "Эмбеддинги считали на {n} разных машинах; числа с разных машин несравнимы:"),
     "note.machine_tag": ("{tag} = {machine}: {used}", "{tag} = {machine}: {used}"),
-    "note.provider": ("Provider: {provider}, intra-op threads: {threads}.", "Провайдер: {provider}, потоков: {threads}."),
+    "note.provider": ("Provider: {provider}, intra-op threads: {threads}.",
+                      "Провайдер: {provider}, потоков: {threads}."),
     "note.latency_method": (
         "Latency: batch 1 on real corpus texts after warmup, each model in its own process (run-to-run: "
         "difference of two back-to-back runs' medians; others' CPU: share of all cores other processes used "
-        "while timing). Speedup: reference and candidate timed in one process in alternating rounds, reference "
-        "time / candidate time, {conf} t-interval over rounds; the separate-process estimate comes from the "
-        "latency runs above.",
+        "while timing: benchmark / speedup). Speedup: reference time / candidate time, every model timed in fresh "
+        "processes, one model per process as deployed, in {blocks} blocks interleaved over time (each block: the "
+        "reference, then every candidate and the reference again as the A/A control, shuffled and mirrored, then "
+        "the reference); {conf} t-interval over blocks, so the variation between processes is inside it.",
         "Задержка: батч 1 на реальных текстах корпуса после прогрева, каждая модель в своем процессе (между "
         "прогонами: разница медиан двух прогонов подряд; чужая загрузка ЦП: доля всех ядер, занятая другими "
-        "процессами во время замера). Ускорение: эталон и кандидат в одном процессе, поочередными раундами, "
-        "время эталона / время кандидата, {conf} t-интервал по раундам; оценка по отдельным процессам взята "
-        "из замеров задержки выше."),
+        "процессами во время замера: замер / ускорение). Ускорение: время эталона / время кандидата; каждая "
+        "модель замеряется в новых процессах, по одной модели на процесс, как в эксплуатации, в {blocks} блоках, "
+        "чередующихся во времени (блок: эталон, затем все кандидаты и снова эталон как A/A-контроль, вперемешку и "
+        "зеркально, затем эталон); {conf} t-интервал по блокам, так что разброс между процессами входит в него."),
+    "note.states": (
+        "The machine ran in two speed states while timing: the reference took about {fast:.2f} ms per text in one "
+        "and {slow:.2f} in the other (split at {threshold:.2f} ms; of {n} blocks {fast_n} fast, {slow_n} slow, "
+        "{mixed} mixed). Speedups differ by state (columns above); the interval covers the mix this run saw.",
+        "Во время замеров машина была в двух состояниях скорости: эталон тратил около {fast:.2f} мс на текст в "
+        "одном и {slow:.2f} в другом (граница {threshold:.2f} мс; из {n} блоков {fast_n} быстрых, {slow_n} "
+        "медленных, {mixed} смешанных). Ускорение зависит от состояния (столбцы выше); интервал покрывает ту "
+        "смесь, что видел этот прогон."),
     "note.control": ("A/A control (the reference against itself, same protocol): {x:.3f}x [{lo:.3f}, {hi:.3f}]",
                      "A/A-контроль (эталон против самого себя, тот же протокол): {x:.3f}x [{lo:.3f}, {hi:.3f}]"),
     "note.control_bad": ("the method sees a difference where there is none: the machine is too noisy for speed "
                          "conclusions",
                          "метод видит разницу там, где ее нет: машина слишком шумная для выводов о скорости"),
-    "note.disagree": (
-        "{name}: the two speed estimates disagree: {il} in one process vs {sep} in separate processes. The report "
-        "trusts the one-process estimate: both models are timed in alternating rounds there, so machine drift "
-        "hits both alike; separate processes run minutes apart.",
-        "{name}: две оценки скорости расходятся: {il} в одном процессе против {sep} в отдельных процессах. Отчет "
-        "доверяет оценке в одном процессе: там обе модели замеряются поочередно, и дрейф машины влияет на обе "
-        "одинаково; отдельные процессы идут с разницей в минуты."),
     "note.agreement": ("Agreement: each text's vector from the candidate vs the reference (same batches); "
                        "similarity matrices are query x code cosine scores.",
                        "Согласие: вектор каждого текста у кандидата против эталона (те же батчи); матрицы "
@@ -237,9 +245,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                         "{name}: вектор текста зависит от соседей по батчу (косинус отдельно против в батче: мин. "
                         "{min:.4f}, среднее {mean:.4f}); ожидаемо для динамического INT8, который квантует "
                         "активации по батчу. Метрики согласия считаются на одинаковых батчах."),
-    "rec.within_noise": ("{name}: speed difference is within noise; raise benchmark.interleave_rounds or run on "
+    "rec.within_noise": ("{name}: speed difference is within noise; raise benchmark.speedup_blocks or run on "
                          "an idle machine.",
-                         "{name}: разница в скорости в пределах шума; увеличьте benchmark.interleave_rounds или "
+                         "{name}: разница в скорости в пределах шума; увеличьте benchmark.speedup_blocks или "
                          "запустите на свободной машине."),
     "rec.fail": ("{name}: do not replace the reference; try per-channel weights, excluding sensitive layers "
                  "(nodes_to_exclude) or static/QDQ quantization with calibration data.",
@@ -310,10 +318,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "speed are those of {used} arithmetic.",
         "{name}: файл {stored} исполнялся в {used} под {runtime} {version}, precision {requested}; векторы и "
         "скорость - от арифметики {used}."),
-    "ship.also": ("{name} is as fast within the intervals ({speedup:.2f}x), {size}: pick by what matters more "
-                  "to you.",
-                  "{name} так же быстр в пределах интервалов ({speedup:.2f}x), {size}: выбирайте по тому, что "
-                  "важнее."),
+    "ship.tied": ("Tied with it (PASS, no measurable nDCG@10 loss, speeds not measurably different): {others}; "
+                  "{name} is picked as the smallest on disk (rule: smaller file, then name).",
+                  "Наравне с ним (ПРОШЕЛ, без измеримой потери nDCG@10, скорости неразличимы): {others}; "
+                  "{name} выбран как самый маленький на диске (правило: меньший файл, затем имя)."),
     "ship.sample": ("This is a quick look on a sample of {queries} of {of_queries} queries: confirm it on the "
                     "whole corpus (corpus_sample: 0) before shipping.",
                     "Это быстрый взгляд по выборке, {queries} из {of_queries} запросов: перед поставкой подтвердите "
@@ -327,7 +335,40 @@ MESSAGES: dict[str, tuple[str, str]] = {
                           "reduce_range: true для этого ЦП с AVX2 без VNNI"),
     "knob.nodes_to_exclude": ("keeping the most damaged layers in float (quantize.NAME.nodes_to_exclude)",
                               "оставить самые поврежденные слои в float (quantize.NAME.nodes_to_exclude)"),
-    # INT8 kernel families (machine.int8_family, i18n.int8_path) and verdict scope
+    # machines (machine.description, machine.load_cell)
+    "machine.description": ("{parts}", "{parts}"),
+    "machine.cores": ("{cpu}, {logical} logical / {physical} physical cores",
+                      "{cpu}, ядер: {logical} логических / {physical} физических"),
+    "machine.int8": ("{arch} {support}", "{arch} {support}"),
+    "machine.int8_flags": ("{arch} {support} (+{flags})", "{arch} {support} (+{flags})"),
+    "machine.timed_on": ("timed on {provider}: {cards}", "замеры на {provider}: {cards}"),
+    "machine.card": ("{name} (driver {driver})", "{name} (драйвер {driver})"),
+    "machine.no_gpu": ("no GPU found by nvidia-smi", "nvidia-smi не нашел GPU"),
+    "machine.simulated": ("simulated: {keys} overridden", "симуляция: подменены {keys}"),
+    "machine.unknown": ("unknown (result recorded without machine facts)",
+                        "неизвестно (результат записан без сведений о машине)"),
+    "support.avx2_only": ("AVX2 only (no VNNI)", "только AVX2 (без VNNI)"),
+    "support.none": ("none detected", "не обнаружено"),
+    "support.unrecorded": ("unrecorded", "не записана"),
+    "cell.load_not_recorded": ("n/a (not recorded)", "н/д (не записано)"),
+    "cell.load_short": ("n/a (timed under {seconds} s)", "н/д (замер короче {seconds} с)"),
+    "cell.busy": ("busy", "занята"),
+    # the relation of a candidate to the reference (comparison.py)
+    "relation.related": ("same dimension and agreeing vectors or parameter count",
+                         "та же размерность и согласные векторы или число параметров"),
+    "relation.other_dim": ("different embedding dimension", "другая размерность эмбеддинга"),
+    "relation.other_network": ("low agreement and a different parameter count: not the same network",
+                               "низкое согласие и другое число параметров: это другая сеть"),
+    # the few fixed English words stages record as values (i18n.data_value); names and paths stay
+    "value.none": ("none", "нет"),
+    "value.weight-only int8": ("weight-only int8", "int8 только в весах"),
+    "value.model output": ("model output", "выход модели"),
+    "value.onnxruntime default": ("onnxruntime default", "по умолчанию onnxruntime"),
+    "value.openvino default": ("openvino default", "по умолчанию openvino"),
+    "cell.recipe_block": ("block {n}", "блок {n}"),
+    "cell.recipe_accuracy": ("acc {n}", "точность {n}"),
+    "cell.recipe_excluded": ("-{n} nodes", "-{n} узлов"),
+    # INT8 kernel families (machine.int8_family, machine.int8_path) and verdict scope
     "path.vnni": ("CPUs with VNNI (AVX512-VNNI, AVX-VNNI or AMX)", "ЦП с VNNI (AVX512-VNNI, AVX-VNNI или AMX)"),
     "path.avx2": ("AVX2 CPUs without VNNI", "ЦП с AVX2 без VNNI"),
     "path.arm": ("ARM CPUs with dot-product/i8mm", "ЦП ARM с dot-product/i8mm"),
@@ -378,29 +419,73 @@ def t(lang: str, key: str, **args) -> str:
     return MESSAGES[key][LANGUAGES.index(lang)].format(**args)
 
 
-def msg(key: str, **args) -> dict:
+@dataclass(frozen=True)
+class Message:
+    """A catalog key and its arguments: what the pipeline decided, rendered later in any language.
+
+    An argument that is words is itself a Message (a metric's name, an INT8 path, a machine's
+    description), rendered in the same language; a list argument is a list of phrases, rendered
+    and joined with ", "; anything else (a number, a model or file name) is formatted as it is."""
+
+    key: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The stored form, {"key", "args"} (outputs.write_json calls it)."""
+        return {"key": self.key, "args": {k: _stored(v) for k, v in self.args.items()}}
+
+    @classmethod
+    def from_dict(cls, stored: Any, where: str = "") -> Message:
+        """The stored form read back, checked (documents/record.py reads Message fields with it)."""
+        if not (isinstance(stored, dict) and set(stored) == {"key", "args"} and stored["key"] in MESSAGES
+                and isinstance(stored["args"], dict)):
+            raise DocumentError(f"{where}: expected a message {{key, args}} with a key of the catalog")
+        return cls(stored["key"], {k: _loaded(v, f"{where}.args.{k}") for k, v in stored["args"].items()})
+
+    @staticmethod
+    def schema_def() -> dict:
+        return {"type": "object", "description": "A sentence as a catalog key (stages/lib/i18n.py) and its "
+                "arguments; an argument that is words is a message too, a list of them is joined with ', '.",
+                "properties": {"key": {"type": "string"}, "args": {"type": "object"}},
+                "required": ["key", "args"], "additionalProperties": False}
+
+    def text(self, lang: str = "en") -> str:
+        return render(self, lang)
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, Message):
+        return value.to_dict()
+    return [_stored(v) for v in value] if isinstance(value, list) else value
+
+
+def _loaded(value: Any, where: str) -> Any:
+    if isinstance(value, dict) and "key" in value:
+        return Message.from_dict(value, where)
+    return [_loaded(v, f"{where}[{i}]") for i, v in enumerate(value)] if isinstance(value, list) else value
+
+
+def msg(key: str, **args) -> Message:
     """A message kept as a code, to be rendered in any language later."""
-    return {"key": key, "args": args}
+    return Message(key, args)
 
 
-def int8_path(support: str, lang: str = "en") -> str:
-    """The INT8 kernel family a verdict holds for, in words (machine.int8_family)."""
-    return t(lang, f"path.{int8_family(support)}", support=support)
+def render(message: Message, lang: str) -> str:
+    """A message in `lang`: its arguments by their type (see Message), never by name."""
+    return t(lang, message.key, **{k: _rendered(v, lang) for k, v in message.args.items()})
 
 
-def render(code: dict, lang: str) -> str:
-    """A stored message code in `lang`. Args named `metric`, `kind`, `roles` and `support` are
-    translated or expanded (`support` -> `path`, the INT8 family in words)."""
-    args = dict(code["args"])
-    if "support" in args:
-        args["path"] = int8_path(args["support"], lang)
-    if "metric" in args:
-        args["metric"] = t(lang, f"metric.{args['metric']}")
-    if "kind" in args:
-        args["kind"] = t(lang, f"kind.{args['kind']}")
-    for key, value in args.items():  # nested messages (a knob, a size phrase) render in the same language
-        if isinstance(value, dict) and "key" in value:
-            args[key] = render(value, lang)
-    if "roles" in args:  # [[role, tag], ...]
-        args["used"] = ", ".join(t(lang, "role.on", role=t(lang, f"role.{r}"), tag=tag) for r, tag in args.pop("roles"))
-    return t(lang, code["key"], **args)
+def _rendered(value: Any, lang: str) -> Any:
+    if isinstance(value, Message):
+        return render(value, lang)
+    if isinstance(value, list):
+        return ", ".join(str(_rendered(v, lang)) for v in value)
+    return value
+
+
+def data_value(lang: str, data: str) -> str:
+    """A value from the data in `lang`: the few fixed English words the stages record as values
+    (a quantization format "none", a pooling source "model output") have a `value.` entry in the
+    catalog; names and paths have none and stay as they are."""
+    key = f"value.{data}"
+    return t(lang, key) if key in MESSAGES else data

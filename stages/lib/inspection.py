@@ -9,8 +9,12 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .documents.inspect import Inspection, Parameters, Size, Tensor
+from .errors import UserError
+from .hashing import tree_sha256
 from .onnxmodel import all_initializers, embedding_vocab_size, iter_graphs, model_files
 from .outputs import read_json
+from .readers import json_type
 
 # Bits per element for the element types a quantized model may hold.
 _SUB_BYTE_BITS = {"INT4": 4, "UINT4": 4, "FLOAT4E2M1": 4, "INT2": 2, "UINT2": 2}
@@ -40,7 +44,7 @@ def tensor_bytes(tensor: onnx.TensorProto) -> int:
     return tensor_elements(tensor) * itemsize
 
 
-def _value_info(value: onnx.ValueInfoProto) -> dict:
+def _value_info(value: onnx.ValueInfoProto) -> Tensor:
     tensor = value.type.tensor_type
     dims = []
     for d in tensor.shape.dim:
@@ -48,8 +52,8 @@ def _value_info(value: onnx.ValueInfoProto) -> dict:
             dims.append(int(d.dim_value))
         else:
             dims.append(d.dim_param or "?")
-    return {"name": value.name, "dtype": dtype_name(tensor.elem_type).lower(), "dims": dims,
-            "dynamic": [not isinstance(d, int) for d in dims]}
+    return Tensor(name=value.name, dtype=dtype_name(tensor.elem_type).lower(), dims=dims,
+                  dynamic=[not isinstance(d, int) for d in dims])
 
 
 def quantization_format(ops: Counter, dtype_bytes: dict[str, int], initializer_names_feeding_dq: bool,
@@ -71,7 +75,8 @@ def quantization_format(ops: Counter, dtype_bytes: dict[str, int], initializer_n
     return "none"
 
 
-DYNAMIC_ACTIVATION_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM"}
+DYNAMIC_ACTIVATION_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+                          "DynamicQuantizeLSTM"}
 
 
 def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:
@@ -92,20 +97,29 @@ def activation_quantization(model: onnx.ModelProto, ops: Counter) -> str:
 def _recipe(model_file: Path) -> dict | None:
     """What the quantize stage wrote next to a candidate it made (recipe, calibration facts)."""
     path = model_file.parent / "QUANTIZE.json"
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    facts = read_json(path)
+    if not isinstance(facts, dict):
+        raise UserError(f"{path}: expected a JSON object, got {json_type(facts)}")
+    if not isinstance(facts.get("recipe", {}), dict):  # the report reads it as one
+        raise UserError(f"{path}: 'recipe' must be an object, got {json_type(facts['recipe'])}")
+    return facts
 
 
-def inspect_model(path: str | Path) -> dict:
-    """Sizes (graph and external data apart), exact parameter count, dtypes, I/O, ops, quantization."""
+def inspect_model(path: str | Path, name: str) -> Inspection:
+    """Sizes (graph and external data apart), exact parameter count, dtypes, I/O, ops, quantization,
+    and the files' identity (the speedup stage, which times every model, depends on results/inspect).
+    The files are checked first: a missing one is one line, not an empty hash."""
     model_file, model, data_files = model_files(path)
     inits = all_initializers(model)
     by_dtype: Counter = Counter()
     elems_by_dtype: Counter = Counter()
     external_tensors = 0
     for t in inits:
-        name = dtype_name(t.data_type).lower()
-        by_dtype[name] += tensor_bytes(t)
-        elems_by_dtype[name] += tensor_elements(t)
+        dtype = dtype_name(t.data_type).lower()
+        by_dtype[dtype] += tensor_bytes(t)
+        elems_by_dtype[dtype] += tensor_elements(t)
         external_tensors += t.data_location == onnx.TensorProto.EXTERNAL
     ops: Counter = Counter()
     constant_elements = 0
@@ -122,30 +136,24 @@ def inspect_model(path: str | Path) -> dict:
     graph_bytes = model_file.stat().st_size
     data_bytes = sum(data_files.values())
     graph_inputs = [i for i in model.graph.input if i.name not in init_names]
-    return {
-        "model_file": str(model_file),
-        "size": {
-            "graph_bytes": graph_bytes,
-            "external_data_bytes": data_bytes,
-            "total_bytes": graph_bytes + data_bytes,
-            "external_data_files": data_files,
-        },
-        "parameters": {
-            "count": int(sum(elems_by_dtype.values())),
-            "initializers": len(inits),
-            "external_initializers": external_tensors,
-            "constant_node_elements": constant_elements,
-            "elements_by_dtype": dict(sorted(elems_by_dtype.items())),
-            "bytes_by_dtype": dict(sorted(by_dtype.items())),
-        },
-        "inputs": [_value_info(i) for i in graph_inputs],
-        "outputs": [_value_info(o) for o in model.graph.output],
-        "opset": {op.domain or "ai.onnx": int(op.version) for op in model.opset_import},
-        "ir_version": int(model.ir_version),
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "quantization": quantization_format(ops, by_dtype, dq_from_init, bool(ops.get("QuantizeLinear"))),
-        "activations": activation_quantization(model, ops),
-        "recipe": _recipe(model_file),
-        "vocab_size": embedding_vocab_size(model),
-    }
+    return Inspection(
+        model=name,
+        path_sha256=tree_sha256(path),
+        model_file=str(model_file),
+        size=Size(graph_bytes=graph_bytes, external_data_bytes=data_bytes, total_bytes=graph_bytes + data_bytes,
+                  external_data_files=data_files),
+        parameters=Parameters(count=int(sum(elems_by_dtype.values())), initializers=len(inits),
+                              external_initializers=external_tensors, constant_node_elements=constant_elements,
+                              elements_by_dtype=dict(sorted(elems_by_dtype.items())),
+                              bytes_by_dtype=dict(sorted(by_dtype.items()))),
+        inputs=[_value_info(i) for i in graph_inputs],
+        outputs=[_value_info(o) for o in model.graph.output],
+        opset={op.domain or "ai.onnx": int(op.version) for op in model.opset_import},
+        ir_version=int(model.ir_version),
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        ops=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        quantization=quantization_format(ops, by_dtype, dq_from_init, bool(ops.get("QuantizeLinear"))),
+        activations=activation_quantization(model, ops),
+        recipe=_recipe(model_file),
+        vocab_size=embedding_vocab_size(model),
+    )

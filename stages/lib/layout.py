@@ -18,14 +18,24 @@ class Results:
         return self.root / "inspect" / f"{name}.json"
 
     def embed(self, name: str) -> Path:
-        """A folder: queries.npy, codes.npy, lengths, snippets, manifest.json."""
+        """A folder: queries.npy, codes.npy, lengths, snippets, manifest.json, memory.json."""
         return self.root / "embed" / name
 
     def benchmark(self, name: str) -> Path:
         return self.root / "benchmark" / f"{name}.json"
 
+    @property
+    def speedup_dir(self) -> Path:
+        """One stage times every model (timing.py): one file per model, written together."""
+        return self.root / "speedup"
+
     def speedup(self, name: str) -> Path:
-        return self.root / "speedup" / f"{name}.json"
+        return self.speedup_dir / f"{name}.json"
+
+    @property
+    def speed_headline(self) -> Path:
+        """The speedups as DVC metrics ({model: {speedup, speedup_low, speedup_high}})."""
+        return self.root / "speed.json"
 
     def compare(self, name: str) -> Path:
         return self.root / "compare" / f"{name}.json"

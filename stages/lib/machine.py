@@ -23,6 +23,7 @@ import platform
 import time
 from importlib import metadata
 
+from .documents.common import Load
 from .errors import UserError
 
 OVERRIDE_ENV = "EMBED_COMPARE_MACHINE"
@@ -38,6 +39,7 @@ VNNI_PATHS = ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI")
 AVX2_ONLY = "AVX2 only (no VNNI)"
 ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 CPU_PROVIDER = "CPUExecutionProvider"
+EXTRA_FLAGS = ("avx512f", "amx_bf16", "avx512_bf16", "avx512_fp16")  # named beside the INT8 path in a description
 
 
 def int8_support(flags: set[str]) -> str:
@@ -168,12 +170,14 @@ def machine_id(facts: dict) -> str:
 
 
 def describe(facts: dict) -> str:
-    """One line a person reads: CPU (timing facts only), cores, INT8 path, flags, runtime."""
+    """One line a person reads: CPU (timing facts only), cores, INT8 path, flags, runtime. In English,
+    for the stages' console lines and errors; documents carry machine_words.description, which says
+    the same in any language (a test keeps the two equal), so the timing stages need no catalog."""
     parts = []
     if "cpu" in facts:
         parts.append(f"{facts['cpu']}, {facts['cores_logical']} logical / {facts['cores_physical']} physical cores")
     parts.append(f"{facts['arch']} {facts['int8_support']}")
-    extra = [f for f in facts["flags"] if f in ("avx512f", "amx_bf16", "avx512_bf16", "avx512_fp16")]
+    extra = [f for f in facts["flags"] if f in EXTRA_FLAGS]
     if extra:
         parts[-1] += f" (+{', '.join(extra)})"
     if facts.get("provider", CPU_PROVIDER) != CPU_PROVIDER:
@@ -186,13 +190,6 @@ def describe(facts: dict) -> str:
     if facts.get("override"):
         parts.append(f"simulated: {', '.join(facts['override'])} overridden")
     return ", ".join(parts)
-
-
-def label(facts: dict | None) -> dict:
-    """id + one readable line for the machine behind a result (None: recorded before machine facts)."""
-    if not facts:
-        return {"id": None, "description": "unknown (result recorded without machine facts)", "int8_support": None}
-    return {"id": machine_id(facts), "description": describe(facts), "int8_support": facts["int8_support"]}
 
 
 def current(kind: str, recorded_path, timing_provider: str = CPU_PROVIDER) -> dict:
@@ -217,7 +214,7 @@ class LoadMonitor:
 
     MIN_SECONDS = 0.5
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> LoadMonitor:
         import psutil
 
         self._proc = psutil.Process()
@@ -226,7 +223,8 @@ class LoadMonitor:
 
     @staticmethod
     def _busy(times) -> float:
-        return sum(getattr(times, f) for f in ("user", "nice", "system", "irq", "softirq", "steal") if hasattr(times, f))
+        fields = ("user", "nice", "system", "irq", "softirq", "steal")
+        return sum(getattr(times, f) for f in fields if hasattr(times, f))
 
     def _own(self) -> float:
         t = self._proc.cpu_times()  # every thread of this process (onnxruntime's pool included)
@@ -244,15 +242,16 @@ class LoadMonitor:
         self.result = {"seconds": wall, "cores": cores, "own_cpu_s": own, "other_cpu_s": others,
                        "other_fraction": others / (wall * cores) if wall >= self.MIN_SECONDS else None}
 
-    def summary(self, tolerance: float) -> dict:
+    def summary(self, tolerance: float) -> Load:
         frac = self.result["other_fraction"]
-        return {**self.result, "tolerance": tolerance, "busy": bool(frac is not None and frac > tolerance)}
+        return Load(**self.result, tolerance=tolerance, busy=bool(frac is not None and frac > tolerance))
 
 
-def load_cell(load: dict | None) -> str:
-    """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used."""
+def load_cell(load: Load | None) -> str:
+    """'3%', '60% [!] busy' or why there is no figure: the share of the CPU other processes used
+    (English, for the stages' console lines: the report's is machine_words.load_cell)."""
     if not load:
         return "n/a (not recorded)"
-    if load.get("other_fraction") is None:
+    if load.other_fraction is None:
         return f"n/a (timed under {LoadMonitor.MIN_SECONDS} s)"
-    return f"{load['other_fraction']:.0%}" + (" [!] busy" if load["busy"] else "")
+    return f"{load.other_fraction:.0%}" + (" [!] busy" if load.busy else "")

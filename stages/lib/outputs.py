@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from . import readers
+from .errors import UserError
+
 
 def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
@@ -31,7 +34,10 @@ def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
-    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing)."""
+    """numpy scalars -> float/int; NaN/inf -> None (JSON has no NaN; a missing number stays missing);
+    a typed record (a Message, a document) -> its to_dict()."""
+    if hasattr(obj, "to_dict"):
+        return _jsonable(obj.to_dict())
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -92,7 +98,7 @@ def write_files(folder: Path, files: dict[str, bytes | np.ndarray | dict | str])
             content.flush()
         elif isinstance(content, np.ndarray):
             write_npy(folder / name, content)
-        elif isinstance(content, (dict, list)):
+        elif isinstance(content, (dict, list)) or hasattr(content, "to_dict"):
             write_json(folder / name, content)
         elif isinstance(content, str):
             write_text(folder / name, content)
@@ -128,12 +134,9 @@ def swap_dir(tmp: Path, final: Path) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    from .errors import UserError
-
+    """A JSON file a stage wrote (or QUANTIZE.json in a model folder): parsed by readers.py, whose
+    errors name file:line; a missing one most likely means its stage has not run."""
     path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found (did the stage that writes it run?)") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not path.is_file():
+        raise UserError(f"{path}: file not found (did the stage that writes it run?)")
+    return readers.read_json(path)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .readers import read_text
 
 POOLING_MODES = ("auto", "cls", "mean", "last")
 RUNTIMES = ("onnxruntime", "openvino")  # runtimes.py has one runner for each
@@ -21,10 +22,20 @@ PRECISIONS = ("auto", "f32", "bf16", "f16")  # OpenVINO's INFERENCE_PRECISION_HI
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+# keys that were replaced, and by what: a params.yaml from an older checkout gets told, not only "unknown"
+REPLACED = {
+    "benchmark.interleave_rounds": "benchmark.speedup_blocks (speedups are timed in fresh processes now: "
+                                   "docs/timing.md)",
+    "benchmark.interleave_texts": "benchmark.speedup_texts (speedups are timed in fresh processes now: docs/timing.md)",
+}
+
+
 def _check_keys(where: str, given: dict, allowed: list[str], required: tuple[str, ...] = ()) -> None:
     if not isinstance(given, dict):
         raise UserError(f"params.yaml: '{where}' must be a mapping, got {type(given).__name__}")
     for key in given:
+        if f"{where}.{key}" in REPLACED:
+            raise UserError(f"params.yaml: '{where}.{key}' was replaced by {REPLACED[f'{where}.{key}']}")
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -124,7 +135,7 @@ class QuantizeSpec:
     method: str = _f("dynamic", str)
     preprocess: bool = _f(False, bool)          # onnxruntime quant_pre_process: shape inference + optimisation
     nodes_to_exclude: list = _f([], list)       # node names left in float (see the diagnose stage's list)
-    op_types: list | None = _f(None, list)      # None: the method's default (DEFAULT_OP_TYPES); fp16: op types kept float
+    op_types: list | None = _f(None, list)      # None: the method's default (DEFAULT_OP_TYPES); fp16: kept float
     per_channel: bool = _f(False, bool)
     reduce_range: bool = _f(False, bool)
     weight_type: str = _f("QInt8", str)
@@ -157,8 +168,9 @@ class BenchmarkSettings:
     sweep_batch_size: int = _f(8, int)
     noise_tolerance: float = _f(0.05, float)
     busy_tolerance: float = _f(0.10, float)
-    interleave_rounds: int = _f(10, int)
-    interleave_texts: int = _f(100, int)
+    speedup_blocks: int = _f(6, int)
+    speedup_passes: int = _f(2, int)
+    speedup_texts: int = _f(100, int)
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,16 @@ class DiagnoseSettings:
 
 
 @dataclass(frozen=True)
+class OnnxRuntimeSettings:
+    """Memory options of every onnxruntime session a stage opens (embed, benchmark, speedup, diagnose),
+    named as onnxruntime's SessionOptions names them; defaults are onnxruntime's. Not `benchmark.*`:
+    they decide what embed and diagnose hold too, not only what is timed. Each runner records them."""
+
+    enable_cpu_mem_arena: bool = _f(True, bool)  # the arena keeps freed blocks for reuse: RSS stays at its peak
+    enable_mem_pattern: bool = _f(True, bool)    # plan each input shape's buffers once, as one block
+
+
+@dataclass(frozen=True)
 class ReportSettings:
     language: str = _f("en", str)
 
@@ -224,6 +246,7 @@ class Params:
     report: ReportSettings = ReportSettings()
     calibration: str | None = None  # texts static recipes calibrate on; never the evaluation texts
     diagnose: DiagnoseSettings = DiagnoseSettings()
+    onnxruntime: OnnxRuntimeSettings = OnnxRuntimeSettings()
     corpus_sample: int = 0  # a quick look: embed and compare read this many queries (corpus.draw_sample); 0: all
 
     def model(self, name: str) -> ModelSpec:
@@ -239,8 +262,8 @@ class Params:
         return replace(self.embed, **overrides)
 
 
-TOP_KEYS = ["corpus", "corpus_sample", "snippets", "calibration", "reference", "models", "quantize", "embed", "benchmark", "compare",
-            "verdict", "demo", "report", "diagnose"]
+TOP_KEYS = ["corpus", "corpus_sample", "snippets", "calibration", "reference", "models", "quantize", "embed",
+            "benchmark", "compare", "verdict", "demo", "report", "diagnose", "onnxruntime"]
 
 
 def parse(raw: dict) -> Params:
@@ -256,7 +279,8 @@ def parse(raw: dict) -> Params:
     for name, spec in quantize.items():
         _check_recipe(name, spec, raw["quantize"][name])
         if name not in models:
-            raise UserError(f"params.yaml: 'quantize.{name}' makes a model that 'models' does not list; add models.{name}.path: models/{name}")
+            raise UserError(f"params.yaml: 'quantize.{name}' makes a model that 'models' does not list; "
+                            f"add models.{name}.path: models/{name}")
     params = Params(
         corpus=_typed("corpus", raw["corpus"], str),
         snippets=_typed("snippets", raw["snippets"], str) if raw.get("snippets") else None,
@@ -271,6 +295,7 @@ def parse(raw: dict) -> Params:
         report=_section(ReportSettings, "report", raw.get("report")),
         calibration=_typed("calibration", raw["calibration"], str) if raw.get("calibration") else None,
         diagnose=_section(DiagnoseSettings, "diagnose", raw.get("diagnose")),
+        onnxruntime=_section(OnnxRuntimeSettings, "onnxruntime", raw.get("onnxruntime")),
         corpus_sample=_typed("corpus_sample", raw.get("corpus_sample", 0), int),
     )
     if any(q.method == "static" for q in quantize.values()) and not params.calibration:
@@ -279,6 +304,11 @@ def parse(raw: dict) -> Params:
     params.model(params.reference)  # the reference must be one of the models
     _check_values(params)
     return params
+
+
+def _positive_ints(v) -> bool:
+    """A non-empty list of positive integers (true/false are not integers here)."""
+    return bool(v) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
 
 
 # (section, key) -> (test, what it must be); section None: a top-level key. pooling is checked when
@@ -303,10 +333,11 @@ RULES = {
     ("benchmark", "sweep_batch_size"): (lambda v: v >= 1, "at least 1"),
     ("benchmark", "noise_tolerance"): (lambda v: v > 0, "more than 0"),
     ("benchmark", "busy_tolerance"): (lambda v: 0 < v <= 1, "between 0 and 1 (a fraction of all cores)"),
-    ("benchmark", "interleave_rounds"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
-    ("benchmark", "interleave_texts"): (lambda v: v >= 1, "at least 1"),
-    ("benchmark", "batch_sizes"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
-    ("benchmark", "seq_lengths"): (lambda v: bool(v) and all(_positive_int(x) for x in v), "a non-empty list of positive integers"),
+    ("benchmark", "speedup_blocks"): (lambda v: v >= 2, "at least 2 (the interval needs them)"),
+    ("benchmark", "speedup_passes"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "speedup_texts"): (lambda v: v >= 1, "at least 1"),
+    ("benchmark", "batch_sizes"): (_positive_ints, "a non-empty list of positive integers"),
+    ("benchmark", "seq_lengths"): (_positive_ints, "a non-empty list of positive integers"),
     ("report", "language"): (lambda v: v in ("en", "ru"), "en or ru"),
     ("compare", "k"): (lambda v: v >= 1, "at least 1"),
     ("compare", "bootstrap"): (lambda v: v >= 100, "at least 100"),
@@ -320,10 +351,6 @@ RULES = {
                                "a non-empty list of op type names"),
 }
 MODEL_KEYS = ("max_length", "padding_side", "normalize")  # per-model overrides checked by the embed rule
-
-
-def _positive_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
 
 
 def _check_values(params: Params) -> None:
@@ -380,7 +407,8 @@ def _check_runtime(name: str, spec: ModelSpec) -> None:
         raise UserError(f"params.yaml: 'models.{name}.precision' applies only to runtime openvino "
                         f"(onnxruntime runs the file's own types); remove it or set 'models.{name}.runtime: openvino'")
     if spec.precision not in PRECISIONS:
-        raise UserError(f"params.yaml: 'models.{name}.precision' must be {', '.join(PRECISIONS)}, got {spec.precision!r}")
+        raise UserError(f"params.yaml: 'models.{name}.precision' must be {', '.join(PRECISIONS)}, "
+                        f"got {spec.precision!r}")
 
 
 def _named_sections(cls, where: str, raw: dict, required: tuple[str, ...]) -> dict:
@@ -401,14 +429,31 @@ def _valid_name(where: str, name: Any) -> None:
 
 
 def load(path: str | Path = "params.yaml") -> Params:
+    """params.yaml read as UTF-8 (a byte-order mark accepted, see readers.py); bad bytes and YAML
+    errors name the file and line, an empty file says so."""
     path = Path(path)
+    text = read_text(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UserError(_yaml_error(path, text, exc)) from None
+    if raw is None:
+        raise UserError(f"{path}: file is empty (no settings)")
     try:
         return parse(raw)
     except UserError as exc:
         raise UserError(str(exc).replace("params.yaml:", f"{path}:", 1)) from None
+
+
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: file:line from its mark, then the cause."""
+    if isinstance(exc, yaml.MarkedYAMLError) and (exc.problem_mark or exc.context_mark):
+        mark = exc.problem_mark or exc.context_mark
+        cause = f"{exc.problem or exc.context} at column {mark.column + 1}"
+        if exc.problem and exc.context and exc.context_mark:
+            cause += f", {exc.context} started on line {exc.context_mark.line + 1}"
+        return f"{path}:{mark.line + 1}: not valid YAML ({cause})"
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        return f"{path}:{line}: not valid YAML (character U+{exc.character:04X}: {exc.reason})"
+    return f"{path}: not valid YAML ({str(exc).splitlines()[0]})"

@@ -29,7 +29,8 @@ class Progress:
         ran = self.done - self.skipped  # the rate counts only work done in this run
         left = elapsed / ran * (self.total - self.done) if ran else None
         eta = "estimating" if left is None else f"about {left:.0f} s left"
-        return (f"{self.desc}: {self.done}/{self.total} {self.unit}s ({self.done / self.total:.0%}), "
+        units = self.unit + ("es" if self.unit.endswith("s") else "s")
+        return (f"{self.desc}: {self.done}/{self.total} {units} ({self.done / self.total:.0%}), "
                 f"{elapsed:.0f} s elapsed, {eta}")
 
     def skip(self, n: int) -> None:

@@ -15,13 +15,16 @@ read back from the compiled model.
 """
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import UserError, first_line
-from .onnxmodel import embedding_vocab_size, model_files
-from .params import RUNTIMES
+from .onnxmodel import embedding_vocab_size, model_files, model_paths
+from .params import RUNTIMES, OnnxRuntimeSettings
 
 # OpenVINO element type names -> the onnxruntime type strings the embedder reads
 OV_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)", "f16": "tensor(float16)",
@@ -29,6 +32,7 @@ OV_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float
 
 
 FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")  # outputs that can be pooled or compared
+ORT_DEFAULTS = OnnxRuntimeSettings()  # onnxruntime's own memory options: params `onnxruntime` left out
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,14 @@ class Runner:
         raise NotImplementedError
 
     def facts(self) -> dict:
-        """runtime, version, device, precision {requested, used}, threads {intra_op, inter_op}: recorded
-        with every result."""
+        """runtime, version, device, precision {requested, used}, threads {intra_op, inter_op},
+        memory_options {enable_cpu_mem_arena, enable_mem_pattern} (params `onnxruntime`, read back from
+        the session): recorded with every result."""
         raise NotImplementedError
 
-    def _facts(self, version: str, precision: dict, threads, **extra) -> dict:
+    def _facts(self, version: str, precision: dict, threads, memory: dict, **extra) -> dict:
         return {"runtime": self.runtime, "version": version, "device": self.device, "precision": precision,
-                "threads": threads, **extra}
+                "threads": threads, "memory_options": memory, **extra}
 
 
 class OnnxRuntimeRunner(Runner):
@@ -79,7 +84,7 @@ class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
 
     def __init__(self, model_file: Path, provider: str, intra_op_threads: int, inter_op_threads: int,
-                 expose: list[str] | None = None, graph=None):
+                 expose: list[str] | None = None, memory: OnnxRuntimeSettings = ORT_DEFAULTS):
         ort = _import_runtime("onnxruntime", model_file)
 
         available = ort.get_available_providers()
@@ -89,15 +94,21 @@ class OnnxRuntimeRunner(Runner):
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
+        options.enable_cpu_mem_arena = memory.enable_cpu_mem_arena
+        options.enable_mem_pattern = memory.enable_mem_pattern
         options.log_severity_level = 3
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-        source = _exposing(graph, model_file, expose, options, ort) if expose else str(model_file)
+        source = (contextlib.nullcontext(str(model_file)) if expose is None
+                  else _exposing(model_file, expose, options, ort))
         start = time.perf_counter()
         try:
-            self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
+            with source as path:
+                self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise UserError(f"{model_file}: onnxruntime cannot load it: {first_line(exc)}") from None
         super().__init__(model_file, time.perf_counter() - start)
+        used = self.session.get_session_options()  # read back: what the session really runs with
+        self.memory = {"enable_cpu_mem_arena": used.enable_cpu_mem_arena, "enable_mem_pattern": used.enable_mem_pattern}
         self.version = ort.__version__
         self.threads = {"intra_op": intra_op_threads or "default", "inter_op": inter_op_threads or "default"}
         self.providers_active = self.session.get_providers()
@@ -117,7 +128,7 @@ class OnnxRuntimeRunner(Runner):
 
     def facts(self) -> dict:
         return self._facts(self.version, {"requested": None, "used": "as stored in the file"}, self.threads,
-                           providers=self.providers_active)
+                           self.memory, providers=self.providers_active)
 
 
 class OpenVinoRunner(Runner):
@@ -146,7 +157,8 @@ class OpenVinoRunner(Runner):
         self._facts_read = {
             "version": ov.__version__.split("-")[0],  # the release, as the machine facts name it
             "build": ov.get_version(),
-            "precision": {"requested": precision, "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
+            "precision": {"requested": precision,
+                          "used": used.get_type_name() if hasattr(used, "get_type_name") else str(used)},
             # read back: what the compiled model uses, set or not; OpenVINO has no inter-op setting
             "threads": {"intra_op": self.compiled.get_property("INFERENCE_NUM_THREADS"), "inter_op": "not applicable"},
             "device_name": core.get_property("CPU", "FULL_DEVICE_NAME"),
@@ -166,6 +178,7 @@ class OpenVinoRunner(Runner):
     def facts(self) -> dict:
         f = self._facts_read
         return self._facts(f["version"], f["precision"], f["threads"],
+                           {option.name: "not applicable" for option in fields(OnnxRuntimeSettings)},
                            **{k: f[k] for k in ("build", "device_name", "device_capabilities", "num_streams",
                                                   "performance_hint")})
 
@@ -187,40 +200,59 @@ def _import_runtime(package: str, model_file: Path):
                         f"(or set the model's runtime to onnxruntime)") from None
 
 
-def _exposing(graph, model_file: Path, names: list[str], options, ort) -> bytes:
-    """The graph with `names` added as outputs, serialized without its weights: onnxruntime reads
-    external data from the model's folder and infers each new output's type itself. Graph
-    optimizations are off (as in onnxruntime's qdq_loss_debug) so no exposed tensor is fused away."""
+@contextlib.contextmanager
+def _exposing(model_file: Path, names: list[str], options, ort):
+    """The path of a copy of the graph file with `names` added as graph outputs, in a temp folder for
+    as long as onnxruntime loads it; onnxruntime infers each new output's type itself and reads
+    external data from the model's own folder. The outputs are appended as a second serialized
+    ModelProto holding only them: protobuf merges a repeated message field's entries on parsing,
+    so the file is copied, never parsed, and no copy of the weights sits in this process (a parsed,
+    extended and re-serialized graph costs three; onnxruntime keeps model bytes it was given for as
+    long as the session lives). A graph that stores its weights inside is copied with them, on disk:
+    at most 2 GB, protobuf's limit. Graph optimizations are off (as in onnxruntime's qdq_loss_debug)
+    so no exposed tensor is fused away, nor the graph's own outputs when there is nothing to add."""
     import onnx
 
-    model = onnx.ModelProto()
-    model.CopyFrom(graph)  # the caller's graph stays as it was
-    have = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
-    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_file.parent))
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return model.SerializeToString()
+    if not names:
+        yield str(model_file)
+        return
+    extra = onnx.ModelProto(graph=onnx.GraphProto(output=[onnx.ValueInfoProto(name=n) for n in names]))
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_file.parent))
+    with tempfile.TemporaryDirectory(prefix="exposed-") as tmp:
+        copy = Path(tmp) / model_file.name
+        shutil.copyfile(model_file, copy)
+        with open(copy, "ab") as f:
+            f.write(extra.SerializeToString())
+        yield str(copy)
 
 
 def open_runner(path: str | Path, runtime: str = "onnxruntime", precision: str | None = None,
                 provider: str = "CPUExecutionProvider", intra_op_threads: int = 0, inter_op_threads: int = 0,
-                expose: list[str] | None = None, graph=None) -> Runner:
-    """The one place a model is loaded. `provider`, `inter_op_threads` and `expose` (intermediate
-    tensors also returned, for the diagnose stage) apply to onnxruntime only; `precision` to
-    OpenVINO only (None there means auto). `graph`: the file's graph if the caller parsed it already.
+                expose: list[str] | None = None, memory: OnnxRuntimeSettings = ORT_DEFAULTS) -> Runner:
+    """The one place a model is loaded. `provider`, `inter_op_threads`, `memory` (params `onnxruntime`)
+    and `expose` (intermediate tensors also returned, for the diagnose stage; a list, even an empty
+    one, runs the graph unoptimized) apply to onnxruntime only; `precision` to OpenVINO only (None
+    there means auto).
 
     The graph (without external weights) is parsed here once and what the stages need from it is
-    kept on the runner (`files`, `vocab_size`), not the graph: a model stored in one 2 GB file would
-    otherwise sit in memory twice, once in the runtime and once as a protobuf."""
-    model_file, graph, data = model_files(path, graph)  # fail early, with a clear line, on missing external data
+    kept on the runner (`files`, `vocab_size`), not the graph, which is let go before the runtime
+    loads the model: a model stored in one 2 GB file would otherwise sit in memory twice, once in
+    the runtime and once as a protobuf."""
+    model_file, graph, data = model_files(path)  # fail early, with a clear line, on missing external data
+    vocab_size = embedding_vocab_size(graph)
+    graph_outputs = [o.name for o in graph.graph.output]
+    del graph
     if runtime == "onnxruntime":
-        runner = OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads, expose, graph)
+        if expose is not None:
+            expose = [n for n in expose if n not in graph_outputs]  # returned anyway
+        runner = OnnxRuntimeRunner(model_file, provider, intra_op_threads, inter_op_threads, expose, memory)
     elif expose:
         raise UserError(f"{model_file}: intermediate tensors can be exposed under onnxruntime only, not {runtime}")
     elif runtime == "openvino":
-        runner = OpenVinoRunner(model_file, [o.name for o in graph.graph.output], precision or "auto", intra_op_threads)
+        runner = OpenVinoRunner(model_file, graph_outputs, precision or "auto", intra_op_threads)
     else:
         raise UserError(f"{model_file}: unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
-    runner.files = [model_file] + [model_file.parent / loc for loc in data]
-    runner.vocab_size = embedding_vocab_size(graph)
+    runner.files = model_paths(model_file, data)
+    runner.vocab_size = vocab_size
     return runner

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from .errors import UserError
+from .errors import UserError, first_line
+from .readers import json_type, read_json, read_text
 
 PAD_CANDIDATES = ("[PAD]", "<pad>", "<|endoftext|>", "</s>", "<|end_of_text|>")
 ENCODE_CHUNK = 4096  # texts per encode_batch call when streaming: bounds the tokenizer's memory
@@ -114,10 +115,19 @@ class TokenIds:
 
 
 def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
+    """Decoded by readers.py first (bad bytes name their line; a byte-order mark, which the
+    tokenizers library refuses, is dropped), then parsed by the library; its errors name the line."""
+    text = read_text(path)
+    if not text.strip():
+        raise UserError(f"{path}: file is empty, expected a tokenizer.json")
     try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception on a bad file
-        raise UserError(f"{path}: not a readable tokenizer.json ({str(exc)[:200]})") from None
+        tok = Tokenizer.from_str(text)
+    except Exception as exc:  # tokenizers raises a bare Exception: serde's message, "... at line L column C"
+        where = re.fullmatch(r"(.*) at line (\d+) column (\d+)", first_line(exc))
+        if where:
+            raise UserError(f"{path}:{where[2]}: not a valid tokenizer.json "
+                            f"({where[1]} at column {where[3]})") from None
+        raise UserError(f"{path}: not a valid tokenizer.json ({first_line(exc)})") from None
     pad_id = None
     if tok.padding:
         pad_id = tok.padding.get("pad_id")
@@ -129,11 +139,20 @@ def load_tokenizer(path: Path, max_length: int) -> TextTokenizer:
     return TextTokenizer(path, tok, max_length, 0 if pad_id is None else int(pad_id))
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+def _modules(path: Path) -> list[dict]:
+    """modules.json: an array of objects, each with a string `type` and (the Pooling one) `path`."""
+    modules = read_json(path)
+    if not isinstance(modules, list):
+        raise UserError(f"{path}: expected an array of module objects, got {json_type(modules)}")
+    for i, module in enumerate(modules):
+        if not isinstance(module, dict):
+            raise UserError(f"{path}: module [{i}] must be an object, got {json_type(module)}")
+        for key in ("type", "path"):
+            if not isinstance(module.get(key, ""), str):
+                raise UserError(f"{path}: module [{i}] '{key}' must be a string, got {json_type(module[key])}")
+        if module.get("type", "").endswith("Pooling") and not module.get("path"):
+            raise UserError(f"{path}: module [{i}] ({module['type']}) has no 'path' to its folder")
+    return modules
 
 
 def sentence_transformers_head(tokenizer_file: Path) -> dict:
@@ -146,13 +165,15 @@ def sentence_transformers_head(tokenizer_file: Path) -> dict:
     modules_file = folder / "modules.json"
     modules = []
     if modules_file.is_file():
-        modules = _read_json(modules_file)
+        modules = _modules(modules_file)
         head["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
     pool_dirs = [folder / m["path"] for m in modules if m.get("type", "").endswith("Pooling")] or [folder / "1_Pooling"]
     for pool_dir in pool_dirs:
         config = pool_dir / "config.json"
         if config.is_file():
-            cfg = _read_json(config)
+            cfg = read_json(config)
+            if not isinstance(cfg, dict):
+                raise UserError(f"{config}: expected an object of pooling settings, got {json_type(cfg)}")
             head["pooling_source"] = str(config)
             for key, mode in (("pooling_mode_lasttoken", "last"), ("pooling_mode_cls_token", "cls"),
                               ("pooling_mode_mean_tokens", "mean")):

@@ -7,19 +7,8 @@ from __future__ import annotations
 
 import math
 
-from .i18n import msg, render
-
-
-class Reason(str):
-    """A verdict reason: its English text, carrying the message code other languages render from."""
-
-    code: dict
-
-    def __new__(cls, key: str, **args) -> "Reason":
-        code = msg(key, **args)
-        obj = super().__new__(cls, render(code, "en"))
-        obj.code = code
-        return obj
+from .i18n import Message, msg
+from .status import Status
 
 
 def _bad(x) -> bool:
@@ -30,38 +19,38 @@ def _bad(x) -> bool:
         return True
 
 
-def decide(m: dict, t, related: bool) -> tuple[str, list[str]]:
-    """m: flat metrics (cosine_mean, cosine_p1, spearman, overlap_at_10, ndcg_rel_ci_low,
-    ndcg_rel_ci_high, finite). t: VerdictThresholds."""
+def decide(m: dict, t, related: bool) -> tuple[Status, list[Message]]:
+    """The verdict and its reasons. m: flat metrics (cosine_mean, cosine_p1, spearman, overlap_at_10,
+    ndcg_rel_ci_low, ndcg_rel_ci_high, finite). t: VerdictThresholds."""
     fails, warns = [], []
     if not m.get("finite", True):
-        return "FAIL", [Reason("reason.not_finite")]
+        return Status.FAIL, [msg("reason.not_finite")]
     lo, hi = m.get("ndcg_rel_ci_low"), m.get("ndcg_rel_ci_high")
     if _bad(lo) or _bad(hi):
-        warns.append(Reason("reason.ndcg_unmeasurable"))
+        warns.append(msg("reason.ndcg_unmeasurable"))
     else:
         lo, hi = float(lo), float(hi)
         if hi < t.fail_ndcg_delta:
-            fails.append(Reason("reason.ndcg_below", lo=lo, hi=hi, bound=t.fail_ndcg_delta))
+            fails.append(msg("reason.ndcg_below", lo=lo, hi=hi, bound=t.fail_ndcg_delta))
         elif hi < t.pass_ndcg_delta:
-            warns.append(Reason("reason.ndcg_below", lo=lo, hi=hi, bound=t.pass_ndcg_delta))
+            warns.append(msg("reason.ndcg_below", lo=lo, hi=hi, bound=t.pass_ndcg_delta))
     if related:
         checks = [("cosine_mean", t.pass_cosine_mean, t.fail_cosine_mean),
                   ("cosine_p1", t.pass_cosine_p1, None),
                   ("spearman", t.pass_spearman, None),
                   ("overlap_at_10", t.pass_overlap_at_10, t.fail_overlap_at_10)]
         for key, pass_min, fail_min in checks:
-            value = m.get(key)
+            value, metric = m.get(key), msg(f"metric.{key}")
             if _bad(value):
-                fails.append(Reason("reason.metric_nan", metric=key))
+                fails.append(msg("reason.metric_nan", metric=metric))
             elif fail_min is not None and value < fail_min:
-                fails.append(Reason("reason.metric_below", metric=key, value=float(value), bound=fail_min))
+                fails.append(msg("reason.metric_below", metric=metric, value=float(value), bound=fail_min))
             elif value < pass_min:
-                warns.append(Reason("reason.metric_below", metric=key, value=float(value), bound=pass_min))
+                warns.append(msg("reason.metric_below", metric=metric, value=float(value), bound=pass_min))
     else:
-        warns.append(Reason("reason.unrelated"))
+        warns.append(msg("reason.unrelated"))
     if fails:
-        return "FAIL", fails + warns
-    if [w for w in warns if w.code["key"] != "reason.unrelated"]:
-        return "WARN", warns
-    return "PASS", warns or [Reason("reason.all_pass")]
+        return Status.FAIL, fails + warns
+    if [w for w in warns if w.key != "reason.unrelated"]:
+        return Status.WARN, warns
+    return Status.PASS, warns or [msg("reason.all_pass")]

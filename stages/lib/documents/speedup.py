@@ -1,0 +1,132 @@
+"""results/speedup/NAME.json and results/speed.json: every model's speedup over the reference (timing.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from .common import Environment, Facts, Load
+from .record import Record, flat, omitted
+
+
+@dataclass(kw_only=True)
+class BlockEstimate(Record):
+    """One block's estimate: reference time / this model's time, geometric mean over texts."""
+
+    block: int
+    speedup: float
+    reference_ms: float
+    model_ms: float
+
+
+@dataclass(kw_only=True)
+class StateSpeed(Record):
+    """The speedup in the blocks wholly in one of the machine's speed states."""
+
+    blocks: int
+    speedup: float
+
+
+@dataclass(kw_only=True)
+class Variance(Record):
+    """Between- and within-process standard deviations of log pass times (null: too few)."""
+
+    between_sd: float
+    within_sd: float
+
+
+@dataclass(kw_only=True)
+class Process(Record):
+    """One fresh process that timed this model."""
+
+    block: int
+    position: int
+    started_s: float
+    pass_ms: list[float]
+    peak_rss_bytes: int
+    session_create_s: float
+    other_fraction: float
+
+
+@dataclass(kw_only=True)
+class Spread(Record):
+    min: float
+    median: float
+    max: float
+
+
+@dataclass(kw_only=True)
+class States(Record):
+    """The machine's speed states as the reference's processes saw them (timing.speed_states)."""
+
+    reference_ms: Spread
+    gap: float
+    threshold_ms: float | None
+    state_ms: dict[str, float] | None  # {fast, slow} when there were two states
+    blocks: list[Literal["one", "fast", "slow", "mixed"]]
+
+
+@dataclass(kw_only=True)
+class SpeedupSummary(Record):
+    """A speedup, its interval and how it was measured (the report keeps this much of each file)."""
+
+    speedup: float
+    ci_low: float
+    ci_high: float
+    measurable: bool
+    method: str
+    texts: int
+    passes: int
+    by_state: dict[str, StateSpeed]
+
+
+@dataclass(kw_only=True)
+class Speedup(Record):
+    """One model's speedup over the reference, every model timed one per fresh process in blocks
+    interleaved over time; the reference's own file is the A/A control and holds the run's
+    schedule and speed states."""
+
+    SCHEMA_VERSION = 1
+
+    model: str
+    reference: str
+    control: bool
+    speedup: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    measurable: bool
+    method: str
+    texts: int
+    passes: int
+    blocks: list[BlockEstimate]
+    by_state: dict[str, StateSpeed]
+    variance: Variance
+    processes: list[Process]
+    load: Load
+    memory: dict[str, int]  # {peak_rss_bytes}: the largest of its processes
+    environment: Environment
+    reference_runtime: Facts
+    states: States | None = omitted()
+    schedule: list[list[str]] | None = omitted()
+    seconds: float | None = omitted()
+    machine: Facts | None = omitted()  # the timing machine's facts (the stage always records them)
+
+    def summary(self) -> SpeedupSummary:
+        """What the report keeps of it (the per-block and per-process detail stays in the file)."""
+        return SpeedupSummary(**{f.name: getattr(self, f.name) for f in fields(SpeedupSummary)})
+
+
+@dataclass(kw_only=True)
+class SpeedHeadline(Record):
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+
+
+@dataclass(kw_only=True)
+class SpeedHeadlines(Record):
+    """results/speed.json: each candidate's speedup and interval under its name (DVC metrics)."""
+
+    SCHEMA_VERSION = 1
+
+    models: dict[str, SpeedHeadline] = flat(r"[A-Za-z0-9_-]+")

@@ -1,0 +1,133 @@
+"""Assembling the report: every model's stage outputs gathered into one document (results/report.json).
+
+Nothing here decides or renders: the ranking comes from advice.py, the text from sections.py.
+"""
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from ..documents.benchmark import Benchmark, BenchmarkRun
+from ..documents.common import CorpusSample
+from ..documents.compare import Comparison, MachineLabel
+from ..documents.diagnose import Diagnosis, DiagnosisEnded
+from ..documents.inspect import Inspection
+from ..documents.record import read_document
+from ..documents.report import (
+    DiagnosisEndedSummary,
+    DiagnosisSummary,
+    Machines,
+    MachineUse,
+    ModelEntry,
+    Report,
+    ReportComparison,
+    ReportSpeed,
+    SpeedControl,
+)
+from ..documents.speedup import Speedup
+from ..errors import UserError
+from ..i18n import msg
+from ..layout import RESULTS, Results
+from ..machine_words import label as machine_label
+from ..outputs import read_json
+from ..status import Status
+from .advice import ranking
+
+
+def build_report(params, results: Results = RESULTS) -> Report:
+    """Gather every model's inspect, benchmark, speedup, compare and diagnose output into one document."""
+    models, control, samples = {}, None, {}
+    for name in params.models:
+        ins = read_document(results.inspect(name), Inspection)
+        bench = read_document(results.benchmark(name), Benchmark)
+        comp = read_document(results.compare(name), Comparison)
+        speed = read_document(results.speedup(name), Speedup)
+        samples[name] = comp.sample  # corpus_sample: what its quality numbers were measured on
+        made = (ins.recipe or {})  # the QUANTIZE.json the quantize stage wrote beside a model it made
+        models[name] = entry = ModelEntry(
+            path=params.models[name].path, size=ins.size, parameters=ins.parameters.count,
+            bytes_by_dtype=ins.parameters.bytes_by_dtype, quantization=ins.quantization, opset=ins.opset,
+            producer=ins.producer, inputs=ins.inputs, outputs=ins.outputs, embedding=comp.embedding,
+            benchmark=BenchmarkRun(  # the samples stay in the benchmark file
+                session_create_s=bench.session_create_s, memory=bench.memory,
+                latency_b1=replace(bench.latency_b1, samples_ms=None, samples_ms_repeat=None),
+                throughput=bench.throughput, sweep=bench.sweep),
+            environment=bench.environment, machines={**comp.machines, "speedup": machine_label(speed.machine)},
+            load={**comp.load, "speedup": speed.load}, task=comp.task, activations=ins.activations,
+            recipe=made.get("recipe"), calibration=made.get("calibration"), runtime=comp.runtime)
+        if comp.is_reference:
+            control = SpeedControl(**vars(speed.summary()), states=speed.states, seconds=speed.seconds)
+        else:
+            entry.comparison = ReportComparison(
+                verdict=comp.verdict, relation=comp.relation, consistency=comp.consistency, agreement=comp.agreement,
+                task_delta=comp.task_delta, size=comp.size, snippets=comp.snippets,
+                speed=ReportSpeed(latency_b1=speed.summary(), throughput=comp.speed.throughput))
+            entry.diagnosis = diagnosis_summary(read_document(results.diagnose(name), Diagnosis))
+    here = machine_label(read_json(results.machine("timing")))
+    order = ranking(models, params.reference)
+    best_passes = bool(order) and models[order[0]].comparison.verdict.status == Status.PASS
+    return Report(ranking=order, recommended=order[0] if best_passes else None,
+                  schema_version=Report.SCHEMA_VERSION, reference=params.reference, corpus=params.corpus,
+                  sample=one_sample(samples, results),
+                  confidence=params.compare.confidence, batch_invariance_min=params.compare.batch_invariance_min,
+                  busy_tolerance=params.benchmark.busy_tolerance, language=params.report.language,
+                  batch_size=params.embed.batch_size, machines=machine_summary(models, here), speed_control=control,
+                  models=models)
+
+
+def one_sample(samples: dict[str, CorpusSample | None], results: Results) -> CorpusSample | None:
+    """The corpus sample every model's quality numbers come from (None: the whole corpus); models
+    compared on different subsets (a stage run alone) are not put side by side."""
+    (first, sample), *rest = samples.items()
+    for name, other in rest:
+        if other != sample:
+            raise UserError(f"{results.compare(name)}: measured on another corpus sample than {results.compare(first)} "
+                            "(corpus_sample); run dvc repro")
+    return sample
+
+
+MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}
+
+
+def machine_summary(models: dict[str, ModelEntry], here: MachineLabel) -> Machines:
+    """Which machines the numbers come from, per kind of number, and a warning per model wherever
+    they are not all from one machine (a report must never lend one machine's numbers to another)."""
+    kinds, warnings = {}, []
+    for kind, roles in MACHINE_ROLES.items():
+        seen: dict[str | None, MachineUse] = {}  # machine id (None: recorded without facts) -> its entry
+        for name, m in models.items():
+            for role in roles:
+                label = m.machines[role]
+                seen.setdefault(label.id, MachineUse(**vars(label), used_by=[])).used_by.append(f"{name} {role}")
+        tags = {mid: f"{kind[0].upper()}{i}" for i, mid in enumerate(seen, 1)}
+        kinds[kind] = {tags[mid]: use for mid, use in seen.items()}
+        if len(seen) > 1:
+            for name, m in models.items():
+                used = [msg("role.on", role=msg(f"role.{role}"), tag=tags[m.machines[role].id]) for role in roles]
+                warnings.append(msg("warn.mixed", name=name, kind=msg(f"kind.{kind}"), used=used, n=len(seen),
+                                    tags=", ".join(tags.values())))
+    if here.id not in {use.id for use in kinds["timing"].values()}:
+        warnings.append(msg("warn.elsewhere", machine=here.description_code))
+    return Machines(current=here, warning_codes=warnings, embed=kinds["embed"], timing=kinds["timing"],
+                    warnings=[w.text() for w in warnings])
+
+
+def plot_series(report: Report) -> dict[str, list[dict]]:
+    """Rows for `dvc plots`: one file per chart, a `series` field per model (template .dvc/plots/by_model.json)."""
+    latency, throughput = [], []
+    for name, m in report.models.items():
+        for p in m.benchmark.sweep:
+            if p.skipped is None:
+                latency.append({"series": f"{name} batch {p.batch_size}", "seq_len": p.seq_len,
+                                "p50_ms": p.p50_ms, "tokens_per_s": p.tokens_per_s})
+        for row in m.benchmark.throughput:
+            for order in ("sorted", "unsorted"):
+                one = getattr(row, order)
+                throughput.append({"series": f"{name} {order}", "batch_size": row.batch_size,
+                                   "texts_per_s": one.texts_per_s, "tokens_per_s": one.tokens_per_s})
+    return {"latency.json": latency, "throughput.json": throughput}
+
+
+def diagnosis_summary(d: Diagnosis) -> DiagnosisEndedSummary | DiagnosisSummary:
+    """What the report keeps of results/diagnose/NAME.json: everything but the per-layer list."""
+    summary = DiagnosisEndedSummary if isinstance(d, DiagnosisEnded) else DiagnosisSummary
+    return summary(**{f.name: getattr(d, f.name) for f in fields(summary)})
