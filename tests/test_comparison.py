@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from stages.lib import params as params_lib
-from stages.lib.comparison import compare
-from stages.lib.corpus import load_corpus
+from stages.lib.comparison import compare, task_metrics
+from stages.lib.corpus import draw_sample, load_corpus
 from stages.lib.documents.benchmark import Benchmark, LatencyB1, Memory, Pass, Repeatability, Throughput
 from stages.lib.documents.common import Environment, Load
 from stages.lib.documents.embed import BatchInvariance, EmbedManifest, Pooling, TokenMeans, Truncated
@@ -45,7 +45,7 @@ ORT = {"runtime": "onnxruntime", "version": "1.0", "device": "CPUExecutionProvid
 def _manifest(name: str, corpus, texts_sha: str, dim: int, inv: float, facts: dict, runtime: dict) -> EmbedManifest:
     return EmbedManifest(
         model=name, model_file=f"{name}.onnx", model_sha256=name, tokenizer="tokenizer.json", tokenizer_sha256="t",
-        corpus=str(corpus), texts_sha256=texts_sha, count=N, documents=N, dim=dim,
+        corpus=str(corpus), texts_sha256=texts_sha, sample=None, count=N, documents=N, dim=dim,
         pooling=Pooling(mode="mean", output="h", source="params"), normalize=False, normalize_source="params",
         query_prompt="", max_length=32, padding_side="right", batch_size=8, batch_order="sorted",
         truncated=Truncated(queries=0, codes=0, cut_to_fixed_input_length=0),
@@ -231,3 +231,35 @@ def test_paired_and_beir_layout_of_the_same_data_compare_identically(tmp_path):
     for key in ("task", "task_delta", "agreement", "verdict"):
         assert as_beir[key] == paired[key], key
     assert set(paired["agreement"]["cosine"]["by_lang"]) == {"python", "javascript"}
+
+
+def test_compare_reads_the_sample_its_embeddings_hold_and_refuses_another(tmp_path):
+    """corpus_sample: compare judges the sampled rows by the sampled qrels, records the sample, and
+    refuses embeddings of the whole corpus or of another sample (as it refuses another corpus)."""
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.3 * rng.normal(size=q.shape).astype(np.float32),
+                                                              c + 0.3 * rng.normal(size=c.shape).astype(np.float32)))
+    whole = compared(params, "cand", results)
+    sampled = replace(params, corpus_sample=20)
+    with pytest.raises(UserError, match=r"embed/ref: embeddings are of the whole corpus, params corpus_sample=20 asks "
+                                        r"for a sample of 20 of 60 queries \(20 of 60 documents\); rerun embed@ref"):
+        compare(sampled, "cand", results)
+    sample = draw_sample(params.corpus, 20)
+    rows = [int(i[1:]) for i in load_corpus(params.corpus, sample=sample).query_ids]  # ids t000..t059: row numbers
+    vectors = {}
+    for name in ("ref", "cand"):  # what embed writes for the sample: its rows, and its facts in the manifest
+        folder = results.embed(name)
+        for kind in ("queries", "codes", "query_lengths", "code_lengths"):
+            vectors[name, kind] = np.load(folder / f"{kind}.npy")[rows]
+            np.save(folder / f"{kind}.npy", vectors[name, kind])
+        manifest = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "sample": sample.facts}))
+    out = compared(sampled, "cand", results)
+    assert whole["sample"] is None and out["sample"] == sample.facts
+    assert out["agreement"]["cosine"]["count"] == 40  # 20 queries and their 20 codes
+    alone = task_metrics({"queries": vectors["cand", "queries"], "codes": vectors["cand", "codes"]}, 10)[0]
+    assert out["task"] == pytest.approx(alone) and out["task"] != pytest.approx(whole["task"])  # query i -> code i
+    with pytest.raises(UserError, match=r"embeddings are of a sample of 20 of 60 queries \(20 of 60 documents\), "
+                                        r"params corpus_sample=0 asks for the whole corpus"):
+        compare(params, "cand", results)
+    with pytest.raises(UserError, match=r"asks for a sample of 21 of 60 queries"):
+        compare(replace(params, corpus_sample=21), "cand", results)

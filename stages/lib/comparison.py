@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import load_corpus
+from .corpus import corpus_sample, load_corpus, sample_label
 from .documents.benchmark import Benchmark
 from .documents.compare import (
     Agreement,
@@ -143,13 +143,20 @@ def compare(params, name: str, results: Results = RESULTS) -> Comparison:
     the reference and the verdict."""
     ref_name = params.reference
     s = params.compare
-    corpus = load_corpus(params.corpus, with_texts=False)  # labels: the vectors are on disk
+    sample = corpus_sample(params)  # a quick look's subset, as embed drew it; None: the whole corpus
+    corpus = load_corpus(params.corpus, with_texts=False, sample=sample)  # labels: the vectors are on disk
     ref = load_embeddings(results.embed(ref_name))
     emb = ref if name == ref_name else load_embeddings(results.embed(name))
     texts_sha256 = corpus.sha256()  # reads every corpus file: once
+    facts = sample.facts if sample else None
     for model, e in ((ref_name, ref), (name, emb)):
         if e["manifest"].texts_sha256 != texts_sha256:
             raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; "
+                            f"rerun embed@{model}")
+        drawn = e["manifest"].sample and e["manifest"].sample.to_dict()
+        if drawn != facts:
+            raise UserError(f"{results.embed(model)}: embeddings are of {sample_label(drawn)}, "
+                            f"params corpus_sample={params.corpus_sample} asks for {sample_label(facts)}; "
                             f"rerun embed@{model}")
     inv = ref["manifest"].batch_invariance
     if inv.min is not None and inv.min < s.batch_invariance_min:
@@ -167,6 +174,7 @@ def compare(params, name: str, results: Results = RESULTS) -> Comparison:
                 "benchmark_reference": machine_label(bench[ref_name].machine)}
     out = Comparison(
         model=name, reference=ref_name, is_reference=name == ref_name,
+        sample=manifest.sample,  # the subset both models were embedded on (checked above)
         embedding=EmbeddingSummary(**{f.name: getattr(manifest, f.name) for f in fields(EmbeddingSummary)}),
         machines=machines,
         load={"benchmark": bench[name].load}, sanity=sanity(emb), task=task,

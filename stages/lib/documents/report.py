@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from ..i18n import Message
 from .benchmark import BenchmarkRun
-from .common import Environment, Load
+from .common import CorpusSample, Environment, Load
 from .compare import (
     Agreement,
     Consistency,
@@ -125,13 +125,14 @@ class Report(Record):
     """The comparison of every candidate with the reference: ranking, recommendation, machines and
     every model's numbers (docs/report.md)."""
 
-    SCHEMA_VERSION = 4  # 4: the words inside messages are messages too: any language renders from it
+    SCHEMA_VERSION = 5  # 5: sample (params corpus_sample); 4: the words inside messages are messages too
 
     ranking: list[str]  # candidates, best first
     recommended: str | None
     schema_version: int
     reference: str
     corpus: str
+    sample: CorpusSample | None  # every quality number is this quick look's subset's (null: the whole corpus)
     confidence: float
     batch_invariance_min: float
     busy_tolerance: float
