@@ -6,6 +6,7 @@ A killed run resumes from its last saved window of batches (lib/resume.py, READM
 embed resumes"), kept in the scratch folder until the output is in place.
 """
 from stages.lib import cli
+from stages.lib.corpus import sample_label
 from stages.lib.distributed import embed_corpus_on
 from stages.lib.documents.embed import EmbedManifest, EmbedMemory
 from stages.lib.documents.record import read
@@ -34,7 +35,8 @@ def main() -> None:
         write_files(tmp, files)
     resume.clear(SCRATCH.root)
     print(f"{args.name} ({params.embed.engine} engine): {m.count} queries + {m.documents} documents -> dim "
-          f"{m.dim}, pooling {m.pooling.mode} ({m.pooling.source}), normalize={m.normalize} -> {out}")
+          f"{m.dim}, pooling {m.pooling.mode} ({m.pooling.source}), normalize={m.normalize} -> {out}"
+          + (f"; {sample_label(m.sample.to_dict())} (corpus_sample)" if m.sample else ""))
 
 
 if __name__ == "__main__":

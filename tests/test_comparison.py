@@ -7,8 +7,8 @@ import pytest
 
 from stages.lib import metrics
 from stages.lib import params as params_lib
-from stages.lib.comparison import compare
-from stages.lib.corpus import load_corpus
+from stages.lib.comparison import compare, task_metrics
+from stages.lib.corpus import draw_sample, load_corpus
 from stages.lib.documents.benchmark import Benchmark, LatencyB1, Memory, Pass, Repeatability, Throughput
 from stages.lib.documents.common import Environment, Load
 from stages.lib.documents.embed import BatchInvariance, EmbedManifest, Pooling, TokenMeans, Truncated
@@ -47,7 +47,7 @@ ORT = {"runtime": "onnxruntime", "version": "1.0", "device": "CPUExecutionProvid
 def _manifest(name: str, corpus, texts_sha: str, dim: int, inv: float, facts: dict, runtime: dict) -> EmbedManifest:
     return EmbedManifest(
         model=name, model_file=f"{name}.onnx", model_sha256=name, tokenizer="tokenizer.json", tokenizer_sha256="t",
-        corpus=str(corpus), texts_sha256=texts_sha, count=N, documents=N, dim=dim,
+        corpus=str(corpus), texts_sha256=texts_sha, sample=None, count=N, documents=N, dim=dim,
         pooling=Pooling(mode="mean", output="h", source="params"), normalize=False, normalize_source="params",
         query_prompt="", max_length=32, padding_side="right", batch_size=8, batch_order="sorted",
         truncated=Truncated(queries=0, codes=0, cut_to_fixed_input_length=0),
@@ -346,3 +346,41 @@ def test_the_reference_gets_its_own_rows_and_no_cases(tmp_path):
     np.testing.assert_array_equal([r["reference_rank"] for r in rows], chosen["reference"])
     assert all(r["candidate_rank"] == r["reference_rank"] and r["rr_change"] == 0 for r in rows)
     assert [r["reference_hit@10"] for r in rows] == [bool(x) for x in chosen["reference"] <= 10]
+
+
+def test_compare_reads_the_sample_its_embeddings_hold_and_refuses_another(tmp_path):
+    """corpus_sample: compare judges the sampled rows by the sampled qrels, records the sample, and
+    refuses embeddings of the whole corpus or of another sample (as it refuses another corpus)."""
+    params, results = _fabricate(tmp_path, lambda q, c, rng: (q + 0.3 * rng.normal(size=q.shape).astype(np.float32),
+                                                              c + 0.3 * rng.normal(size=c.shape).astype(np.float32)))
+    whole = compared(params, "cand", results)
+    sampled = replace(params, corpus_sample=20)
+    with pytest.raises(UserError, match=r"embed/ref: embeddings are of the whole corpus, params corpus_sample=20 asks "
+                                        r"for a sample of 20 of 60 queries \(20 of 60 documents\); rerun embed@ref"):
+        compare(sampled, "cand", results)
+    sample = draw_sample(params.corpus, 20)
+    rows = [int(i[1:]) for i in load_corpus(params.corpus, sample=sample).query_ids]  # ids t000..t059: row numbers
+    vectors = {}
+    for name in ("ref", "cand"):  # what embed writes for the sample: its rows, and its facts in the manifest
+        folder = results.embed(name)
+        for kind in ("queries", "codes", "query_lengths", "code_lengths"):
+            vectors[name, kind] = np.load(folder / f"{kind}.npy")[rows]
+            np.save(folder / f"{kind}.npy", vectors[name, kind])
+        manifest = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "sample": sample.facts}))
+    doc, case_rows = compare(sampled, "cand", results)
+    out = doc.to_dict()
+    assert whole["sample"] is None and out["sample"] == sample.facts
+    texts = load_corpus(params.corpus, sample=sample)  # the case rows carry the sampled queries' own texts
+    assert [(r["query_id"], r["query_text"]) for r in case_rows] == list(zip(texts.query_ids, texts.queries))
+    for c in out["cases"]["losses"] + out["cases"]["gains"]:  # and the sampled documents', by sample index
+        assert c["document_text"] == texts.codes[c["document"]] and c["document_id"] == texts.doc_ids[c["document"]]
+    assert out["cases"]["losses"]
+    assert out["agreement"]["cosine"]["count"] == 40  # 20 queries and their 20 codes
+    alone = task_metrics({"queries": vectors["cand", "queries"], "codes": vectors["cand", "codes"]}, 10)[0]
+    assert out["task"] == pytest.approx(alone) and out["task"] != pytest.approx(whole["task"])  # query i -> code i
+    with pytest.raises(UserError, match=r"embeddings are of a sample of 20 of 60 queries \(20 of 60 documents\), "
+                                        r"params corpus_sample=0 asks for the whole corpus"):
+        compare(params, "cand", results)
+    with pytest.raises(UserError, match=r"asks for a sample of 21 of 60 queries"):
+        compare(replace(params, corpus_sample=21), "cand", results)

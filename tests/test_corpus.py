@@ -1,5 +1,7 @@
 """The BEIR layout: graded qrels, several relevant documents, distractors; metrics checked against
-pytrec_eval run directly on the same scores, and against the paired layout of the same data."""
+pytrec_eval run directly on the same scores, and against the paired layout of the same data; the
+quick look's deterministic subset (corpus_sample)."""
+import hashlib
 import json
 import re
 
@@ -8,8 +10,9 @@ import pytest
 import pytrec_eval
 
 from stages.lib.comparison import task_metrics
-from stages.lib.corpus import corpus_sha256, iter_texts, load_corpus, sample_texts
+from stages.lib.corpus import corpus_sha256, draw_sample, iter_texts, load_corpus, sample_texts
 from stages.lib.errors import UserError
+from stages.lib.metrics import paired_delta
 from tests import tiny
 
 N_DOCS, N_QUERIES, DIM = 40, 12, 6
@@ -218,3 +221,100 @@ def test_calibration_file_is_read_by_the_corpus_reader(tmp_path):
     expected = f"{calib}:4: not UTF-8: byte 93 at byte offset {offset} of the line"
     with pytest.raises(UserError, match=re.escape(expected)):
         calibration_feeds(params, "s")
+
+
+# ---------------------------------------------------------------- corpus_sample: a quick look's subset
+
+def _lowest_hashes(ids, n: int) -> set[str]:
+    """The n ids whose sha256 is lowest, computed here without the module's heap."""
+    return set(sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())[:n])
+
+
+def test_a_paired_sample_is_the_lowest_id_hashes_whatever_the_file_order(tmp_path):
+    rows = tiny.corpus_rows(60)
+    path = tiny.write_jsonl(tmp_path / "c.jsonl", rows)
+    shuffled = tiny.write_jsonl(tmp_path / "s.jsonl", [rows[i] for i in np.random.default_rng(0).permutation(60)])
+    sample = draw_sample(path, 12)
+    assert sample.query_ids == _lowest_hashes([r["id"] for r in rows], 12) == draw_sample(shuffled, 12).query_ids
+    assert sample.facts == draw_sample(path, 12).facts == draw_sample(shuffled, 12).facts  # deterministic
+    assert sample.facts | {"sha256": None} == {"queries": 12, "of_queries": 60, "documents": 12, "of_documents": 60,
+                                               "judged_documents": 12, "distractors": 0, "sha256": None}
+    assert draw_sample(path, 0) is None and draw_sample(path, 60) is None and draw_sample(path, 500) is None
+    assert draw_sample(path, 13).facts["sha256"] != sample.facts["sha256"]
+
+
+def test_a_sample_keeps_its_queries_when_the_corpus_grows(tmp_path):
+    rows = tiny.corpus_rows(100)
+    small = draw_sample(tiny.write_jsonl(tmp_path / "small.jsonl", rows[:60]), 20).query_ids
+    grown = draw_sample(tiny.write_jsonl(tmp_path / "grown.jsonl", rows), 20).query_ids
+    old_ids = {r["id"] for r in rows[:60]}
+    assert grown & old_ids <= small  # a query of the old corpus enters only if it was in before
+    assert len(grown & small) == len(grown & old_ids) >= 8  # and ~60% of the sample stays (40 rows were added)
+
+
+def test_sampled_texts_are_the_sampled_corpus_in_corpus_order_in_both_layouts(tmp_path):
+    folder, _ = _beir(tmp_path)
+    paired = tiny.write_jsonl(tmp_path / "c.jsonl", tiny.corpus_rows(30))
+    for path, size in ((folder, 5), (paired, 10)):
+        full, sample = load_corpus(path), draw_sample(path, size)
+        part = load_corpus(path, sample=sample)
+        assert part.sample is sample and len(part) == size == sample.facts["queries"]
+        assert list(iter_texts(path, "queries", sample)) == part.queries
+        assert list(iter_texts(path, "documents", sample)) == part.codes
+        assert len(part.codes) == sample.facts["documents"]
+        q_rows = [full.query_ids.index(q) for q in part.query_ids]
+        d_rows = [full.doc_ids.index(d) for d in part.doc_ids]
+        assert q_rows == sorted(q_rows) and d_rows == sorted(d_rows)  # corpus order kept
+        assert part.queries == [full.queries[i] for i in q_rows]
+        assert part.query_langs == [full.query_langs[i] for i in q_rows]
+        assert part.codes == [full.codes[i] for i in d_rows] and part.doc_langs == [full.doc_langs[i] for i in d_rows]
+        for new, old in enumerate(q_rows):  # the same judgements, by id, renumbered
+            assert {part.doc_ids[d]: g for d, g in part.qrels[new].items()} == \
+                {full.doc_ids[d]: g for d, g in full.qrels[old].items()}
+        labels = load_corpus(path, with_texts=False, sample=sample)
+        assert (labels.query_ids, labels.doc_ids, labels.qrels) == (part.query_ids, part.doc_ids, part.qrels)
+
+
+def test_a_beir_sample_adds_distractors_to_keep_the_documents_per_query(tmp_path):
+    """12 judged queries, 40 documents: 5 queries keep round(5 * 40 / 12) = 17 documents, their judged
+    ones (grade 0 included) and the unjudged ones with the lowest id hashes."""
+    folder, qrels = _beir(tmp_path)
+    sample = draw_sample(folder, 5)
+    queries = _lowest_hashes([f"q{i}" for i in range(N_QUERIES)], 5)  # q12 has no qrels: never sampled
+    judged = {d for q, d, _ in qrels if q in queries}
+    others = [f"d{i}" for i in range(N_DOCS) if f"d{i}" not in judged]
+    expected = judged | _lowest_hashes(others, round(5 * N_DOCS / N_QUERIES) - len(judged))
+    assert sample.query_ids == queries and sample.judged == judged
+    assert set(load_corpus(folder, sample=sample).doc_ids) == expected
+    assert sample.facts["documents"] == 17 and sample.facts["distractors"] == 17 - len(judged)
+    assert (sample.facts["of_queries"], sample.facts["of_documents"]) == (N_QUERIES, N_DOCS)
+
+
+def test_a_sample_whose_judged_document_is_missing_names_the_qrels_line(tmp_path):
+    folder = tiny.write_beir(tmp_path / "b", [{"_id": f"d{i}", "text": "x"} for i in range(20)],
+                             [{"_id": f"q{i}", "text": "y"} for i in range(20)],
+                             [(f"q{i}", f"d{i}" if i else "gone", 1) for i in range(20)])
+    with pytest.raises(UserError, match=r"test.tsv: corpus-id 'gone' is not in corpus.jsonl"):
+        draw_sample(folder, 19)  # q0 hashes lowest of all 20, so it is drawn
+
+
+def test_a_sample_s_intervals_are_wider_than_the_whole_corpus_s(tmp_path):
+    """The paired bootstrap resamples the sampled queries: 50 of 400 give an nDCG@10-change interval
+    about sqrt(8) times as wide as all 400. Built so each query's change does not depend on how many
+    documents compete (the reference finds every code first; the candidate loses every 4th query's
+    code to the last place), so only the number of queries differs."""
+    rows = tiny.corpus_rows(400)
+    path = tiny.write_jsonl(tmp_path / "c.jsonl", rows)
+    codes = np.random.default_rng(5).normal(size=(400, 32))
+    ref = {"queries": codes, "codes": codes}
+    cand = {"queries": np.where((np.arange(400) % 4 == 0)[:, None], -codes, codes), "codes": codes}
+    widths = {}
+    for size in (0, 50):
+        corpus = load_corpus(path, with_texts=False, sample=draw_sample(path, size))
+        rows_in = [int(i[1:]) for i in corpus.query_ids]  # ids t000..t399 are the row numbers
+        per = [task_metrics({k: v[rows_in] for k, v in e.items()}, 10, corpus.qrels)[1]["ndcg@10"] for e in (cand, ref)]
+        assert set(per[1]) == {1.0} and set(per[0]) == {0.0, 1.0}  # changes of 0 or -1 only, whatever the pool
+        d = paired_delta(per[0], per[1], 2000, 0.95, 0)
+        assert d["relative_ci_low"] < -(1 - per[0].mean()) < d["relative_ci_high"]
+        widths[size] = d["relative_ci_high"] - d["relative_ci_low"]
+    assert widths[50] > 1.8 * widths[0] > 0, widths

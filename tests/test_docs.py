@@ -114,6 +114,8 @@ def key_error(path: str) -> str | None:
     top, *rest = path.split(".")
     cls, named = _record(top)
     if cls is None:
+        if top in params_lib.TOP_KEYS and not rest:  # a top-level value: corpus, reference, corpus_sample
+            return None
         return f"{path}: '{top}' is not a params section"
     if named:
         rest = rest[1:]  # the model name: any name (NAME, M, int8-pt, ${key})
@@ -188,6 +190,7 @@ def test_the_helpers_follow_githubs_anchor_rules_and_the_schema():
     assert key_error("benchmark.speedup_blocks") is None and key_error("models.NAME.pooling") is None
     assert key_error("verdict.pass_*") is None and key_error("quantize.int8-pt") is None
     assert key_error("benchmark.speedup_block") and key_error("models.NAME.pool") and key_error("embed.a.b")
+    assert key_error("corpus_sample") is None and key_error("corpus_smaple") and key_error("corpus_sample.n")
     assert named_keys("`embed.json`, `report.md`, `compare.confidence: 95`") == ["compare.confidence"]
     assert command_errors("python benchmarks/scale.py [--sizes 1000 10000]") == []
     assert command_errors("python benchmarks/scale.py --size 1") and command_errors("python -m stages.nope")

@@ -365,3 +365,27 @@ def test_onnxruntime_memory_options_default_to_onnxruntimes_own(tmp_path, raw):
 ])
 def test_onnxruntime_option_mistakes_name_the_key(tmp_path, section, words):
     assert words in load_error(tmp_path, minimal(onnxruntime=section))
+
+
+# ---------------------------------------------------------------- corpus_sample (a quick look)
+
+def test_corpus_sample_defaults_to_the_whole_corpus_and_takes_a_count(tmp_path, raw):
+    assert params.load(write(tmp_path, minimal())).corpus_sample == 0
+    assert raw["corpus_sample"] == 0  # the repo's file names it: dvc.yaml lists it as a parameter
+    assert params.load(write(tmp_path, minimal(corpus_sample=200))).corpus_sample == 200
+
+
+@pytest.mark.parametrize("value, words", [
+    (5, "'corpus_sample' must be 0 (the whole corpus) or at least 10 queries"),
+    (-1, "'corpus_sample' must be 0 (the whole corpus) or at least 10 queries"),
+    ("200", "'corpus_sample' must be int, got '200'"),
+    (0.5, "'corpus_sample' must be int, got 0.5"),
+    (True, "'corpus_sample' must be int, got True"),
+])
+def test_corpus_sample_out_of_range_or_wrong_type_names_the_key(tmp_path, value, words):
+    assert words in load_error(tmp_path, minimal(corpus_sample=value))
+
+
+def test_corpus_sample_typo_suggests_the_key(tmp_path):
+    assert "unknown key 'params.corpus_smaple' (did you mean 'corpus_sample'?)" in \
+        load_error(tmp_path, minimal(corpus_smaple=200))

@@ -262,3 +262,28 @@ def test_a_report_mixing_machines_says_so_per_model(repo):
     assert "Simulated EPYC" in text and machine.describe(machine.detect()["timing"]) in _flat(text)
     console = _run(repo, sys.executable, "-m", "stages.report", env=other).stdout
     assert "[!] Timed on 2 different machines" in console
+
+
+def test_a_quick_look_on_a_corpus_sample_reruns_only_what_reads_it_and_says_so(repo, tmp_path):
+    """docs/corpora-and-metrics.md "A quick look": `dvc exp run -S corpus_sample=N`. Embed and compare
+    read the sample, so they rerun, and diagnose (it reads compare's verdict and the reference's
+    manifest) and the report; models, inspect, the benchmark and the speedup stage (timing texts
+    drawn from the whole corpus) stay. The report says it is a sample, first, and on every verdict."""
+    repo, _ = repo
+    _run(repo, "git", "checkout", "-q", ".")  # the committed results: this machine's, all of the corpus
+    assert _repro(repo) == set()
+    ran = set(STAGE_RE.findall(_dvc(repo, "exp", "run", "-S", "corpus_sample=10", "report").stdout)) - {"machine"}
+    assert ran == {f"{stage}@{m}" for stage in ("embed", "compare", "diagnose") for m in MODELS} | {"report"}, ran
+    report = json.loads((repo / "results" / "report.json").read_text())
+    sample = report["sample"]
+    assert (sample["queries"], sample["of_queries"], sample["documents"], sample["of_documents"]) == (10, 40, 10, 40)
+    for name in MODELS:
+        manifest = json.loads((repo / "results" / "embed" / name / "manifest.json").read_text())
+        assert manifest["count"] == manifest["documents"] == 10 and manifest["sample"] == sample
+        assert json.loads((repo / "results" / "compare" / f"{name}.json").read_text())["sample"] == sample
+    text = _flat((repo / "results" / "report.md").read_text())
+    assert text.index("[!] QUICK LOOK: a sample of 10 of 40 queries (10 of 40 documents;") < text.index("[INFO]")
+    for cand in MODELS[1:]:
+        assert f"{cand}: {report['models'][cand]['comparison']['verdict']['status']} (sample)" in text
+    for name, path in documents(repo / "results"):  # the sample's facts have their schema too
+        check(name, path, tmp_path)

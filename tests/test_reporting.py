@@ -4,6 +4,7 @@ import copy
 import io
 import json
 import re
+import shutil
 import string
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from stages.lib import i18n
-from stages.lib.documents.common import Load
+from stages.lib import params as params_lib
+from stages.lib.documents.common import CorpusSample, Load
 from stages.lib.documents.compare import Relation
 from stages.lib.documents.record import read
 from stages.lib.documents.report import Report
@@ -23,7 +25,7 @@ from stages.lib.machine_words import label
 from stages.lib.progress import Progress
 from stages.lib.report import advice, blocks, sections
 from stages.lib.report.advice import int8_path_advice
-from stages.lib.report.assemble import machine_summary, missed_queries
+from stages.lib.report.assemble import build_report, machine_summary, missed_queries
 from stages.lib.report.pictures import render_plots
 from stages.lib.status import Status
 
@@ -188,7 +190,8 @@ def test_verdict_lines_name_their_scope_and_reasons_in_both_languages():
 
 
 PROSE = {"description", "reasons", "reason", "scope", "note", "warnings", "method"}  # English kept for JSON readers
-PARAMS_WORDS = {"reduce", "range", "channel", "nodes", "exclude", "speedup_blocks", "interleave"}  # params keys
+PARAMS_WORDS = {"reduce", "range", "channel", "nodes", "exclude", "speedup_blocks", "interleave",
+                "sample"}  # params keys (corpus_sample)
 TERMS = {"opset", "overlap"}  # ONNX's and a metric's own names, which the Russian catalog keeps
 
 
@@ -224,6 +227,67 @@ def test_russian_leaves_no_english_prose(monkeypatch):
     # the check sees English where the catalog has none: the cores phrase left untranslated
     monkeypatch.setitem(i18n.MESSAGES, "machine.cores", (i18n.MESSAGES["machine.cores"][0],) * 2)
     assert {"logical", "cores"} <= english_left(five_candidates())
+
+
+def test_russian_quick_look_leaves_no_english_prose():
+    assert not english_left(sampled_report())
+
+
+SAMPLE = CorpusSample(queries=200, of_queries=698, documents=200, of_documents=698, judged_documents=200,
+                      distractors=0, sha256="ab" * 32)  # what compare records for corpus_sample: 200 on the demo
+
+
+def sampled_report() -> Report:
+    r = five_candidates()
+    r.sample = SAMPLE
+    return r
+
+
+@pytest.mark.parametrize("lang, top, tag, ship", [
+    ("en", "[!] QUICK LOOK: a sample of 200 of 698 queries (200 of 698 documents; params corpus_sample).", "(sample)",
+     "This is a quick look on a sample of 200 of 698 queries: confirm it on the whole corpus"),
+    ("ru", "[!] БЫСТРЫЙ ВЗГЛЯД: выборка, 200 из 698 запросов (200 из 698 документов; параметр corpus_sample).",
+     "(выборка)", "Это быстрый взгляд по выборке, 200 из 698 запросов: перед поставкой подтвердите"),
+])
+def test_a_sample_is_said_at_the_top_and_on_every_verdict(lang, top, tag, ship):
+    r = sampled_report()
+    names = blocks.short_names(list(r.models))
+    for fmt, width in (("text", 100), ("md", 120)):
+        text = sections.render(r, fmt, lang)
+        assert max(map(len, text.splitlines())) <= width
+        flat = " ".join(text.split())
+        assert flat.index(top) < flat.index("[INFO]")  # said before any number
+        assert ship in flat
+    verdicts = " ".join(_section(sections.section_verdict, lang, report=r).split())
+    summary = _section(sections.section_summary, lang, report=r)
+    for n in advice.candidates(r):
+        status = i18n.t(lang, f"status.{r.models[n].comparison.verdict.status}")
+        assert f"{n}: {status} {tag}" in verdicts
+        assert f"{status} {tag}" in _row(summary, names[n])
+    decided = [n for n in r.ranking if r.models[n].comparison.verdict.status == Status.PASS
+               or (r.models[n].comparison.verdict.status == Status.FAIL and r.models[n].comparison.relation.related)]
+    recs = " ".join(_section(sections.section_recommendations, lang, report=r).split())
+    assert recs.count(i18n.t(lang, "rec.from_sample", queries=200, of_queries=698)) == len(decided) > 0
+    whole = sections.render(five_candidates(), "text", lang)  # the whole corpus: no mark anywhere
+    assert tag not in whole and top.split(":")[0] not in whole and ship not in " ".join(whole.split())
+
+
+def test_the_report_carries_the_one_sample_and_refuses_compare_results_of_another(tmp_path):
+    """A compare stage run alone with another corpus_sample: its numbers are not put beside the others'."""
+    results = shutil.copytree(Path(__file__).parent / "fixtures" / "tiny-results", tmp_path / "results")
+    params = params_lib.load(results / "params.yaml")
+    assert build_report(params, Results(results)).sample is None  # the whole corpus
+    files = sorted((results / "compare").glob("*.json"))
+    for path in files:  # every model compared on the same sample
+        doc = json.loads(path.read_text())
+        path.write_text(json.dumps({**doc, "sample": SAMPLE.to_dict()}))
+    assert build_report(params, Results(results)).sample == SAMPLE
+    other = results / "compare" / "cand-b.json"
+    doc = json.loads(other.read_text())
+    other.write_text(json.dumps({**doc, "sample": {**SAMPLE.to_dict(), "queries": 100, "sha256": "cd" * 32}}))
+    with pytest.raises(UserError, match=rf"^{re.escape(str(other))}: measured on another corpus sample than "
+                                        rf"{re.escape(str(results / 'compare' / 'tiny.json'))} \(corpus_sample\)"):
+        build_report(params, Results(results))
 
 
 def test_catalog_has_both_languages_with_the_same_placeholders():
@@ -296,7 +360,7 @@ def test_tied_candidates_rank_by_size_whatever_their_point_estimates(a_speed, b_
     models = _models({"int8-pc": ("PASS", 0.003, a_speed, 0.12, 1.30), "int8-emb": ("PASS", 0.002, b_speed, 0.12, 3.95),
                       "fp16": ("PASS", 0.0, 0.9, 0.05, 2.0)})
     assert advice.ranking(models, "ref") == ["int8-emb", "int8-pc", "fp16"]
-    report = SimpleNamespace(models=models, ranking=advice.ranking(models, "ref"))
+    report = SimpleNamespace(models=models, ranking=advice.ranking(models, "ref"), sample=None)
     marker, codes = advice.ship_line(report)
     assert marker == "[+]" and codes[0].args["name"] == "int8-emb"
     assert codes[1].key == "ship.tied" and codes[1].args["others"] == f"int8-pc {a_speed:.2f}x"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .cases import TargetRanks, case_rows, hits_at, short_text, top_cases
-from .corpus import iter_texts, load_corpus
+from .corpus import corpus_sample, iter_texts, load_corpus, sample_label
 from .documents.benchmark import Benchmark
 from .documents.compare import (
     Agreement,
@@ -155,13 +155,20 @@ def compare(params, name: str, results: Results = RESULTS) -> tuple[Comparison, 
     reference, the reference against itself."""
     ref_name = params.reference
     s = params.compare
-    corpus = load_corpus(params.corpus, with_texts=False)  # labels: the vectors are on disk
+    sample = corpus_sample(params)  # a quick look's subset, as embed drew it; None: the whole corpus
+    corpus = load_corpus(params.corpus, with_texts=False, sample=sample)  # labels: the vectors are on disk
     ref = load_embeddings(results.embed(ref_name))
     emb = ref if name == ref_name else load_embeddings(results.embed(name))
     texts_sha256 = corpus.sha256()  # reads every corpus file: once
+    facts = sample.facts if sample else None
     for model, e in ((ref_name, ref), (name, emb)):
         if e["manifest"].texts_sha256 != texts_sha256:
             raise UserError(f"{results.embed(model)}: embeddings are of another corpus than {corpus.path}; "
+                            f"rerun embed@{model}")
+        drawn = e["manifest"].sample and e["manifest"].sample.to_dict()
+        if drawn != facts:
+            raise UserError(f"{results.embed(model)}: embeddings are of {sample_label(drawn)}, "
+                            f"params corpus_sample={params.corpus_sample} asks for {sample_label(facts)}; "
                             f"rerun embed@{model}")
     inv = ref["manifest"].batch_invariance
     if inv.min is not None and inv.min < s.batch_invariance_min:
@@ -186,6 +193,7 @@ def compare(params, name: str, results: Results = RESULTS) -> tuple[Comparison, 
                 "benchmark_reference": machine_label(bench[ref_name].machine)}
     out = Comparison(
         model=name, reference=ref_name, is_reference=name == ref_name,
+        sample=manifest.sample,  # the subset both models were embedded on (checked above)
         embedding=EmbeddingSummary(**{f.name: getattr(manifest, f.name) for f in fields(EmbeddingSummary)}),
         machines=machines,
         load={"benchmark": bench[name].load}, sanity=sanity(emb), task=task,
@@ -196,7 +204,7 @@ def compare(params, name: str, results: Results = RESULTS) -> tuple[Comparison, 
         out.task_delta = {m: task_delta(per_query[m], ref_per_query[m], s) for m in per_query}
         out.task_by_group = task_by_group(per_query["ndcg@10"], ref_per_query["ndcg@10"], corpus.query_langs,
                                           ref["query_lengths"], s)
-        out.cases = shown_cases(rows, corpus.path)
+        out.cases = shown_cases(rows, corpus)
         out.consistency = consistency(ref["manifest"], manifest, out.machines)
         out.agreement = read(Agreement, agreement)
         out.relation = relation(out.consistency.same_dim, out.agreement, inspect[name], inspect[ref_name], s)
@@ -231,11 +239,11 @@ def task_by_group(cand: np.ndarray, ref: np.ndarray, langs: list[str], lengths: 
 
 def query_rows(corpus, ranks: TargetRanks, ref_rank: np.ndarray, cand_rank: np.ndarray, lengths) -> list[dict]:
     """cases.case_rows for every query, each with its text shortened: the texts come from one
-    streamed pass over the queries (compare holds no corpus text)."""
+    streamed pass over the queries (compare holds no corpus text; a quick look's, its sample's)."""
     rows = case_rows(ranks, ref_rank[:, 0], cand_rank[:, 0], hits_at(ref_rank, corpus.qrels),
                      hits_at(cand_rank, corpus.qrels), query_ids=corpus.query_ids, doc_ids=corpus.doc_ids,
                      langs=corpus.query_langs, lengths=lengths)
-    for row, text in zip(rows, iter_texts(corpus.path, "queries"), strict=True):
+    for row, text in zip(rows, iter_texts(corpus.path, "queries", corpus.sample), strict=True):
         row["query_text"] = short_text(text)
     return rows
 
@@ -244,12 +252,12 @@ CASES_KEPT = 10  # losses and gains each, in the compare document and report.jso
 DOCUMENT_FIELDS = ("document", "reference_first", "candidate_first")
 
 
-def shown_cases(rows: list[dict], corpus_path) -> Cases:
+def shown_cases(rows: list[dict], corpus) -> Cases:
     """The largest losses and gains (cases.top_cases) with the texts of their documents, taken in
     one streamed pass over the documents that keeps only those few."""
     top = top_cases(rows, CASES_KEPT)
     wanted = {r[f] for r in top["losses"] + top["gains"] for f in DOCUMENT_FIELDS}
-    texts = {i: short_text(t) for i, t in enumerate(iter_texts(corpus_path, "documents")) if i in wanted}
+    texts = {i: short_text(t) for i, t in enumerate(iter_texts(corpus.path, "documents", corpus.sample)) if i in wanted}
     top.update({side: [{**r, **{f"{f}_text": texts[r[f]] for f in DOCUMENT_FIELDS}} for r in top[side]]
                 for side in ("losses", "gains")})
     return read(Cases, top)

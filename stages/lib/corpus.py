@@ -8,12 +8,19 @@ documents no query points to still compete in the ranking.
 Every file is read through readers.py (UTF-8 line by line, a byte-order mark accepted): a bad
 byte, bad JSON, a line that is not an object, a field of the wrong type or a malformed qrels row is
 one UserError naming the file and line.
+
+`corpus_sample: N` in params makes a quick look: embed and compare read a deterministic subset
+(draw_sample) through the same readers, so every stage that measures quality sees the same texts.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import heapq
+import json
+from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +43,7 @@ class Corpus:
     codes: list[str] | None  # the documents (code, in this product's use)
     doc_langs: list[str]
     qrels: dict[int, dict[int, int]]  # query index -> document index -> relevance grade
+    sample: Sample | None = None  # the subset these lists hold (draw_sample), None for the whole corpus
 
     @property
     def ids(self) -> list[str]:
@@ -110,19 +118,122 @@ def _paired_rows(path: Path) -> Iterator[dict]:
         raise UserError(f"{path}: corpus is empty")
 
 
-def iter_texts(path: str | Path, kind: str) -> Iterator[str]:
+def iter_texts(path: str | Path, kind: str, sample: Sample | None = None) -> Iterator[str]:
     """The "queries" or "documents" load_corpus would hold, in the same order, one at a time: what
     the embed stage needs, in memory that does not grow with the corpus (labels and ids are
-    compare's business; load_corpus checks them). A BEIR folder's queries are those its qrels name."""
+    compare's business; load_corpus checks them). A BEIR folder's queries are those its qrels name.
+    `sample`: only the texts it holds (draw_sample), in corpus order."""
     path = Path(path)
     if not path.is_dir():
-        field = {"queries": "query", "documents": "code"}[kind]
-        yield from (row[field] for row in _paired_rows(path))
+        field, keep = {"queries": ("query", sample and sample.has_query),
+                       "documents": ("code", sample and sample.has_document)}[kind]
+        yield from (row[field] for row in _paired_rows(path) if not keep or keep(row["id"]))
     elif kind == "documents":
-        yield from (text for _, text, _ in _beir_rows(path / "corpus.jsonl", with_title=True))
+        yield from (text for did, text, _ in _beir_rows(path / "corpus.jsonl", with_title=True)
+                    if not sample or sample.has_document(did))
     else:
         judged = _qrels_query_ids(path / "qrels" / "test.tsv")
-        yield from (text for qid, text, _ in _beir_rows(path / "queries.jsonl", with_title=False) if qid in judged)
+        yield from (text for qid, text, _ in _beir_rows(path / "queries.jsonl", with_title=False)
+                    if qid in judged and (not sample or sample.has_query(qid)))
+
+
+def _rank(text_id: str) -> int:
+    """A text's place in the sample order: a hash of its id, so the pick needs no seed and no file
+    order, and a query stays in the sample when the corpus grows (only a new id that hashes lower
+    can take its place)."""
+    return int.from_bytes(hashlib.sha256(text_id.encode("utf-8")).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Which queries and documents a quick look reads (draw_sample), and the facts it is recorded by."""
+
+    query_ids: frozenset[str]
+    judged: frozenset[str]  # every document the qrels name for those queries, whatever the grade
+    cut: int | None  # a document no sampled query names is in when its _rank is at most this
+    facts: dict  # counts and the subset's hash: embed manifests, compare and the report record them
+
+    def has_query(self, query_id: str) -> bool:
+        return query_id in self.query_ids
+
+    def has_document(self, doc_id: str) -> bool:
+        return doc_id in self.judged or (self.cut is not None and _rank(doc_id) <= self.cut)
+
+
+def corpus_sample(params) -> Sample | None:
+    """The subset embed and compare measure: params `corpus_sample` queries, 0 for the whole corpus.
+    The one place it is decided, so every stage that measures quality reads the same texts."""
+    return draw_sample(params.corpus, params.corpus_sample)
+
+
+def draw_sample(path: str | Path, size: int) -> Sample | None:
+    """`size` queries, every document judged for them, and distractors; None when `size` is 0 or
+    covers every query (then it is the whole corpus, and nothing is marked as a sample).
+
+    Queries: the `size` evaluated queries with the lowest _rank. Documents: those the qrels name for
+    them (grade 0 too: judged non-relevant ones are the hardest negatives), then, among the rest,
+    the lowest _rank ones up to the corpus's documents per query (a paired corpus has one document
+    per query: no distractors). Ranking only the judged documents would inflate every retrieval
+    metric; with the ratio kept, relevant documents are as rare in the pool as in the whole corpus,
+    though a smaller pool still ranks more easily, so absolute scores run higher than on the whole
+    corpus (both models rank the same subset). Streamed: memory is the sampled ids plus 8 bytes per
+    document."""
+    if size <= 0:
+        return None
+    path = Path(path)
+    if not path.is_dir():  # query i's only document is code i, under the same id
+        of_queries, queries = _lowest((row["id"] for row in _paired_rows(path)), size)
+        return None if len(queries) >= of_queries else _sample(queries, queries, [], of_queries, of_queries)
+    qrels = path / "qrels" / "test.tsv"
+    of_queries, queries = _lowest(_qrels_query_ids(qrels), size)
+    if len(queries) >= of_queries:
+        return None
+    judged = {did for _, qid, did, _ in _qrels_rows(qrels) if qid in queries}
+    seen, ranks = set(), array("Q")
+    for did, _, _ in _beir_rows(path / "corpus.jsonl", with_title=False):
+        if did in judged:
+            seen.add(did)
+        else:
+            ranks.append(_rank(did))
+    if judged - seen:
+        raise UserError(f"{qrels}: corpus-id {min(judged - seen)!r} is not in corpus.jsonl")
+    of_documents = len(seen) + len(ranks)
+    share = (len(queries) * of_documents + of_queries // 2) // of_queries  # documents per query kept
+    wanted = max(0, min(len(ranks), share - len(judged)))
+    lowest = np.sort(np.partition(np.frombuffer(ranks, dtype=np.uint64), wanted - 1)[:wanted]) if wanted else []
+    return _sample(queries, judged, lowest, of_queries, of_documents)
+
+
+def _lowest(ids, k: int) -> tuple[int, set[str]]:
+    """How many ids there are, and the k of them with the lowest _rank (one pass, k kept)."""
+    heap, total = [], 0
+    for text_id in ids:
+        total += 1
+        item = (-_rank(text_id), text_id)
+        if len(heap) < k:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    return total, {text_id for _, text_id in heap}
+
+
+def _sample(queries: set[str], judged: set[str], distractors, of_queries: int, of_documents: int) -> Sample:
+    """`distractors`: the sampled unjudged documents' ranks, ascending; the last is the cut."""
+    digest = hashlib.sha256(json.dumps([sorted(queries), sorted(judged)]).encode())
+    digest.update(np.asarray(distractors, dtype=">u8").tobytes())
+    facts = {"queries": len(queries), "of_queries": of_queries, "documents": len(judged) + len(distractors),
+             "of_documents": of_documents, "judged_documents": len(judged), "distractors": len(distractors),
+             "sha256": digest.hexdigest()}
+    cut = int(distractors[-1]) if len(distractors) else None
+    return Sample(frozenset(queries), frozenset(judged), cut, facts)
+
+
+def sample_label(facts: dict | None) -> str:
+    """What a run measured, in words: 'the whole corpus' or 'a sample of N of M queries (...)'."""
+    if not facts:
+        return "the whole corpus"
+    return (f"a sample of {facts['queries']} of {facts['of_queries']} queries ({facts['documents']} of "
+            f"{facts['of_documents']} documents)")
 
 
 def sample_texts(path: str | Path, kind: str, count: int) -> list[str]:
@@ -134,12 +245,17 @@ def sample_texts(path: str | Path, kind: str, count: int) -> list[str]:
     return [text for i, text in enumerate(iter_texts(path, kind)) if i in wanted]
 
 
-def load_corpus(path: str | Path, with_texts: bool = True) -> Corpus:
+def load_corpus(path: str | Path, with_texts: bool = True, sample: Sample | None = None) -> Corpus:
     """A paired JSONL file or a BEIR-layout folder. `with_texts=False`: ids, languages and qrels
-    only (queries and codes are None), for compare, which reads vectors, not a million texts."""
+    only (queries and codes are None), for compare, which reads vectors, not a million texts.
+    `sample` (draw_sample): only what it holds, in corpus order, numbered from 0 (the whole corpus
+    is checked all the same)."""
     path = Path(path)
-    if path.is_dir():
-        return load_beir(path, with_texts)
+    corpus = load_beir(path, with_texts) if path.is_dir() else _load_paired(path, with_texts)
+    return corpus if sample is None else _restrict(corpus, sample)
+
+
+def _load_paired(path: Path, with_texts: bool) -> Corpus:
     ids, langs, queries, codes = [], [], [], []
     for row in _paired_rows(path):
         ids.append(row["id"])
@@ -150,6 +266,21 @@ def load_corpus(path: str | Path, with_texts: bool = True) -> Corpus:
     _unique(path, ids)
     return Corpus(path, ids, queries if with_texts else None, langs, ids, codes if with_texts else None, langs,
                   {i: {i: 1} for i in range(len(ids))})
+
+
+def _restrict(c: Corpus, sample: Sample) -> Corpus:
+    """The sampled queries and documents of a loaded corpus, qrels renumbered."""
+    qs = [i for i, qid in enumerate(c.query_ids) if sample.has_query(qid)]
+    ds = [j for j, did in enumerate(c.doc_ids) if sample.has_document(did)]
+    doc_index = {old: new for new, old in enumerate(ds)}
+
+    def pick(values, rows):
+        return None if values is None else [values[i] for i in rows]
+
+    return replace(c, query_ids=pick(c.query_ids, qs), queries=pick(c.queries, qs), query_langs=pick(c.query_langs, qs),
+                   doc_ids=pick(c.doc_ids, ds), codes=pick(c.codes, ds), doc_langs=pick(c.doc_langs, ds),
+                   qrels={new: {doc_index[d]: g for d, g in c.qrels[old].items()} for new, old in enumerate(qs)},
+                   sample=sample)
 
 
 def _lang(path: Path, lineno: int, obj: dict) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import corpus_sha256, iter_texts, load_corpus
+from .corpus import corpus_sample, corpus_sha256, iter_texts, load_corpus
 from .errors import UserError, first_line
 from .hashing import file_sha256
 from .memory import peak_rss_bytes, weights_bytes
@@ -273,22 +273,24 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     (a resume.Resume): the corpus vectors and token ids are kept in its scratch folder instead,
     continuing from a killed run with the same inputs, and placed into `stream_to` when complete.
     `memory.json`: this process's peak RSS once every vector is made (of the driver alone under the
-    ray engine) and the model's weights' bytes."""
+    ray engine) and the model's weights' bytes. With params `corpus_sample`, only the sampled queries
+    and documents (corpus.corpus_sample)."""
     embedder = open_embedder(params, name)
     prompt = params.embed_for(name).query_prompt
     batch_size = params.embed.batch_size
     # small: a bad one fails before the corpus runs
     snippets = load_corpus(params.snippets) if params.snippets else None
-    made = _made_from(params, name, embedder, prompt, machine)
+    sample = corpus_sample(params)
+    made = _made_from(params, name, embedder, prompt, machine, sample)
     partial = resume.open(made) if resume else None
     spill_to = partial.folder if partial else stream_to
     spill_dir = tempfile.TemporaryDirectory(prefix=".tokens-", dir=spill_to) if spill_to else contextlib.nullcontext()
     with spill_dir as spill, contextlib.ExitStack() as open_files:  # files closed before their folder goes
         spill = Path(spill) if spill else None
         query_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
-            (prompt + q for q in iter_texts(params.corpus, "queries")), spill and spill / "queries.ids"))
+            (prompt + q for q in iter_texts(params.corpus, "queries", sample)), spill and spill / "queries.ids"))
         code_ids = open_files.enter_context(embedder.tokenizer.encode_stream(
-            iter_texts(params.corpus, "documents"), spill and spill / "codes.ids"))
+            iter_texts(params.corpus, "documents", sample), spill and spill / "codes.ids"))
         files = _embed_tokens(params, name, embedder, made, query_ids, code_ids, progress, stream_to, engine, partial)
     if partial:
         partial.summary()
@@ -306,7 +308,7 @@ def embed_corpus(params, name: str, machine: dict, progress: bool = False, strea
     return files
 
 
-def _made_from(params, name: str, embedder: Embedder, prompt: str, machine: dict) -> dict:
+def _made_from(params, name: str, embedder: Embedder, prompt: str, machine: dict, sample) -> dict:
     """Everything the vectors depend on that is known before embedding: the manifest records it, and
     a resumed embed reuses saved vectors only when all of it is unchanged."""
     runner, tokenizer = embedder.runner, embedder.tokenizer
@@ -318,6 +320,7 @@ def _made_from(params, name: str, embedder: Embedder, prompt: str, machine: dict
         "tokenizer_sha256": file_sha256([tokenizer.path]),
         "corpus": str(params.corpus),
         "texts_sha256": corpus_sha256(params.corpus),
+        "sample": sample.facts if sample else None,  # a quick look's subset (None: the whole corpus)
         "pooling": {"mode": embedder.pooling.mode, "output": embedder.pooling.output,
                     "source": embedder.pooling.source},
         "normalize": embedder.normalize,
@@ -345,7 +348,7 @@ def _embed_tokens(params, name: str, embedder: Embedder, made: dict, query_ids: 
     fixed = embedder.fixed_seq
     manifest = {
         **{key: made[key] for key in ("model", "model_file", "model_sha256", "tokenizer", "tokenizer_sha256", "corpus",
-                                      "texts_sha256")},
+                                      "texts_sha256", "sample")},
         "count": len(query_ids),
         "documents": len(code_ids),
         "dim": int(queries.shape[1]),

@@ -27,6 +27,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sec.SUMMARY": ("SUMMARY", "ИТОГ"),
     "sec.RECOMMENDATIONS": ("RECOMMENDATIONS", "РЕКОМЕНДАЦИИ"),
     "head.reference": ("reference: {ref}; corpus: {corpus}", "эталон: {ref}; корпус: {corpus}"),
+    "head.sample": ("QUICK LOOK: a sample of {queries} of {of_queries} queries ({documents} of {of_documents} "
+                    "documents; params corpus_sample). Every quality number and verdict below is the sample's: "
+                    "intervals as wide as {queries} queries make them, and with fewer documents competing, retrieval "
+                    "scores higher than on the whole corpus. corpus_sample: 0 measures the whole corpus.",
+                    "БЫСТРЫЙ ВЗГЛЯД: выборка, {queries} из {of_queries} запросов ({documents} из {of_documents} "
+                    "документов; параметр corpus_sample). Все числа качества и вердикты ниже - по выборке: интервалы "
+                    "так широки, как позволяют {queries} запросов, а при меньшем числе конкурирующих документов поиск "
+                    "оценивается выше, чем на всем корпусе. corpus_sample: 0 измеряет весь корпус."),
     "head.short_names": ("long model names are shortened in tables: {pairs}",
                          "длинные имена моделей в таблицах сокращены: {pairs}"),
     # column headers
@@ -98,6 +106,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.cosine": ("cosine", "косинус"),
     "col.verdict": ("verdict", "вердикт"),
     # cells
+    "cell.from_sample": ("(sample)", "(выборка)"),
     "cell.reference": ("{name} (reference)", "{name} (эталон)"),
     "cell.baseline": ("baseline", "база"),
     "cell.yes": ("yes", "да"),
@@ -359,6 +368,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
                   "{name} is picked as the smallest on disk (rule: smaller file, then name).",
                   "Наравне с ним (ПРОШЕЛ, без измеримой потери nDCG@10, скорости неразличимы): {others}; "
                   "{name} выбран как самый маленький на диске (правило: меньший файл, затем имя)."),
+    "ship.sample": ("This is a quick look on a sample of {queries} of {of_queries} queries: confirm it on the "
+                    "whole corpus (corpus_sample: 0) before shipping.",
+                    "Это быстрый взгляд по выборке, {queries} из {of_queries} запросов: перед поставкой подтвердите "
+                    "на всем корпусе (corpus_sample: 0)."),
+    "rec.from_sample": ("(Verdict from a sample of {queries} of {of_queries} queries.)",
+                        "(Вердикт по выборке, {queries} из {of_queries} запросов.)"),
     "ship.none_to_rank": ("No candidates to rank.", "Нет кандидатов для сравнения."),
     "knob.per_channel": ("per-channel weights (quantize.NAME.per_channel: true)",
                          "веса per-channel (quantize.NAME.per_channel: true)"),

@@ -248,6 +248,7 @@ class Params:
     calibration: str | None = None  # texts static recipes calibrate on; never the evaluation texts
     diagnose: DiagnoseSettings = DiagnoseSettings()
     onnxruntime: OnnxRuntimeSettings = OnnxRuntimeSettings()
+    corpus_sample: int = 0  # a quick look: embed and compare read this many queries (corpus.draw_sample); 0: all
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -262,8 +263,8 @@ class Params:
         return replace(self.embed, **overrides)
 
 
-TOP_KEYS = ["corpus", "snippets", "calibration", "reference", "models", "quantize", "embed", "benchmark", "compare",
-            "verdict", "demo", "report", "diagnose", "onnxruntime"]
+TOP_KEYS = ["corpus", "corpus_sample", "snippets", "calibration", "reference", "models", "quantize", "embed",
+            "benchmark", "compare", "verdict", "demo", "report", "diagnose", "onnxruntime"]
 
 
 def parse(raw: dict) -> Params:
@@ -296,6 +297,7 @@ def parse(raw: dict) -> Params:
         calibration=_typed("calibration", raw["calibration"], str) if raw.get("calibration") else None,
         diagnose=_section(DiagnoseSettings, "diagnose", raw.get("diagnose")),
         onnxruntime=_section(OnnxRuntimeSettings, "onnxruntime", raw.get("onnxruntime")),
+        corpus_sample=_typed("corpus_sample", raw.get("corpus_sample", 0), int),
     )
     if any(q.method == "static" for q in quantize.values()) and not params.calibration:
         raise UserError("params.yaml: a static quantize recipe needs 'calibration' (a JSONL file of texts that are "
@@ -310,9 +312,11 @@ def _positive_ints(v) -> bool:
     return bool(v) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
 
 
-# (section, key) -> (test, what it must be). pooling is checked when the model is loaded: besides
-# POOLING_MODES it may name an already-pooled output.
+# (section, key) -> (test, what it must be); section None: a top-level key. pooling is checked when
+# the model is loaded: besides POOLING_MODES it may name an already-pooled output.
 RULES = {
+    (None, "corpus_sample"): (lambda v: v == 0 or v >= 10,
+                              "0 (the whole corpus) or at least 10 queries (@10 retrieval metrics need 10 documents)"),
     ("embed", "batch_size"): (lambda v: v >= 1, "at least 1"),
     ("embed", "max_length"): (lambda v: v >= 1, "at least 1"),
     ("embed", "invariance_sample"): (lambda v: v >= 0, "0 or more"),
@@ -353,9 +357,10 @@ MODEL_KEYS = ("max_length", "padding_side", "normalize")  # per-model overrides 
 
 def _check_values(params: Params) -> None:
     for (section, key), (ok, what) in RULES.items():
-        value = getattr(getattr(params, section), key)
+        value = getattr(getattr(params, section) if section else params, key)
         if not ok(value):
-            raise UserError(f"params.yaml: '{section}.{key}' must be {what}, got {value!r}")
+            where = f"{section}.{key}" if section else key
+            raise UserError(f"params.yaml: '{where}' must be {what}, got {value!r}")
     for name, spec in params.models.items():
         _check_runtime(name, spec)
         for key in MODEL_KEYS:

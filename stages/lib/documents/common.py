@@ -11,6 +11,21 @@ Facts = dict[str, Any]  # facts recorded as they are: a machine's (machine.py), 
 
 
 @dataclass(kw_only=True)
+class CorpusSample(Record):
+    """A quick look's subset of the corpus (params corpus_sample, corpus.draw_sample): its queries and
+    documents out of the corpus's, how many documents the qrels name for those queries and how many
+    unjudged ones were drawn beside them, and the subset's SHA-256 (which ids it holds)."""
+
+    queries: int
+    of_queries: int
+    documents: int
+    of_documents: int
+    judged_documents: int
+    distractors: int
+    sha256: str
+
+
+@dataclass(kw_only=True)
 class Load(Record):
     """CPU time other processes used while timing, as a share of all cores (machine.LoadMonitor)."""
 

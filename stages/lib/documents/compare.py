@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from ..i18n import Message
 from ..status import Status
-from .common import Facts, Load
+from .common import CorpusSample, Facts, Load
 from .embed import BatchInvariance, Pooling, Truncated
 from .record import Record, flat, omitted
 
@@ -277,11 +277,13 @@ class CompareSpeed(Record):
 class Comparison(Record):
     """One model against the reference; for the reference itself, its task metrics and sanity."""
 
-    SCHEMA_VERSION = 3  # 3: cases, task_by_group, randomization_p; 2: description_code, reason_code, codes in codes
+    SCHEMA_VERSION = 4  # 4: cases, task_by_group, randomization_p; 3: sample (params corpus_sample);
+    # 2: machine labels' description_code, relation's reason_code, codes in codes
 
     model: str
     reference: str
     is_reference: bool
+    sample: CorpusSample | None  # the quick look's subset both models were measured on (null: the whole corpus)
     embedding: EmbeddingSummary
     machines: dict[str, MachineLabel]  # embed, embed_reference, benchmark, benchmark_reference
     load: dict[str, Load | None]  # benchmark

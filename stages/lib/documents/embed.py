@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import Facts
+from .common import CorpusSample, Facts
 from .record import Record, omitted
 
 
@@ -45,7 +45,7 @@ class EmbedManifest(Record):
     """What one model's vectors depend on: model, tokenizer and corpus hashes, the embedding
     settings, the runner and the machine's embed facts."""
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: sample (params corpus_sample)
 
     model: str
     model_file: str
@@ -54,6 +54,7 @@ class EmbedManifest(Record):
     tokenizer_sha256: str
     corpus: str
     texts_sha256: str
+    sample: CorpusSample | None  # the quick look's subset embedded (null: the whole corpus)
     count: int
     documents: int
     dim: int

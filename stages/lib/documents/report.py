@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from ..i18n import Message
 from .benchmark import BenchmarkRun
-from .common import Environment, Load
+from .common import CorpusSample, Environment, Load
 from .compare import (
     Agreement,
     Cases,
@@ -153,13 +153,15 @@ class Report(Record):
     """The comparison of every candidate with the reference: ranking, recommendation, machines and
     every model's numbers (docs/report.md)."""
 
-    SCHEMA_VERSION = 5  # 5: task_by_group, cases, randomization_p, missed_by_all; 4: words inside messages
+    SCHEMA_VERSION = 6  # 6: task_by_group, cases, randomization_p, missed_by_all; 5: sample (params
+    # corpus_sample); 4: the words inside messages are messages too
 
     ranking: list[str]  # candidates, best first
     recommended: str | None
     schema_version: int
     reference: str
     corpus: str
+    sample: CorpusSample | None  # every quality number is this quick look's subset's (null: the whole corpus)
     confidence: float
     batch_invariance_min: float
     busy_tolerance: float

@@ -72,10 +72,23 @@ def size_message(ratio: float) -> Message:
     return msg("cell.smaller", x=ratio) if ratio > 1 else msg("cell.larger", x=1 / ratio)
 
 
+def from_sample(report: Report, key: str) -> list[Message]:
+    """The sentence `key` saying the verdicts come from a quick look's corpus sample; none for the
+    whole corpus."""
+    s = report.sample
+    return [msg(key, queries=s.queries, of_queries=s.of_queries)] if s else []
+
+
 def ship_line(report: Report) -> Advice:
-    """The answer to "which one should I ship?": the best-ranked PASS, or why none, and the knob
-    the evidence points to. When other PASS candidates are tied with it (same quality group, speeds
-    not measurably different), the line names them and the rule that picked it (ranking)."""
+    """The answer to "which one should I ship?", said to come from a corpus sample when it does."""
+    marker, sentences = _ship_line(report)
+    return marker, sentences + from_sample(report, "ship.sample")
+
+
+def _ship_line(report: Report) -> Advice:
+    """The best-ranked PASS, or why none, and the knob the evidence points to. When other PASS
+    candidates are tied with it (same quality group, speeds not measurably different), the line
+    names them and the rule that picked it (ranking)."""
     models, order = report.models, report.ranking
     if not order:
         return LOOK, [msg("ship.none_to_rank")]
@@ -141,10 +154,10 @@ def recommendations(report: Report) -> list[Advice]:
             out.append((LOOK, [msg("rec.within_noise", name=n)]))
         status, scope = c.verdict.status, c.verdict.scope_code
         if status == Status.FAIL and c.relation.related:
-            out.append((BAD, [msg("rec.fail", name=n)]))
+            out.append((BAD, [msg("rec.fail", name=n)] + from_sample(report, "rec.from_sample")))
         elif status == Status.PASS:
             out.append((GOOD, [msg("rec.pass_scope", name=n, path=scope.args["path"]) if scope
-                               else msg("rec.pass", name=n)]))
+                               else msg("rec.pass", name=n)] + from_sample(report, "rec.from_sample")))
         if not c.relation.related:
             out.append((LOOK, [msg("rec.unrelated", name=n, reason=c.relation.reason_code)]))
         if scope:

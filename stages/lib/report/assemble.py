@@ -10,6 +10,7 @@ import numpy as np
 
 from ..cases import missed_by_all
 from ..documents.benchmark import Benchmark, BenchmarkRun
+from ..documents.common import CorpusSample
 from ..documents.compare import CaseRow, Comparison, MachineLabel
 from ..documents.diagnose import Diagnosis, DiagnosisEnded
 from ..documents.inspect import Inspection
@@ -39,12 +40,13 @@ from .advice import ranking
 
 def build_report(params, results: Results = RESULTS) -> Report:
     """Gather every model's inspect, benchmark, speedup, compare and diagnose output into one document."""
-    models, control = {}, None
+    models, control, samples = {}, None, {}
     for name in params.models:
         ins = read_document(results.inspect(name), Inspection)
         bench = read_document(results.benchmark(name), Benchmark)
         comp = read_document(results.compare(name), Comparison)
         speed = read_document(results.speedup(name), Speedup)
+        samples[name] = comp.sample  # corpus_sample: what its quality numbers were measured on
         made = (ins.recipe or {})  # the QUANTIZE.json the quantize stage wrote beside a model it made
         models[name] = entry = ModelEntry(
             path=params.models[name].path, size=ins.size, parameters=ins.parameters.count,
@@ -71,6 +73,7 @@ def build_report(params, results: Results = RESULTS) -> Report:
     best_passes = bool(order) and models[order[0]].comparison.verdict.status == Status.PASS
     return Report(ranking=order, recommended=order[0] if best_passes else None,
                   schema_version=Report.SCHEMA_VERSION, reference=params.reference, corpus=params.corpus,
+                  sample=one_sample(samples, results),
                   confidence=params.compare.confidence, batch_invariance_min=params.compare.batch_invariance_min,
                   busy_tolerance=params.benchmark.busy_tolerance, language=params.report.language,
                   batch_size=params.embed.batch_size, machines=machine_summary(models, here), speed_control=control,
@@ -114,6 +117,17 @@ def missed_queries(names: list[str], reference: str, results: Results) -> Missed
     first = [MissedQuery(query=q, query_id=labels[q][0], query_text=labels[q][1], document_id=labels[q][2],
                          reference_rank=labels[q][3], best_rank=best[q]) for q in missed[:MISSED_KEPT]]
     return MissedByAll(models=names, queries=len(labels), count=len(missed), first=first)
+
+
+def one_sample(samples: dict[str, CorpusSample | None], results: Results) -> CorpusSample | None:
+    """The corpus sample every model's quality numbers come from (None: the whole corpus); models
+    compared on different subsets (a stage run alone) are not put side by side."""
+    (first, sample), *rest = samples.items()
+    for name, other in rest:
+        if other != sample:
+            raise UserError(f"{results.compare(name)}: measured on another corpus sample than {results.compare(first)} "
+                            "(corpus_sample); run dvc repro")
+    return sample
 
 
 MACHINE_ROLES = {"embed": ("embed",), "timing": ("benchmark", "speedup")}

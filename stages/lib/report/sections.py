@@ -71,6 +71,11 @@ def section_header(report: Report, ctx: Ctx) -> list[str]:
     title = ctx.t("title")
     out = [f"# {title}", ""] if ctx.fmt == "md" else ["=" * 78, title, "=" * 78]
     out += para(ctx, ctx.t("head.reference", ref=report.reference, corpus=report.corpus))
+    sample = report.sample
+    if sample:  # a quick look: said first, as every quality number below is the sample's
+        out += para(ctx, f"{LOOK} " + ctx.t("head.sample", queries=sample.queries, of_queries=sample.of_queries,
+                                            documents=sample.documents, of_documents=sample.of_documents),
+                    bullet=True)
     shortened = [f"{short} = {name}" for name, short in ctx.names.items() if short != name]
     if shortened:
         out += para(ctx, ctx.t("head.short_names", pairs="; ".join(shortened)))
@@ -247,7 +252,7 @@ def _snippets(report: Report, ctx: Ctx, cands: list[str]) -> list[str]:
                                 ctx.t("col.ref_top1", ref=ctx.n(report.reference))] + [ctx.n(n) for n in cands]))
 
 
-CASES_SHOWN = 3  # losses and gains per candidate in the report (20 each in report.json)
+CASES_SHOWN = 3  # losses and gains per candidate in the report (10 each in report.json)
 MISSED_SHOWN = 5  # queries every model misses (20 in report.json)
 
 
@@ -292,11 +297,16 @@ def _missed(report: Report, ctx: Ctx) -> list[str]:
         for q in m.first[:MISSED_SHOWN]], headers, (0.6, 0.4))
 
 
+def _status(report: Report, ctx: Ctx, status: Status) -> str:
+    """A verdict in words, marked when it comes from a corpus sample."""
+    return ctx.t(f"status.{status}") + (" " + ctx.t("cell.from_sample") if report.sample else "")
+
+
 def section_verdict(report: Report, ctx: Ctx) -> list[str]:
     out = []
     for n in candidates(report):
         v = report.models[n].comparison.verdict
-        marker, status = Status(v.status).marker, ctx.t(f"status.{v.status}")
+        marker, status = Status(v.status).marker, _status(report, ctx, v.status)
         if v.scope_code:
             line = ctx.t("note.verdict_scope", marker=marker, name=n, status=status, scope=v.scope_code.text(ctx.lang))
         else:
@@ -334,7 +344,7 @@ def section_summary(report: Report, ctx: Ctx) -> list[str]:
         m = report.models[n]
         c = m.comparison
         cos = c.agreement.cosine
-        rows.append([str(rank), ctx.n(n), ctx.t(f"status.{c.verdict.status}"),
+        rows.append([str(rank), ctx.n(n), _status(report, ctx, c.verdict.status),
                      quality_cell(ctx, c.task_delta["ndcg@10"]),
                      num(cos and cos.mean, ctx=ctx) if is_related(m) else ctx.t("cell.na_other_model"),
                      speed_cell(ctx, c.speed.latency_b1),
