@@ -75,7 +75,7 @@ def test_stage_refuses_machine_facts_of_another_machine(work):
     proc = subprocess.run([sys.executable, "-m", "stages.embed", "m"], cwd=work, env=env, capture_output=True,
                           text=True)
     line = _error_line(proc)
-    assert "results/machine/embed.json: describes another machine" in line and "dvc repro machine" in line
+    assert "results/machine/embed.json: describes another machine" in line and "dvc repro machine/dvc.yaml" in line
     assert not (work / "results" / "embed" / "m").exists()
 
 

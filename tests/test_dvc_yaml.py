@@ -8,7 +8,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+# The machine stage has a pipeline file of its own (machine/dvc.yaml, wdir: the repository root):
+# its run on every repro then rewrites only its small lock file
+MACHINE_FILE = yaml.safe_load((ROOT / "machine" / "dvc.yaml").read_text())
+MAIN_STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STAGES = {**MAIN_STAGES, **MACHINE_FILE["stages"]}
 
 
 def _imports(path: Path) -> set[Path]:
@@ -69,8 +73,11 @@ def test_stage_depends_on_the_machine_facts_it_reads(name):
         assert reads == (f"results/machine/{kind}.json" in body["deps"]), (name, kind)
 
 
-def test_the_machine_stage_runs_every_time_and_its_facts_are_in_git():
+def test_the_machine_stage_runs_every_time_in_its_own_pipeline_file_and_its_facts_are_in_git():
+    assert list(MACHINE_FILE) == ["stages"] and list(MACHINE_FILE["stages"]) == ["machine"]
+    assert "machine" not in MAIN_STAGES
     machine = STAGES["machine"]
     assert machine["always_changed"] is True
+    assert machine["wdir"] == ".."  # its paths (and params.yaml) are the repository root's, like every stage's
     outs = {list(o)[0]: o[list(o)[0]] for o in machine["outs"]}
     assert outs == {"results/machine/embed.json": {"cache": False}, "results/machine/timing.json": {"cache": False}}

@@ -157,7 +157,7 @@ def test_current_refuses_a_dependency_file_from_another_machine(tmp_path, monkey
     path = write_json(tmp_path / "timing.json", machine.detect()["timing"])
     assert machine.current("timing", path) == machine.detect()["timing"]
     write_json(path, {**machine.detect()["timing"], "cpu": "Another CPU"})
-    with pytest.raises(UserError, match=r"timing.json: describes another machine.*dvc repro machine"):
+    with pytest.raises(UserError, match=r"timing.json: describes another machine.*dvc repro machine/dvc.yaml"):
         machine.current("timing", path)
 
 

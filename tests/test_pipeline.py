@@ -23,6 +23,8 @@ from tests.test_documents import check, documents
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_RE = re.compile(r"Running stage '([^']+)'")
+MACHINE_FILE = "machine/dvc.yaml"  # the machine stage's own pipeline file
+MACHINE_STAGE = f"{MACHINE_FILE}:machine"  # as `dvc repro` names it from the repository root
 MODELS = ("tiny", "cand-a", "cand-b", "tiny-ov")
 MACHINE_DEPENDENT = {f"{stage}@{m}" for stage in ("embed", "benchmark", "compare", "diagnose")
                      for m in MODELS} | {"speedup", "report"}
@@ -46,9 +48,11 @@ def _dvc(cwd, *args, check=True, env=None):
 
 
 def _repro(cwd, env=None) -> set[str]:
-    """Stages `dvc repro report` ran (fetch_demo is not upstream of it), less `machine`
+    """Stages `dvc repro report` ran (fetch_demo is not upstream of it), less the machine stage
     (always_changed: it runs every time and rewrites its facts)."""
-    return set(STAGE_RE.findall(_dvc(cwd, "repro", "report", env=env).stdout)) - {"machine"}
+    ran = set(STAGE_RE.findall(_dvc(cwd, "repro", "report", env=env).stdout))
+    assert MACHINE_STAGE in ran  # upstream of report, run every time: its facts decide what reruns
+    return ran - {MACHINE_STAGE}
 
 
 def _simulated(**facts) -> dict:
@@ -88,7 +92,8 @@ def _params() -> dict:
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", MACHINE_FILE):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     tiny.build_model(repo / "models" / "tiny", dim=16, external_data=True)
     tiny.write_jsonl(repo / "data" / "corpus.jsonl", tiny.corpus_rows(40))
@@ -179,7 +184,11 @@ def test_repro_runs_every_stage_and_reports_true_sizes(repo):
 
 def test_second_repro_does_nothing_and_rewrites_nothing(repo):
     repo, _ = repo
+    lock = repo / "dvc.lock"
+    written = lock.stat().st_mtime_ns
     assert _repro(repo) == set()
+    # the machine stage ran, and DVC rewrote its own small lock file, not the big one (a slow rewrite)
+    assert lock.stat().st_mtime_ns == written
     assert _dvc(repo, "status", "-q", "report", check=False).returncode == 0
     assert _git_clean(repo)  # the machine stage rewrote identical facts
 
@@ -253,7 +262,7 @@ def test_a_report_mixing_machines_says_so_per_model(repo):
     """`dvc repro -s` re-times one model only: the report must not lend the other machine's name to it."""
     repo, _ = repo
     other = _simulated(cpu="Simulated EPYC")
-    _dvc(repo, "repro", "machine", env=other)
+    _dvc(repo, "repro", MACHINE_FILE, env=other)
     for stage in ("benchmark@cand-a", "speedup", "compare@cand-a", "report"):
         _dvc(repo, "repro", "-s", stage, env=other)
     text = (repo / "results" / "report.md").read_text()
@@ -272,7 +281,7 @@ def test_a_quick_look_on_a_corpus_sample_reruns_only_what_reads_it_and_says_so(r
     repo, _ = repo
     _run(repo, "git", "checkout", "-q", ".")  # the committed results: this machine's, all of the corpus
     assert _repro(repo) == set()
-    ran = set(STAGE_RE.findall(_dvc(repo, "exp", "run", "-S", "corpus_sample=10", "report").stdout)) - {"machine"}
+    ran = set(STAGE_RE.findall(_dvc(repo, "exp", "run", "-S", "corpus_sample=10", "report").stdout)) - {MACHINE_STAGE}
     assert ran == {f"{stage}@{m}" for stage in ("embed", "compare", "diagnose") for m in MODELS} | {"report"}, ran
     report = json.loads((repo / "results" / "report.json").read_text())
     sample = report["sample"]

@@ -204,7 +204,7 @@ def current(kind: str, recorded_path, timing_provider: str = CPU_PROVIDER) -> di
     recorded = read_json(recorded_path)
     if recorded != facts:
         raise UserError(f"{recorded_path}: describes another machine than this one "
-                        f"({describe(recorded)} vs {describe(facts)}); run `dvc repro machine` first")
+                        f"({describe(recorded)} vs {describe(facts)}); run `dvc repro machine/dvc.yaml` first")
     return facts
 
 
