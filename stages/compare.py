@@ -1,5 +1,6 @@
 """Quality of one model against the reference: `python -m stages.compare NAME`
--> results/compare/NAME.json (everything) and results/metrics/NAME.json (the headline numbers DVC diffs).
+-> results/compare/NAME.json (everything), results/metrics/NAME.json (the headline numbers DVC diffs)
+and results/cases/NAME.jsonl (one row per query: where its best relevant document ranks under each model).
 
 For the reference itself it records task metrics and sanity checks (and stops the run if a text
 embedded alone and in a padded batch disagree: pooling or the mask would be wrong).
@@ -7,12 +8,13 @@ embedded alone and in a padded batch disagree: pooling or the mask would be wron
 from stages.lib import cli
 from stages.lib.comparison import compare
 from stages.lib.layout import RESULTS
-from stages.lib.outputs import write_json
+from stages.lib.outputs import write_json, write_jsonl
 
 
 def main() -> None:
     args, params = cli.stage_args(__doc__)
-    result = compare(params, args.name)
+    result, rows = compare(params, args.name)
+    write_jsonl(RESULTS.cases(args.name), rows)
     write_json(RESULTS.compare(args.name), result)
     # under the model's name: metric names that are unique across files are what `dvc exp show`
     # prints as column headers (shared names get the whole file path prepended)

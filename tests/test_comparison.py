@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from stages.lib import metrics
 from stages.lib import params as params_lib
 from stages.lib.comparison import compare, task_metrics
 from stages.lib.corpus import draw_sample, load_corpus
@@ -17,6 +18,7 @@ from stages.lib.layout import Results
 from stages.lib.machine import machine_id
 from stages.lib.outputs import write_json
 from tests import tiny
+from tests.test_cases import brute_force_p
 
 N, DIM = 60, 16
 
@@ -107,7 +109,7 @@ def _fabricate(tmp_path, cand, ref_invariance=1.0, cand_params=1000, cand_time=0
 
 def compared(params, name: str, results: Results) -> dict:
     """The compare stage's document as it stores it."""
-    return compare(params, name, results).to_dict()
+    return compare(params, name, results)[0].to_dict()
 
 
 def test_perturbed_copy_is_related_and_close(tmp_path):
@@ -228,9 +230,122 @@ def test_paired_and_beir_layout_of_the_same_data_compare_identically(tmp_path):
         m["texts_sha256"] = load_corpus(beir).sha256()
         manifest.write_text(json.dumps(m))
     as_beir = compared(replace(params, corpus=str(beir)), "cand", results)
-    for key in ("task", "task_delta", "agreement", "verdict"):
+    for key in ("task", "task_delta", "task_by_group", "agreement", "verdict"):
         assert as_beir[key] == paired[key], key
+    without_ids = lambda cases: [{k: v for k, v in c.items() if not k.endswith("_id")}  # noqa: E731
+                                 for c in cases["losses"] + cases["gains"]]
+    assert without_ids(as_beir["cases"]) == without_ids(paired["cases"]) and paired["cases"]["losses"]
+    assert as_beir["cases"]["losses"][0]["query_id"] == "q-" + paired["cases"]["losses"][0]["query_id"]
     assert set(paired["agreement"]["cosine"]["by_lang"]) == {"python", "javascript"}
+
+
+# ---------------------------------------------------------------- where the candidate loses (issue 19)
+
+def _brute_ranks(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Rank of each query's own code (the paired layout's one relevant document) over every code,
+    by cosine, ties keeping corpus order: a full stable sort per row, not compare's counting."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    c = codes / np.linalg.norm(codes, axis=1, keepdims=True)
+    order = np.argsort(-(q @ c.T), axis=1, kind="stable")
+    return np.array([int(np.flatnonzero(order[i] == i)[0]) + 1 for i in range(len(q))])
+
+
+LOSERS = (7, 22, 41)
+
+
+def _losing_candidate(chosen: dict):
+    """A candidate equal to the reference except chosen queries: each LOSER's vector moved onto
+    another code (its own falls far), and two queries the reference ranks below 1 moved onto
+    their own code (they rise to rank 1). `chosen` receives the gainers and both models' ranks."""
+    def make(q, c, rng):
+        ref_rank = _brute_ranks(q, c)
+        gainers = [i for i in np.flatnonzero(ref_rank > 1) if i not in LOSERS][:2]
+        cand = q.copy()
+        for i in LOSERS:
+            cand[i] = c[(i + 1) % len(c)] - 0.5 * c[i]
+        for i in gainers:
+            cand[i] = c[i]
+        chosen.update(gainers=gainers, reference=ref_rank, candidate=_brute_ranks(cand, c), first=np.argmax(
+            (cand / np.linalg.norm(cand, axis=1, keepdims=True)) @ (c / np.linalg.norm(c, axis=1, keepdims=True)).T,
+            axis=1))
+        return cand, c
+    return make
+
+
+def _enumerated_p(cand: np.ndarray, ref: np.ndarray) -> float:
+    """test_cases.brute_force_p over the queries whose scores differ: a zero difference adds 0 under
+    either sign, so it changes no pattern's sum (test_cases checks that with zeros enumerated);
+    2^60 patterns of the whole corpus would not fit in memory."""
+    changed = cand != ref
+    return brute_force_p(cand[changed], ref[changed])
+
+
+def _ndcg_single(ranks: np.ndarray) -> np.ndarray:
+    """nDCG@10 of a query with one relevant document at `rank`: 1 / log2(rank + 1) inside the top 10."""
+    return np.where(ranks <= 10, 1 / np.log2(ranks + 1.0), 0.0)
+
+
+def test_compare_names_exactly_the_queries_the_candidate_loses_with_their_ranks(tmp_path):
+    chosen: dict = {}
+    params, results = _fabricate(tmp_path, _losing_candidate(chosen))
+    out, rows = compare(params, "cand", results)
+    ref_rank, cand_rank, gainers = chosen["reference"], chosen["candidate"], chosen["gainers"]
+    assert len(gainers) == 2 and (cand_rank[list(LOSERS)] > ref_rank[list(LOSERS)] + 5).all()
+    assert (cand_rank[gainers] == 1).all()
+    rr = 1 / cand_rank - 1 / ref_rank
+
+    assert [c.query for c in out.cases.losses] == sorted(LOSERS, key=lambda i: (rr[i], i))
+    assert [c.query for c in out.cases.gains] == sorted(gainers, key=lambda i: (-rr[i], i))
+    assert vars(out.cases.counts) == {"lost": 3, "gained": 2, "same": N - 5, "no_relevant": 0}
+    corpus = load_corpus(params.corpus)
+    for c in out.cases.losses + out.cases.gains:
+        i = c.query
+        assert (c.document, c.reference_rank, c.candidate_rank) == (i, ref_rank[i], cand_rank[i])
+        assert c.rr_change == pytest.approx(rr[i], abs=1e-15) and c.candidate_first == chosen["first"][i]
+        assert (c.query_id, c.document_id, c.lang) == (corpus.ids[i], corpus.doc_ids[i], corpus.langs[i])
+        assert c.query_text == corpus.queries[i]  # short texts stay whole
+        assert (c.document_text, c.candidate_first_text) == (corpus.codes[i], corpus.codes[c.candidate_first])
+        assert c.hits == {"reference_hit@10": bool(ref_rank[i] <= 10), "candidate_hit@10": bool(cand_rank[i] <= 10)}
+    # every query's row, untouched ones included, has the brute-force ranks
+    np.testing.assert_array_equal([r["reference_rank"] for r in rows], ref_rank)
+    np.testing.assert_array_equal([r["candidate_rank"] for r in rows], cand_rank)
+    assert [r["query_text"] for r in rows] == corpus.queries
+
+    # nDCG@10 by group equals a direct computation from the brute-force ranks
+    ref_ndcg, cand_ndcg = _ndcg_single(ref_rank), _ndcg_single(cand_rank)
+    assert out.task["ndcg@10"] == pytest.approx(cand_ndcg.mean(), abs=1e-12)
+    lengths = np.load(results.embed("ref") / "query_lengths.npy")
+    langs = np.array(corpus.langs)
+    groups = {"lang": {g: langs == g for g in ("javascript", "python")},
+              "length": {"0-32": lengths <= 32, "33-64": (lengths >= 33) & (lengths <= 64)}}
+    by_group = out.task_by_group
+    assert (by_group.metric, by_group.min_queries) == ("ndcg@10", 10)
+    for key, sel_by_name in groups.items():
+        got = getattr(by_group, key)
+        assert list(got) == list(sel_by_name)
+        for g, sel in sel_by_name.items():
+            d = got[g]
+            assert d.queries == sel.sum() >= 10 and d.measurable
+            assert d.reference == pytest.approx(ref_ndcg[sel].mean(), abs=1e-12)
+            assert d.candidate == pytest.approx(cand_ndcg[sel].mean(), abs=1e-12)
+            direct = metrics.paired_delta(cand_ndcg[sel], ref_ndcg[sel], 300, 0.95, 0)
+            assert d.relative_ci_low == pytest.approx(direct["relative_ci_low"], abs=1e-12)
+            assert d.relative_ci_high == pytest.approx(direct["relative_ci_high"], abs=1e-12)
+            assert d.randomization_p == _enumerated_p(cand_ndcg[sel], ref_ndcg[sel])
+
+    # the randomization p of the whole corpus: 5 queries changed, 2^5 sign patterns enumerated
+    assert out.task_delta["ndcg@10"].randomization_p == _enumerated_p(cand_ndcg, ref_ndcg)
+    assert out.task_delta["ndcg@10"].randomization_p >= 2 / 2 ** 5
+
+
+def test_the_reference_gets_its_own_rows_and_no_cases(tmp_path):
+    chosen: dict = {}
+    params, results = _fabricate(tmp_path, _losing_candidate(chosen))
+    out, rows = compare(params, "ref", results)
+    assert out.cases is None and out.task_by_group is None
+    np.testing.assert_array_equal([r["reference_rank"] for r in rows], chosen["reference"])
+    assert all(r["candidate_rank"] == r["reference_rank"] and r["rr_change"] == 0 for r in rows)
+    assert [r["reference_hit@10"] for r in rows] == [bool(x) for x in chosen["reference"] <= 10]
 
 
 def test_compare_reads_the_sample_its_embeddings_hold_and_refuses_another(tmp_path):
@@ -253,8 +368,14 @@ def test_compare_reads_the_sample_its_embeddings_hold_and_refuses_another(tmp_pa
             np.save(folder / f"{kind}.npy", vectors[name, kind])
         manifest = json.loads((folder / "manifest.json").read_text())
         (folder / "manifest.json").write_text(json.dumps({**manifest, "sample": sample.facts}))
-    out = compared(sampled, "cand", results)
+    doc, case_rows = compare(sampled, "cand", results)
+    out = doc.to_dict()
     assert whole["sample"] is None and out["sample"] == sample.facts
+    texts = load_corpus(params.corpus, sample=sample)  # the case rows carry the sampled queries' own texts
+    assert [(r["query_id"], r["query_text"]) for r in case_rows] == list(zip(texts.query_ids, texts.queries))
+    for c in out["cases"]["losses"] + out["cases"]["gains"]:  # and the sampled documents', by sample index
+        assert c["document_text"] == texts.codes[c["document"]] and c["document_id"] == texts.doc_ids[c["document"]]
+    assert out["cases"]["losses"]
     assert out["agreement"]["cosine"]["count"] == 40  # 20 queries and their 20 codes
     alone = task_metrics({"queries": vectors["cand", "queries"], "codes": vectors["cand", "codes"]}, 10)[0]
     assert out["task"] == pytest.approx(alone) and out["task"] != pytest.approx(whole["task"])  # query i -> code i

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -15,9 +16,9 @@ import yaml
 
 from stages.lib.documents import schemas
 from stages.lib.documents.compare import Comparison
-from stages.lib.documents.record import read, read_document
+from stages.lib.documents.record import Record, flat, read, read_document, read_jsonl
 from stages.lib.errors import UserError
-from stages.lib.outputs import write_json
+from stages.lib.outputs import write_json, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -31,10 +32,20 @@ def documents(root: Path) -> list[tuple[str, Path]]:
 
 
 def check(name: str, path: Path, tmp_path: Path) -> None:
-    """Valid against its schema, and read into its type and written back, the same bytes."""
+    """Valid against its schema, and read into its type and written back, the same bytes; a JSONL
+    file line by line (its schema is one line's)."""
+    tp, schema = schemas.DOCUMENTS[name][0], schemas.schema(name)
+    if path.suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert lines, path
+        for line in lines:
+            jsonschema.validate(json.loads(line), schema)
+        typed = list(read_jsonl(path, tp))
+        assert write_jsonl(tmp_path / "again.jsonl", typed).read_bytes() == path.read_bytes(), path
+        return
     data = json.loads(path.read_text(encoding="utf-8"))
-    jsonschema.validate(data, schemas.schema(name))
-    typed = read(schemas.DOCUMENTS[name][0], data)
+    jsonschema.validate(data, schema)
+    typed = read(tp, data)
     assert write_json(tmp_path / "again.json", typed).read_bytes() == path.read_bytes(), path
 
 
@@ -96,3 +107,40 @@ def test_a_document_of_another_shape_is_one_line_naming_file_and_key(tmp_path):
             read_document(path, Comparison)
         message = str(info.value)
         assert message.startswith(f"{path}: ") and where in message and "\n" not in message, message
+
+
+@dataclass(kw_only=True)
+class Row(Record):
+    """A JSONL line's type for the test: nullable numbers, a flat "@" key, a non-ASCII text."""
+
+    query: int
+    rank: int | None
+    hits: dict[str, bool] = flat(r"hit@\d+")
+    text: str
+
+
+def test_a_jsonl_document_streams_in_and_out_and_a_bad_line_is_named(tmp_path):
+    rows = [{"query": i, "rank": None if i == 0 else i * 7, "hit@10": i == 1, "text": "ünïcode | text"}
+            for i in range(3)]
+    path = write_jsonl(tmp_path / "cases" / "m.jsonl", (r for r in rows))  # a generator: streamed
+    assert path.read_text(encoding="utf-8").splitlines() == [json.dumps(r, ensure_ascii=False, separators=(",", ":"))
+                                                             for r in rows]
+    typed = list(read_jsonl(path, Row))
+    assert [r.hits for r in typed] == [{"hit@10": i == 1} for i in range(3)]
+    assert [r.to_dict() for r in typed] == rows
+    bad = path.read_text(encoding="utf-8").splitlines()
+    bad[1] = bad[1].replace('"rank":7', '"rank":"7"')
+    (tmp_path / "bad.jsonl").write_text("\n".join(bad) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        list(read_jsonl(tmp_path / "bad.jsonl", Row))
+    assert str(info.value).startswith(f"{tmp_path / 'bad.jsonl'}:2: rank: expected an integer")
+    with pytest.raises(UserError, match="file not found"):
+        list(read_jsonl(tmp_path / "none.jsonl", Row))
+
+    def failing():
+        yield rows[0]
+        raise RuntimeError("killed half way")
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, failing())
+    assert [p.name for p in path.parent.iterdir()] == ["m.jsonl"]  # no temp file left
+    assert [r.query for r in read_jsonl(path, Row)] == [0, 1, 2]  # and the old file whole

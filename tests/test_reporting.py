@@ -25,7 +25,7 @@ from stages.lib.machine_words import label
 from stages.lib.progress import Progress
 from stages.lib.report import advice, blocks, sections
 from stages.lib.report.advice import int8_path_advice
-from stages.lib.report.assemble import build_report, machine_summary
+from stages.lib.report.assemble import build_report, machine_summary, missed_queries
 from stages.lib.report.pictures import render_plots
 from stages.lib.status import Status
 
@@ -122,7 +122,7 @@ def test_console_fits_100_and_markdown_120_columns_with_5_candidates(lang):
     assert max(map(len, text.splitlines())) <= 100
     assert max(map(len, md.splitlines())) <= 120
     assert text.count("[") > 10 and "\u2026" not in text  # markers present, no unicode ellipsis
-    for tag in ("INFO", "PERF", "QUALITY", "VERDICT", "SUMMARY", "RECOMMENDATIONS"):
+    for tag in ("INFO", "PERF", "QUALITY", "CASES", "VERDICT", "SUMMARY", "RECOMMENDATIONS"):
         assert f"[{tag}]" in text
     assert text.encode("cp1251" if lang == "ru" else "ascii")  # a Windows console code page prints it
 
@@ -213,11 +213,13 @@ def data_words(obj, key: str | None = None) -> set[str]:
 
 def english_left(report: Report) -> set[str]:
     """English words of the English report that the Russian one still prints, less data, params keys
-    and file names: what the catalog failed to translate."""
+    and file names: what the catalog failed to translate. A corpus text shortened in a table cell
+    ends in part of a word: a prefix of a data word is data."""
     ru, en = (sections.render(report, "text", lang) for lang in ("ru", "en"))
-    files = _words(" ".join(sections.PICTURES)) | {"results", "plots"}
-    allowed = data_words(report.to_dict()) | PARAMS_WORDS | TERMS | files
-    return _words(ru) & _words(en) - allowed
+    files = _words(" ".join(sections.PICTURES)) | {"results", "plots", "cases"}  # results/cases/NAME.jsonl
+    data = data_words(report.to_dict())
+    left = _words(ru) & _words(en) - data - PARAMS_WORDS - TERMS - files
+    return {w for w in left if not any(d.startswith(w) for d in data)}
 
 
 def test_russian_leaves_no_english_prose(monkeypatch):
@@ -395,3 +397,129 @@ def test_a_busy_timing_is_flagged_with_how_to_rerun_it_in_both_languages():
     assert ("[!] int8-pt: the machine was busy while timing (speedup: other processes used more than 10% of the "
             "CPU); its timings are unreliable, rerun them on an idle machine (dvc repro -f -s speedup).") in en
     assert "int8-pt: во время замера машина была занята (ускорение:" in ru
+
+
+# ---------------------------------------------------------------- where the candidates lose (issue 19)
+
+DEMO_RESULTS = Path(__file__).parent / "fixtures" / "demo-results"  # a real run's stage outputs, case rows included
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_cases_show_each_candidates_largest_losses_and_gains_with_their_ranks(lang):
+    r = fixture_report()
+    for fmt in ("text", "md"):
+        text = _section(sections.section_cases, lang, fmt, report=r)
+        width = 120 if fmt == "md" else 100
+        assert max(map(len, text.splitlines())) <= width
+        for name in ("int8-pt", "int8-pc"):
+            cases = r.models[name].comparison.cases
+            k = cases.counts
+            counts = (f"{name}: of {k.lost + k.gained + k.same} queries with a relevant document, {k.lost} rank it "
+                      f"lower, {k.gained} higher, {k.same} the same." if lang == "en" else
+                      f"{name}: из {k.lost + k.gained + k.same} запросов с релевантным документом {k.lost} ставят "
+                      f"его ниже, {k.gained} выше, {k.same} так же.")
+            assert counts in " ".join(text.split())
+            block = text[text.index(f"{name}: "):]
+            rows = [line for line in block.splitlines() if re.match(r"\|? ?\[[-+]\]", line)][:6]
+            shown = [("[-]", c, c.candidate_first_text) for c in cases.losses[:3]] + \
+                    [("[+]", c, c.reference_first_text) for c in cases.gains[:3]]
+            assert len(rows) == len(shown) == 6
+            for line, (marker, c, first) in zip(rows, shown):
+                cells = [x.strip() for x in (line.strip("|").split(" | ") if fmt == "md" else re.split(r"  +", line))]
+                assert cells[0] == marker and cells[1] == f"{c.reference_rank:,} -> {c.candidate_rank:,}"
+                query, doc = (x.strip("`").removesuffix("...") for x in cells[2:4])
+                assert len(query) > 15 and c.query_text.startswith(query)
+                assert len(doc) > 15 and (first.replace("|", "\\|") if fmt == "md" else first).startswith(doc)
+
+
+def test_cases_in_markdown_are_code_spans_that_keep_the_table():
+    r = fixture_report()
+    case = r.models["int8-pt"].comparison.cases.losses[0]
+    case.query_text, case.candidate_first_text = "a | b `x` __init__", "def f(): return a || b"
+    md = _section(sections.section_cases, "en", "md", report=r)
+    line = next(x for x in md.splitlines() if "__init__" in x)
+    assert "`a \\| b 'x' __init__`" in line and "`def f(): return a \\|\\| b`" in line
+    assert line.count(" | ") == 3  # four cells: the escaped pipes split nothing
+    text = _section(sections.section_cases, "en", "text", report=r)
+    assert "a | b `x` __init__" in text  # the console prints the text as it is
+
+
+def test_task_groups_show_the_change_per_group_and_say_where_it_cannot():
+    r = five_candidates()
+    by_group = r.models["int8-pt"].comparison.task_by_group
+    by_group.length["tokens-few"] = replace(by_group.length["33-64"], queries=4, measurable=False,
+                                            reason="too_few_queries", relative=None, relative_ci_low=None,
+                                            relative_ci_high=None, wilcoxon_p=None, randomization_p=None)
+    for lang, few in (("en", "too few queries"), ("ru", "мало запросов")):
+        quality = _section(sections.section_quality, lang, report=r)
+        assert max(map(len, quality.splitlines())) <= 100
+        js = by_group.lang["javascript"]
+        assert js.relative_ci_high < 0  # the demo's int8-pt loses JavaScript measurably
+        cell = f"[-] {js.relative:+.2%} [{js.relative_ci_low:+.2%}, {js.relative_ci_high:+.2%}]"
+        label = "lang javascript" if lang == "en" else "язык javascript"
+        assert cell in _row(quality, f"{label} (n={js.queries})")
+        short = by_group.length["33-64"]
+        assert short.relative_ci_low < 0 < short.relative_ci_high  # no [-] where it is not measurable
+        assert f"{short.relative:+.2%} [" in _row(quality, f"{'tokens' if lang == 'en' else 'токены'} 33-64")
+        assert "[-] " + f"{short.relative:+.2%}" not in quality
+        assert few in quality
+    d = r.models["int8-pt"].comparison.task_delta["ndcg@10"]
+    assert d.wilcoxon_p > 0.001 > d.randomization_p
+    assert f"{d.wilcoxon_p:.3f} / <0.001" in _row(_section(sections.section_quality), "int8-pt")
+
+
+def test_queries_every_model_misses_are_listed_apart():
+    r = fixture_report()
+    m = r.missed_by_all
+    text = " ".join(_section(sections.section_cases, report=r).split())
+    assert (f"[!] {m.count} of {m.queries} queries have no relevant document in any model's top 10, the reference's "
+            "included: quantization did not lose them") in text
+    assert m.count > 5 and len(m.first) == 20
+    for q in m.first[:5]:
+        assert f"{q.query_text[:30]}" in text and f"{q.reference_rank:,} {q.best_rank:,}" in text
+    assert "У " + str(m.count) + " из " in _section(sections.section_cases, "ru", report=r)
+    r.missed_by_all = replace(m, count=0, first=[])
+    none_missed = " ".join(_section(sections.section_cases, report=r).split())
+    assert "Every one of the 698 queries has a relevant document" in none_missed
+    r.missed_by_all = None
+    assert "top 10" not in _section(sections.section_cases, report=r)
+
+
+def _json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_missed_by_every_model_is_read_from_each_models_case_rows(tmp_path):
+    names = ["fp32", "int8-pt", "int8-pc", "int8-emb", "int8-static", "fp16", "fp32-ov"]
+    rows = {n: _json_lines(DEMO_RESULTS / "cases" / f"{n}.jsonl") for n in names}
+    missed = [q for q in range(len(rows["fp32"])) if not any(rows[n][q]["candidate_hit@10"] for n in names)]
+    assert all(not rows[n][q]["reference_hit@10"] for n in names for q in missed)  # the reference's, in every file
+    best = {q: min(rows[n][q]["candidate_rank"] for n in names) for q in missed}
+    got = missed_queries(names, "fp32", Results(DEMO_RESULTS))
+    assert (got.count, got.queries, got.models) == (len(missed), len(rows["fp32"]), names)
+    assert [q.query for q in got.first] == sorted(missed, key=lambda q: (-best[q], q))[:20]
+    for q in got.first:
+        row = rows["fp32"][q.query]
+        assert (q.query_id, q.query_text, q.document_id, q.reference_rank, q.best_rank) == (
+            row["query_id"], row["query_text"], row["document_id"], row["reference_rank"], best[q.query])
+        assert q.best_rank > 10
+
+    # a file of another corpus, a missing one, a line of another shape: one line naming the file
+    results = Results(tmp_path)
+    (tmp_path / "cases").mkdir()
+    for n in names[:2]:
+        (tmp_path / "cases" / f"{n}.jsonl").write_bytes((DEMO_RESULTS / "cases" / f"{n}.jsonl").read_bytes())
+    short = (tmp_path / "cases" / "int8-pt.jsonl").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "cases" / "int8-pt.jsonl").write_text("\n".join(short[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"int8-pt.jsonl: 697 queries, .*fp32.jsonl 698: written for different"):
+        missed_queries(names[:2], "fp32", results)
+    (tmp_path / "cases" / "int8-pt.jsonl").write_text("\n".join(short) + "\n", encoding="utf-8")
+    assert missed_queries(names[:2], "fp32", results).count >= got.count  # two models miss at least what seven do
+    with pytest.raises(UserError, match=r"int8-pc.jsonl: file not found \(did the stage that writes it run\?\)"):
+        missed_queries(names[:3], "fp32", results)
+    broken = json.loads(short[4])
+    del broken["candidate_hit@10"]
+    (tmp_path / "cases" / "int8-pt.jsonl").write_text(
+        "\n".join(short[:4] + [json.dumps(broken)] + short[5:]) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"int8-pt.jsonl:5: expected the keys candidate_hit@10, reference_hit@10"):
+        missed_queries(names[:2], "fp32", results)

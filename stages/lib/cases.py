@@ -28,6 +28,15 @@ import numpy as np
 
 from .metrics import as_qrels, ranks_of
 
+TEXT_WIDTH = 160  # characters of a text kept in results/cases/NAME.jsonl and the compare document
+
+
+def short_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """`text` on one line (whitespace runs folded: code keeps its tokens, not its layout), cut to
+    `width` characters with "..." (ASCII: a Windows console prints it) where it was longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:max(width - 3, 0)].rstrip() + "..."
+
 
 def relevant_pairs(relevant, n_queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(query, document, grade) arrays of every relevant pair (grade >= 1), sorted by query then

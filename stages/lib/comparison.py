@@ -6,15 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import corpus_sample, load_corpus, sample_label
+from .cases import TargetRanks, case_rows, hits_at, short_text, top_cases
+from .corpus import corpus_sample, iter_texts, load_corpus, sample_label
 from .documents.benchmark import Benchmark
 from .documents.compare import (
     Agreement,
+    Cases,
     CompareSpeed,
     Comparison,
     Consistency,
     Delta,
     EmbeddingSummary,
+    GroupDelta,
     MachineLabel,
     Norms,
     Relation,
@@ -22,6 +25,7 @@ from .documents.compare import (
     Sanity,
     SizeRatio,
     Snippet,
+    TaskByGroup,
     Verdict,
 )
 from .documents.embed import EmbedManifest
@@ -33,10 +37,15 @@ from .layout import RESULTS, Results
 from .machine_words import int8_path
 from .machine_words import label as machine_label
 from .metrics import (
+    MIN_GROUP_QUERIES,
+    by_label,
     cosine_agreement,
+    group_deltas,
+    length_buckets,
     linear_cka,
     norms,
     paired_delta,
+    randomization_test,
     retrieval_per_query,
     row_cosine,
     scan_rankings,
@@ -91,10 +100,11 @@ def snippet_view(ref: dict, cand: dict, snippets_path: str | None) -> list[Snipp
     return rows
 
 
-def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> tuple[dict, np.ndarray, np.ndarray]:
+def agreement_metrics(ref: dict, emb: dict, langs: list[str], s, on_block=None) -> tuple[dict, np.ndarray, np.ndarray]:
     """Per-text cosine needs one space; CKA and the similarity-matrix metrics work across dimensions.
     `langs`: one per text, the queries' then the documents' (their counts may differ). Also returns
-    both models' rankings (reference, candidate) from the same pass, for the retrieval metrics."""
+    both models' rankings (reference, candidate) from the same pass, for the retrieval metrics;
+    `on_block` rides on that pass (metrics.similarity_agreement)."""
     texts_ref = np.vstack([ref["queries"], ref["codes"]])
     texts_cand = np.vstack([emb["queries"], emb["codes"]])
     out = {"cka_linear": linear_cka(texts_ref, texts_cand)}
@@ -104,7 +114,8 @@ def agreement_metrics(ref: dict, emb: dict, langs: list[str], s) -> tuple[dict, 
         out["cosine_codes_mean"] = float(row_cosine(ref["codes"], emb["codes"]).mean())
         out["cosine_queries_mean"] = float(row_cosine(ref["queries"], emb["queries"]).mean())
     out["similarity"], ref_rank, cand_rank = similarity_agreement(
-        ref["queries"], ref["codes"], emb["queries"], emb["codes"], s.k, s.spearman_max_pairs, s.seed)
+        ref["queries"], ref["codes"], emb["queries"], emb["codes"], s.k, s.spearman_max_pairs, s.seed,
+        on_block=on_block)
     return out, ref_rank, cand_rank
 
 
@@ -138,9 +149,10 @@ def runtime_summary(name: str, facts: dict | None, bytes_by_dtype: dict) -> Runt
     return RuntimeSummary(facts=facts, stored_precision=stored, note=code and code.text(), note_code=code)
 
 
-def compare(params, name: str, results: Results = RESULTS) -> Comparison:
+def compare(params, name: str, results: Results = RESULTS) -> tuple[Comparison, list[dict]]:
     """The compare stage's document: task metrics and sanity; for a candidate, everything against
-    the reference and the verdict."""
+    the reference and the verdict. Also one case row per query (results/cases/NAME.jsonl): for the
+    reference, the reference against itself."""
     ref_name = params.reference
     s = params.compare
     sample = corpus_sample(params)  # a quick look's subset, as embed drew it; None: the whole corpus
@@ -162,9 +174,16 @@ def compare(params, name: str, results: Results = RESULTS) -> Comparison:
     if inv.min is not None and inv.min < s.batch_invariance_min:
         raise UserError(f"reference {ref_name}: a text embedded alone and in a padded batch agree only to cosine "
                         f"{inv.min:.6f} (< {s.batch_invariance_min}): pooling or the attention mask is wrong")
-    agreement, ref_rank, cand_rank = (None, None, None) if name == ref_name else \
-        agreement_metrics(ref, emb, corpus.query_langs + corpus.doc_langs, s)  # one scan of both score matrices
+    ranks = TargetRanks(corpus.qrels, len(corpus))  # rides on the one scan of the score matrices
+    if name == ref_name:
+        agreement = None
+        ref_rank = cand_rank = scan_rankings(ref["queries"], ref["codes"], max(s.k, 10),
+                                             on_block=lambda start, scores: ranks(start, scores, scores))
+    else:
+        agreement, ref_rank, cand_rank = agreement_metrics(ref, emb, corpus.query_langs + corpus.doc_langs, s,
+                                                           on_block=ranks)  # one scan of both score matrices
     task, per_query = task_metrics(emb, s.k, corpus.qrels, cand_rank)
+    rows = query_rows(corpus, ranks, ref_rank, cand_rank, ref["query_lengths"])
     manifest = emb["manifest"]
     bench = {n: read_document(results.benchmark(n), Benchmark) for n in (ref_name, name)}
     inspect = {n: read_document(results.inspect(n), Inspection) for n in (ref_name, name)}
@@ -182,8 +201,10 @@ def compare(params, name: str, results: Results = RESULTS) -> Comparison:
         headline={})
     if name != ref_name:
         _, ref_per_query = task_metrics(ref, s.k, corpus.qrels, ref_rank)
-        out.task_delta = {m: Delta(**paired_delta(per_query[m], ref_per_query[m], s.bootstrap, s.confidence, s.seed))
-                          for m in per_query}
+        out.task_delta = {m: task_delta(per_query[m], ref_per_query[m], s) for m in per_query}
+        out.task_by_group = task_by_group(per_query["ndcg@10"], ref_per_query["ndcg@10"], corpus.query_langs,
+                                          ref["query_lengths"], s)
+        out.cases = shown_cases(rows, corpus)
         out.consistency = consistency(ref["manifest"], manifest, out.machines)
         out.agreement = read(Agreement, agreement)
         out.relation = relation(out.consistency.same_dim, out.agreement, inspect[name], inspect[ref_name], s)
@@ -197,7 +218,49 @@ def compare(params, name: str, results: Results = RESULTS) -> Comparison:
         out.snippets = snippet_view(ref, emb, params.snippets)
         out.verdict = verdict(out, params.verdict, inspect[name].quantization, manifest.machine)
     out.headline = headline_metrics(out, inspect[name], bench[name], params.embed.batch_size)
-    return out
+    return out, rows
+
+
+def task_delta(cand: np.ndarray, ref: np.ndarray, s) -> Delta:
+    """A per-query metric's paired change: bootstrap interval, Wilcoxon p and randomization p."""
+    return Delta(**paired_delta(cand, ref, s.bootstrap, s.confidence, s.seed),
+                 randomization_p=randomization_test(cand, ref, s.permutations, s.seed)["p"])
+
+
+def task_by_group(cand: np.ndarray, ref: np.ndarray, langs: list[str], lengths: np.ndarray, s) -> TaskByGroup:
+    """nDCG@10's paired change inside each language and each query-length bucket (the reference's
+    token counts), with the same interval, tests and seed as the whole corpus gets."""
+    groups = {"lang": by_label(langs), "length": length_buckets(lengths)}
+    found = {key: group_deltas(cand, ref, sel, s.bootstrap, s.confidence, s.seed, s.permutations)
+             for key, sel in groups.items()}
+    return TaskByGroup(metric="ndcg@10", min_queries=MIN_GROUP_QUERIES,
+                       **{key: {g: GroupDelta(**d) for g, d in by_group.items()} for key, by_group in found.items()})
+
+
+def query_rows(corpus, ranks: TargetRanks, ref_rank: np.ndarray, cand_rank: np.ndarray, lengths) -> list[dict]:
+    """cases.case_rows for every query, each with its text shortened: the texts come from one
+    streamed pass over the queries (compare holds no corpus text; a quick look's, its sample's)."""
+    rows = case_rows(ranks, ref_rank[:, 0], cand_rank[:, 0], hits_at(ref_rank, corpus.qrels),
+                     hits_at(cand_rank, corpus.qrels), query_ids=corpus.query_ids, doc_ids=corpus.doc_ids,
+                     langs=corpus.query_langs, lengths=lengths)
+    for row, text in zip(rows, iter_texts(corpus.path, "queries", corpus.sample), strict=True):
+        row["query_text"] = short_text(text)
+    return rows
+
+
+CASES_KEPT = 10  # losses and gains each, in the compare document and report.json (all: results/cases/NAME.jsonl)
+DOCUMENT_FIELDS = ("document", "reference_first", "candidate_first")
+
+
+def shown_cases(rows: list[dict], corpus) -> Cases:
+    """The largest losses and gains (cases.top_cases) with the texts of their documents, taken in
+    one streamed pass over the documents that keeps only those few."""
+    top = top_cases(rows, CASES_KEPT)
+    wanted = {r[f] for r in top["losses"] + top["gains"] for f in DOCUMENT_FIELDS}
+    texts = {i: short_text(t) for i, t in enumerate(iter_texts(corpus.path, "documents", corpus.sample)) if i in wanted}
+    top.update({side: [{**r, **{f"{f}_text": texts[r[f]] for f in DOCUMENT_FIELDS}} for r in top[side]]
+                for side in ("losses", "gains")})
+    return read(Cases, top)
 
 
 def consistency(mr: EmbedManifest, mc: EmbedManifest, machines: dict[str, MachineLabel]) -> Consistency:

@@ -22,6 +22,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sec.INFO": ("GENERAL INFORMATION", "ОБЩАЯ ИНФОРМАЦИЯ"),
     "sec.PERF": ("PERFORMANCE", "ПРОИЗВОДИТЕЛЬНОСТЬ"),
     "sec.QUALITY": ("EMBEDDING QUALITY", "КАЧЕСТВО ЭМБЕДДИНГОВ"),
+    "sec.CASES": ("WHERE THE CANDIDATES LOSE AND GAIN", "ГДЕ КАНДИДАТЫ ТЕРЯЮТ И ВЫИГРЫВАЮТ"),
     "sec.VERDICT": ("VERDICT", "ВЕРДИКТ"),
     "sec.SUMMARY": ("SUMMARY", "ИТОГ"),
     "sec.RECOMMENDATIONS": ("RECOMMENDATIONS", "РЕКОМЕНДАЦИИ"),
@@ -77,7 +78,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.r1": ("R@1", "R@1"),
     "col.r10": ("R@10", "R@10"),
     "col.ndcg_change": ("nDCG@10 change [{conf}]", "изменение nDCG@10 [{conf}]"),
-    "col.p": ("p", "p"),
+    "col.p_tests": ("p: Wilcoxon / perm.", "p: Уилкоксон / перест."),
+    "col.ref_ndcg": ("{ref} nDCG@10", "{ref} nDCG@10"),
+    "col.rank_move": ("rank", "ранг"),
+    "col.query": ("query", "запрос"),
+    "col.first_instead": ("ranked first instead", "на первом месте вместо него"),
+    "col.relevant_doc": ("relevant document", "релевантный документ"),
+    "col.ref_rank": ("{ref} rank", "ранг у {ref}"),
+    "col.best_rank": ("best rank", "лучший ранг"),
     "col.cos_mean": ("cos mean", "cos средн."),
     "col.cos_p1": ("cos p1", "cos p1"),
     "col.cos_min": ("cos min", "cos мин."),
@@ -115,6 +123,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cell.not_lower": ("not sig.", "незначимо"),
     "cell.lower": ("lower", "ниже"),
     "cell.unmeasurable": ("not measurable", "не измеримо"),
+    "cell.too_few_queries": ("too few queries", "мало запросов"),
+    "cell.reference_zero": ("reference at 0", "у эталона 0"),
     "cell.hit": ("hit", "да"),
     "cell.miss": ("miss", "нет"),
     "cell.lang_group": ("lang {g}", "язык {g}"),
@@ -162,6 +172,42 @@ MESSAGES: dict[str, tuple[str, str]] = {
                        "сходства - косинусы запрос x код."),
     "note.breakdown": ("Cosine to reference by language and by token length (mean/min):",
                        "Косинус к эталону по языкам и по длине в токенах (среднее/мин.):"),
+    "note.task_tests": ("nDCG@10 change: relative change of the mean over queries with its paired bootstrap "
+                        "interval; p: Wilcoxon signed-rank test / paired randomization (permutation) test, "
+                        "both on per-query nDCG@10.",
+                        "Изменение nDCG@10: относительное изменение среднего по запросам с парным бутстреп-"
+                        "интервалом; p: знаковый ранговый критерий Уилкоксона / парный рандомизационный "
+                        "(перестановочный) тест, оба по nDCG@10 запросов."),
+    "note.task_groups": ("nDCG@10 by the queries' language and by their length in reference tokens: the "
+                         "reference's value, then each candidate's change [{conf}]; [-] where the candidate "
+                         "loses measurably inside the group. Groups of fewer than {min} queries get no interval.",
+                         "nDCG@10 по языку запросов и по их длине в токенах эталона: значение эталона, затем "
+                         "изменение у каждого кандидата [{conf}]; [-] там, где кандидат измеримо теряет внутри "
+                         "группы. Группам меньше {min} запросов интервал не считается."),
+    "note.cases": ("Each query's best relevant document (the relevant one the reference ranks highest) and its "
+                   "rank among all documents, under the reference -> under the candidate; the {n} largest "
+                   "losses [-] and gains [+] by the change in reciprocal rank, with what was ranked first "
+                   "instead (for a loss the candidate's first document, for a gain the reference's). More in "
+                   "report.json; every query in results/cases/NAME.jsonl.",
+                   "Лучший релевантный документ каждого запроса (тот из релевантных, что эталон ставит выше "
+                   "всех) и его ранг среди всех документов у эталона -> у кандидата; {n} самых больших потерь "
+                   "[-] и выигрышей [+] по изменению обратного ранга и то, что оказалось на первом месте "
+                   "вместо него (при потере - первый документ кандидата, при выигрыше - эталона). Больше в "
+                   "report.json; все запросы в results/cases/NAME.jsonl."),
+    "note.cases_counts": ("{name}: of {n} queries with a relevant document, {lost} rank it lower, {gained} "
+                          "higher, {same} the same.",
+                          "{name}: из {n} запросов с релевантным документом {lost} ставят его ниже, {gained} "
+                          "выше, {same} так же."),
+    "note.missed": ("{count} of {queries} queries have no relevant document in any model's top 10, the "
+                    "reference's included: quantization did not lose them; they point at the labels, the corpus "
+                    "or the reference model itself. The {n} whose document every model ranks lowest (more in "
+                    "report.json):",
+                    "У {count} из {queries} запросов нет релевантного документа в top-10 ни одной модели, "
+                    "включая эталон: их потеряло не квантование; они указывают на разметку, корпус или на саму "
+                    "эталонную модель. {n}, чей документ все модели ставят ниже всего (больше в report.json):"),
+    "note.missed_none": ("Every one of the {queries} queries has a relevant document in some model's top 10.",
+                         "У каждого из {queries} запросов релевантный документ есть в top-10 хотя бы одной "
+                         "модели."),
     "note.snippets": ("Quick view, hand-written snippets (cosine to reference, own code ranked first among "
                       "snippets):",
                       "Быстрый взгляд, написанные вручную сниппеты (косинус к эталону, свой код на первом месте "

@@ -40,6 +40,11 @@ class Results:
     def compare(self, name: str) -> Path:
         return self.root / "compare" / f"{name}.json"
 
+    def cases(self, name: str) -> Path:
+        """One row per query: where its best relevant document ranks under the reference and under
+        NAME (cases.py). A DVC output (about 20 MB at 100k queries), not in git; the report reads it."""
+        return self.root / "cases" / f"{name}.jsonl"
+
     def diagnose(self, name: str) -> Path:
         """Where a non-PASS candidate's error comes from, layer by layer (or why it was skipped)."""
         return self.root / "diagnose" / f"{name}.json"

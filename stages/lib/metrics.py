@@ -144,11 +144,19 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
-def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int | None = None) -> np.ndarray:
-    """Top-k code indices for every query, blockwise."""
+def scan_rankings(queries: np.ndarray, codes: np.ndarray, k: int, block: int | None = None,
+                  on_block=None) -> np.ndarray:
+    """Top-k code indices for every query, blockwise. `on_block(start, scores)`, if given, sees each
+    block's scores (rows start.. of the queries) before they are ranked, as in similarity_agreement."""
     q, c = l2_normalize(queries.astype(np.float32)), l2_normalize(codes.astype(np.float32))
     block = block or query_block(len(c))
-    return np.vstack([top_k(q[i:i + block] @ c.T, k) for i in range(0, len(q), block)])
+    out = []
+    for start in range(0, len(q), block):
+        scores = q[start:start + block] @ c.T
+        if on_block is not None:
+            on_block(start, scores)
+        out.append(top_k(scores, k))
+    return np.vstack(out)
 
 
 def similarity_agreement(ref_q, ref_c, cand_q, cand_c, k: int, max_pairs: int, seed: int,
@@ -289,14 +297,14 @@ def randomization_test(cand, ref, n_permutations: int = 10_000, seed: int = 0,
     if m <= exact_max:
         flips = (np.arange(2 ** m)[:, None] >> np.arange(m)) & 1  # row j: the bits of j, 1 = flipped
         hits = np.count_nonzero(np.abs(total - 2 * (flips @ d)) >= observed)
-        return {"p": hits / 2 ** m, "method": "exact", "permutations": 2 ** m}
+        return {"p": float(hits / 2 ** m), "method": "exact", "permutations": 2 ** m}
     rng = np.random.default_rng(seed)
     hits, chunk = 0, max(1, 2_000_000 // m)  # chunks of flips: n_permutations x m could be gigabytes
     for start in range(0, n_permutations, chunk):
         rows = min(chunk, n_permutations - start)
         flips = np.unpackbits(rng.integers(0, 256, size=(rows, (m + 7) // 8), dtype=np.uint8), axis=1, count=m)
         hits += np.count_nonzero(np.abs(total - 2 * (flips @ d)) >= observed)
-    return {"p": (1 + hits) / (1 + n_permutations), "method": "monte_carlo", "permutations": n_permutations}
+    return {"p": float((1 + hits) / (1 + n_permutations)), "method": "monte_carlo", "permutations": n_permutations}
 
 
 MIN_GROUP_QUERIES = 10  # fewer: no interval or p-value, the group is marked not measurable

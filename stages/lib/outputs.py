@@ -19,18 +19,26 @@ from . import readers
 from .errors import UserError
 
 
-def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
+@contextmanager
+def _atomic_file(path: str | os.PathLike, mode: str = "wb", **kwargs):
+    """An open temp file in the same folder as `path`, renamed to it when the block ends without
+    error and removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def _atomic_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with _atomic_file(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -57,6 +65,15 @@ def _jsonable(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     text = json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n"
     return _atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_jsonl(path: str | os.PathLike, rows) -> Path:
+    """One JSON object per line, compact, streamed: a file of 100k rows is never one string in
+    memory, and a stage killed half way leaves no half-written file."""
+    with _atomic_file(path, "w", encoding="utf-8", newline="\n") as fh:
+        for row in rows:
+            fh.write(json.dumps(_jsonable(row), ensure_ascii=False, separators=(",", ":")) + "\n")
+    return Path(path)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -177,6 +177,7 @@ class BenchmarkSettings:
 class CompareSettings:
     k: int = _f(10, int)
     bootstrap: int = _f(2000, int)
+    permutations: int = _f(10_000, int)
     seed: int = _f(0, int)
     confidence: float = _f(0.95, float)
     spearman_max_pairs: int = _f(2_000_000, int)
@@ -341,6 +342,7 @@ RULES = {
     ("report", "language"): (lambda v: v in ("en", "ru"), "en or ru"),
     ("compare", "k"): (lambda v: v >= 1, "at least 1"),
     ("compare", "bootstrap"): (lambda v: v >= 100, "at least 100"),
+    ("compare", "permutations"): (lambda v: v >= 100, "at least 100"),
     ("compare", "confidence"): (lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.95"),
     ("compare", "spearman_max_pairs"): (lambda v: v >= 1000, "at least 1000"),
     ("compare", "batch_invariance_min"): (lambda v: 0 < v <= 1, "between 0 and 1"),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..i18n import Message
 from ..status import Status
@@ -67,8 +67,8 @@ class RuntimeSummary(Record):
 
 @dataclass(kw_only=True)
 class Delta(Record):
-    """A task metric's relative change against the reference, its paired bootstrap interval and
-    Wilcoxon p."""
+    """A task metric's relative change against the reference, its paired bootstrap interval,
+    Wilcoxon p and paired randomization p."""
 
     reference: float
     candidate: float
@@ -77,6 +77,94 @@ class Delta(Record):
     relative_ci_low: float
     relative_ci_high: float
     wilcoxon_p: float
+    randomization_p: float
+
+
+@dataclass(kw_only=True)
+class GroupDelta(Record):
+    """A task metric inside one group of queries: its size and both means; where the group is
+    measurable (enough queries, a reference mean above 0, a bounded interval) also the relative
+    change, its paired bootstrap interval, Wilcoxon p and randomization p, else the reason."""
+
+    queries: int
+    reference: float
+    candidate: float
+    delta: float
+    relative: float | None = omitted()
+    relative_ci_low: float | None = omitted()
+    relative_ci_high: float | None = omitted()
+    wilcoxon_p: float | None = omitted()
+    randomization_p: float | None = omitted()
+    measurable: bool
+    reason: Literal["too_few_queries", "reference_zero", "interval_unbounded"] | None = omitted()
+
+
+@dataclass(kw_only=True)
+class TaskByGroup(Record):
+    """A task metric's change by the queries' language (the corpus's labels) and by their length in
+    the reference's tokens; groups of fewer than min_queries get no interval."""
+
+    metric: str
+    min_queries: int
+    lang: dict[str, GroupDelta]
+    length: dict[str, GroupDelta]
+
+
+@dataclass(kw_only=True)
+class CaseRow(Record):
+    """One query of results/cases/NAME.jsonl: its best relevant document (the relevant one the
+    reference ranks highest; null when it has none), that document's rank under the reference and
+    under NAME over every document, the reciprocal-rank change 1/candidate - 1/reference, the
+    document each model ranked first, and whether any relevant document is in each top 10."""
+
+    SCHEMA_VERSION = 1
+
+    query: int
+    query_id: str
+    lang: str
+    length: int
+    document: int | None
+    grade: int | None
+    reference_rank: int | None
+    candidate_rank: int | None
+    rr_change: float | None
+    reference_first: int
+    candidate_first: int
+    hits: dict[str, bool] = flat(r"(reference|candidate)_hit@10")
+    document_id: str | None
+    reference_first_id: str
+    candidate_first_id: str
+    query_text: str  # whitespace folded, shortened (cases.short_text)
+
+
+@dataclass(kw_only=True)
+class Case(CaseRow):
+    """A case shown in the report: its row, and the documents' texts, shortened."""
+
+    document_text: str
+    reference_first_text: str
+    candidate_first_text: str
+
+
+@dataclass(kw_only=True)
+class CaseCounts(Record):
+    """Queries whose best relevant document the candidate ranks lower, higher, the same, and
+    queries without a relevant document."""
+
+    lost: int
+    gained: int
+    same: int
+    no_relevant: int
+
+
+@dataclass(kw_only=True)
+class Cases(Record):
+    """Where the candidate loses and gains: the largest reciprocal-rank losses and gains, largest
+    first (the full list is results/cases/NAME.jsonl)."""
+
+    losses: list[Case]
+    gains: list[Case]
+    counts: CaseCounts
 
 
 @dataclass(kw_only=True)
@@ -189,8 +277,8 @@ class CompareSpeed(Record):
 class Comparison(Record):
     """One model against the reference; for the reference itself, its task metrics and sanity."""
 
-    SCHEMA_VERSION = 3  # 3: sample (params corpus_sample); 2: machine labels' description_code, relation's
-    # reason_code, codes in codes
+    SCHEMA_VERSION = 4  # 4: cases, task_by_group, randomization_p; 3: sample (params corpus_sample);
+    # 2: machine labels' description_code, relation's reason_code, codes in codes
 
     model: str
     reference: str
@@ -203,6 +291,8 @@ class Comparison(Record):
     task: dict[str, float]  # ndcg@10, mrr@10, recall@1, recall@10
     runtime: RuntimeSummary
     task_delta: dict[str, Delta] | None = omitted()  # candidates only, from here to verdict
+    task_by_group: TaskByGroup | None = omitted()
+    cases: Cases | None = omitted()
     consistency: Consistency | None = omitted()
     agreement: Agreement | None = omitted()
     relation: Relation | None = omitted()

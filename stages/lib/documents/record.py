@@ -22,12 +22,13 @@ import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any, ClassVar, Literal, TypeVar
 
 from ..errors import DocumentError, UserError
 from ..outputs import read_json
-from ..readers import json_type
+from ..readers import json_type, parse_json, text_lines
 
 
 def omitted(**kwargs):
@@ -88,14 +89,28 @@ def read(tp: Any, data: Any, where: str = "") -> Any:
     return _read(tp, data, where)
 
 
+OTHER_SHAPE = "(not the shape this version writes: rerun the stage that writes it, dvc repro)"
+
+
 def read_document(path: str | os.PathLike, tp: Any) -> Any:
     """A stage's output file as its type: a file of another shape (an older version of the pipeline
     wrote it, or a hand edit) is one line naming the file and the key."""
     try:
         return _read(tp, read_json(path), "")
     except DocumentError as exc:
-        raise UserError(f"{path}: {exc} (not the shape this version writes: rerun the stage that writes it, "
-                        f"dvc repro)") from None
+        raise UserError(f"{path}: {exc} {OTHER_SHAPE}") from None
+
+
+def read_jsonl(path: str | os.PathLike, tp: Any) -> Iterator[Any]:
+    """A stage's JSONL output, one line at a time as type `tp` (a file of 100k rows never sits in
+    memory whole); a line of another shape is one line naming file:line and the key."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found (did the stage that writes it run?)")
+    for lineno, line in text_lines(path):
+        try:
+            yield _read(tp, parse_json(line, path, lineno), "")
+        except DocumentError as exc:
+            raise UserError(f"{path}:{lineno}: {exc} {OTHER_SHAPE}") from None
 
 
 def json_schema(tp: Any, title: str, version: int) -> dict:

@@ -9,6 +9,7 @@ from .benchmark import BenchmarkRun
 from .common import CorpusSample, Environment, Load
 from .compare import (
     Agreement,
+    Cases,
     Consistency,
     Delta,
     EmbeddingSummary,
@@ -17,6 +18,7 @@ from .compare import (
     RuntimeSummary,
     SizeRatio,
     Snippet,
+    TaskByGroup,
     Verdict,
 )
 from .diagnose import Layer, LayerCounts, OutputError
@@ -66,9 +68,35 @@ class ReportComparison(Record):
     consistency: Consistency
     agreement: Agreement
     task_delta: dict[str, Delta]
+    task_by_group: TaskByGroup
+    cases: Cases
     speed: ReportSpeed
     size: SizeRatio
     snippets: list[Snippet]
+
+
+@dataclass(kw_only=True)
+class MissedQuery(Record):
+    """A query no model finds: its best relevant document (null: it has none), that document's
+    rank under the reference and the best rank any model gives it."""
+
+    query: int
+    query_id: str
+    query_text: str
+    document_id: str | None
+    reference_rank: int | None
+    best_rank: int | None
+
+
+@dataclass(kw_only=True)
+class MissedByAll(Record):
+    """Queries with no relevant document in any model's top 10, the reference's included: they
+    point at the labels or the corpus, not at quantization (cases.missed_by_all)."""
+
+    models: list[str]
+    queries: int  # evaluated queries
+    count: int
+    first: list[MissedQuery]  # those whose document every model ranks lowest first; all: results/cases/
 
 
 @dataclass(kw_only=True)
@@ -125,7 +153,8 @@ class Report(Record):
     """The comparison of every candidate with the reference: ranking, recommendation, machines and
     every model's numbers (docs/report.md)."""
 
-    SCHEMA_VERSION = 5  # 5: sample (params corpus_sample); 4: the words inside messages are messages too
+    SCHEMA_VERSION = 6  # 6: task_by_group, cases, randomization_p, missed_by_all; 5: sample (params
+    # corpus_sample); 4: the words inside messages are messages too
 
     ranking: list[str]  # candidates, best first
     recommended: str | None
@@ -140,4 +169,5 @@ class Report(Record):
     batch_size: int
     machines: Machines
     speed_control: SpeedControl | None
+    missed_by_all: MissedByAll | None = omitted()  # with at least one candidate
     models: dict[str, ModelEntry]

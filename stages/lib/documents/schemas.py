@@ -1,4 +1,5 @@
-"""The JSON Schema of every document a stage writes, generated from the types: docs/schemas/NAME.schema.json.
+"""The JSON Schema of every document a stage writes, generated from the types: docs/schemas/NAME.schema.json
+(for a JSONL file, the schema of each of its lines).
 
 `python -m stages.lib.documents.schemas` rewrites them; tests/test_documents.py checks they are
 current, that every fixture and every committed result written by this code validates, and that
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ..layout import Results
 from .benchmark import Benchmark
-from .compare import Comparison
+from .compare import CaseRow, Comparison
 from .diagnose import Diagnosis, DiagnosisDone
 from .embed import EmbedManifest, EmbedMemory
 from .inspect import Inspection
@@ -31,6 +32,7 @@ DOCUMENTS = {
     "speedup": (Speedup, Speedup.SCHEMA_VERSION, str(_ANY.speedup("*"))),
     "speed": (SpeedHeadlines, SpeedHeadlines.SCHEMA_VERSION, str(_ANY.speed_headline)),
     "compare": (Comparison, Comparison.SCHEMA_VERSION, str(_ANY.compare("*"))),
+    "cases": (CaseRow, CaseRow.SCHEMA_VERSION, str(_ANY.cases("*"))),  # JSONL: the schema of one line
     "diagnose": (Diagnosis, DiagnosisDone.SCHEMA_VERSION, str(_ANY.diagnose("*"))),
     "report": (Report, Report.SCHEMA_VERSION, str(_ANY.report_json)),
 }

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
+import numpy as np
+
+from ..cases import missed_by_all
 from ..documents.benchmark import Benchmark, BenchmarkRun
 from ..documents.common import CorpusSample
-from ..documents.compare import Comparison, MachineLabel
+from ..documents.compare import CaseRow, Comparison, MachineLabel
 from ..documents.diagnose import Diagnosis, DiagnosisEnded
 from ..documents.inspect import Inspection
-from ..documents.record import read_document
+from ..documents.record import read_document, read_jsonl
 from ..documents.report import (
     DiagnosisEndedSummary,
     DiagnosisSummary,
     Machines,
     MachineUse,
+    MissedByAll,
+    MissedQuery,
     ModelEntry,
     Report,
     ReportComparison,
@@ -59,7 +64,8 @@ def build_report(params, results: Results = RESULTS) -> Report:
         else:
             entry.comparison = ReportComparison(
                 verdict=comp.verdict, relation=comp.relation, consistency=comp.consistency, agreement=comp.agreement,
-                task_delta=comp.task_delta, size=comp.size, snippets=comp.snippets,
+                task_delta=comp.task_delta, task_by_group=comp.task_by_group, cases=comp.cases, size=comp.size,
+                snippets=comp.snippets,
                 speed=ReportSpeed(latency_b1=speed.summary(), throughput=comp.speed.throughput))
             entry.diagnosis = diagnosis_summary(read_document(results.diagnose(name), Diagnosis))
     here = machine_label(read_json(results.machine("timing")))
@@ -71,7 +77,46 @@ def build_report(params, results: Results = RESULTS) -> Report:
                   confidence=params.compare.confidence, batch_invariance_min=params.compare.batch_invariance_min,
                   busy_tolerance=params.benchmark.busy_tolerance, language=params.report.language,
                   batch_size=params.embed.batch_size, machines=machine_summary(models, here), speed_control=control,
+                  missed_by_all=missed_queries(list(models), params.reference, results) if order else None,
                   models=models)
+
+
+MISSED_KEPT = 20  # queries every model misses, in report.json (the report shows fewer)
+HIT_KEYS = {"reference_hit@10", "candidate_hit@10"}
+
+
+def _case_columns(path, labels: bool) -> tuple[np.ndarray, list[int | None], list[tuple]]:
+    """From one model's case rows (results/cases/NAME.jsonl, streamed): its hit@10 and its rank of
+    each query's best relevant document; with `labels`, also each query's id, text, document id and
+    reference rank. A few numbers per query, not 100k row objects."""
+    hits, ranks, rows = [], [], []
+    for lineno, row in enumerate(read_jsonl(path, CaseRow), 1):
+        if set(row.hits) != HIT_KEYS:
+            raise UserError(f"{path}:{lineno}: expected the keys {', '.join(sorted(HIT_KEYS))}; rerun compare")
+        hits.append(row.hits["candidate_hit@10"])
+        ranks.append(row.candidate_rank)
+        if labels:
+            rows.append((row.query_id, row.query_text, row.document_id, row.reference_rank))
+    return np.array(hits, dtype=bool), ranks, rows
+
+
+def missed_queries(names: list[str], reference: str, results: Results) -> MissedByAll:
+    """The queries no model (the reference among them) has a relevant document for in its top 10,
+    from each model's own case rows (in the reference's file, the reference against itself);
+    those whose best relevant document every model ranks lowest first, then by query."""
+    hits, ranks, labels = {}, {}, []
+    for name in names:
+        hits[name], ranks[name], found = _case_columns(results.cases(name), name == reference)
+        labels = found or labels
+        if len(hits[name]) != len(hits[names[0]]):
+            raise UserError(f"{results.cases(name)}: {len(hits[name])} queries, {results.cases(names[0])} "
+                            f"{len(hits[names[0]])}: written for different corpora; rerun dvc repro")
+    missed = missed_by_all(hits).tolist()
+    best = {q: min((ranks[n][q] for n in names if ranks[n][q] is not None), default=None) for q in missed}
+    missed.sort(key=lambda q: (best[q] is not None, -(best[q] or 0), q))  # no relevant document: first
+    first = [MissedQuery(query=q, query_id=labels[q][0], query_text=labels[q][1], document_id=labels[q][2],
+                         reference_rank=labels[q][3], best_rank=best[q]) for q in missed[:MISSED_KEPT]]
+    return MissedByAll(models=names, queries=len(labels), count=len(missed), first=first)
 
 
 def one_sample(samples: dict[str, CorpusSample | None], results: Results) -> CorpusSample | None:

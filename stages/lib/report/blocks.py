@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
+from ..cases import short_text
 from ..documents.benchmark import Repeatability
-from ..documents.compare import Delta
+from ..documents.compare import Delta, GroupDelta
 from ..documents.report import ModelEntry, SpeedControl
 from ..documents.speedup import SpeedupSummary
 from ..i18n import data_value, t
@@ -91,6 +92,21 @@ def table(ctx: Ctx, rows, headers, keep: int = 1) -> list[str]:
     return out
 
 
+def fitted_table(ctx: Ctx, build, headers, shares: tuple[float, ...]) -> list[str]:
+    """A table whose text columns take the room the other columns leave: `build(widths)` makes the
+    rows with each text column at most its width (one width per share of the room); the widths
+    shrink by the overflow until the table fits the format's width."""
+    widths = [int(ctx.width * share) for share in shares]
+    rows = build(widths)
+    for _ in range(4):
+        over = max(map(len, _tabulate(ctx, rows, headers))) - ctx.width if rows else 0
+        if over <= 0:
+            break
+        widths = [max(8, w - math.ceil(over * share)) for w, share in zip(widths, shares)]
+        rows = build(widths)
+    return table(ctx, rows, headers)
+
+
 def para(ctx: Ctx, text: str, bullet: bool = False, indent: int = 0) -> list[str]:
     """Prose wrapped to the format's width; in Markdown a bullet keeps each note its own line."""
     lead = "  " * indent + ("- " if ctx.fmt == "md" and bullet else "")
@@ -130,6 +146,46 @@ def delta_cell(ctx: Ctx, d: Delta) -> str:
     if d.relative is None or d.relative_ci_low is None or d.relative_ci_high is None:
         return ctx.t("cell.unmeasurable")
     return f"{d.relative:+.2%} [{d.relative_ci_low:+.2%}, {d.relative_ci_high:+.2%}]"
+
+
+def p_cell(p: float | None) -> str:
+    """A p-value to 3 decimals; below 0.001 as "<0.001", never as a "0.000" that reads as zero."""
+    if p is None:
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def group_cell(ctx: Ctx, d: GroupDelta | None) -> str:
+    """A group's relative change and interval, [-] when the interval lies below 0; the reason where
+    the group is not measurable (too few queries, a reference at 0, an unbounded interval)."""
+    if d is None:
+        return ctx.t("cell.na")
+    if not d.measurable:
+        return ctx.t({"too_few_queries": "cell.too_few_queries", "reference_zero": "cell.reference_zero"}.get(
+            d.reason, "cell.unmeasurable"))
+    cell = f"{d.relative:+.2%} [{d.relative_ci_low:+.2%}, {d.relative_ci_high:+.2%}]"
+    return f"{BAD} {cell}" if d.relative_ci_high < 0 else cell
+
+
+def text_cell(ctx: Ctx, text: str, width: int) -> str:
+    """A corpus text in a table cell of at most `width` characters: on one line, shortened; in
+    Markdown a code span (code keeps its `*` and `_`), its pipes escaped so the table holds."""
+    if ctx.fmt != "md":
+        return short_text(text, width)
+    cut = width - 2
+    while True:
+        cell = "`" + short_text(text, cut).replace("`", "'").replace("|", "\\|") + "`"
+        if len(cell) <= width or cut <= 4:
+            return cell
+        cut -= 1
+
+
+def id_cell(ctx: Ctx, name: str | None, width: int) -> str:
+    """A corpus id in at most `width` characters, its end kept (the part that tells ids apart); in
+    Markdown a code span."""
+    if name is None:
+        return "-"
+    return tail(name, width) if ctx.fmt != "md" else "`" + tail(name, width - 2).replace("`", "'") + "`"
 
 
 def repeat_cell(ctx: Ctx, rep: Repeatability | None) -> str:

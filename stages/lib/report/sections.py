@@ -6,21 +6,26 @@ A new section is one such function and one entry in SECTIONS (its heading in i18
 """
 from __future__ import annotations
 
-from ..documents.compare import CosineStats
+from ..documents.compare import Case, CosineStats
 from ..documents.report import DiagnosisEndedSummary, DiagnosisSummary, MachineUse, ModelEntry, Report
 from ..documents.speedup import States
 from ..machine_words import load_cell
-from ..status import LOOK, Status
+from ..metrics import MIN_GROUP_QUERIES
+from ..status import BAD, GOOD, LOOK, Status
 from .advice import candidates, recommendations, ship_line
 from .blocks import (
     Ctx,
     advice_lines,
     delta_cell,
+    fitted_table,
+    group_cell,
+    id_cell,
     interval,
     is_related,
     mb,
     noise_floor,
     num,
+    p_cell,
     para,
     picture,
     quality_cell,
@@ -31,6 +36,7 @@ from .blocks import (
     speed_cell,
     table,
     tail,
+    text_cell,
 )
 from .pictures import PLOTS
 
@@ -177,9 +183,10 @@ def section_quality(report: Report, ctx: Ctx) -> list[str]:
         d = m.comparison.task_delta["ndcg@10"] if m.comparison else None
         rows.append([ctx.n(n), *(num(m.task[k], ctx) for k in ("ndcg@10", "mrr@10", "recall@1", "recall@10")),
                      ctx.t("cell.baseline") if d is None else delta_cell(ctx, d),
-                     "" if d is None or d.wilcoxon_p is None else f"{d.wilcoxon_p:.3f}"])
+                     "" if d is None else f"{p_cell(d.wilcoxon_p)} / {p_cell(d.randomization_p)}"])
     out += table(ctx, rows, [ctx.t("col.model"), ctx.t("col.ndcg"), ctx.t("col.mrr"), ctx.t("col.r1"),
-                             ctx.t("col.r10"), ctx.t("col.ndcg_change", conf=ctx.conf), ctx.t("col.p")])
+                             ctx.t("col.r10"), ctx.t("col.ndcg_change", conf=ctx.conf), ctx.t("col.p_tests")])
+    out += para(ctx, ctx.t("note.task_tests"), bullet=True) + [""]
     cands = candidates(report)
     if not cands:
         return out
@@ -206,9 +213,26 @@ def section_quality(report: Report, ctx: Ctx) -> list[str]:
     if breakdown:
         out += para(ctx, ctx.t("note.breakdown")) + [""]
         out += table(ctx, breakdown, [ctx.t("col.group")] + [ctx.n(n) for n in related])
+    out += _task_groups(report, ctx, cands)
     out += _snippets(report, ctx, cands)
     out += picture(ctx, ctx.t("fig.cosine"), "cosine.png")
     return out
+
+
+def _task_groups(report: Report, ctx: Ctx, cands: list[str]) -> list[str]:
+    """nDCG@10 by language and query length: the reference's value, then every candidate's change
+    (all of them: a candidate that passes overall may still lose one language, which is what this
+    table is for); the table splits over as many tables as the width needs, keeping the group and
+    the reference's value in each."""
+    rows = []
+    for key, label in (("lang", "cell.lang_group"), ("length", "cell.tokens_group")):
+        for g, d in getattr(report.models[cands[0]].comparison.task_by_group, key).items():
+            rows.append([f"{ctx.t(label, g=g)} (n={d.queries})", num(d.reference, ctx)]
+                        + [group_cell(ctx, getattr(report.models[n].comparison.task_by_group, key).get(g))
+                           for n in cands])
+    headers = [ctx.t("col.group"), ctx.t("col.ref_ndcg", ref=ctx.n(report.reference))] + [ctx.n(n) for n in cands]
+    return ([""] + para(ctx, ctx.t("note.task_groups", conf=ctx.conf, min=MIN_GROUP_QUERIES)) + [""]
+            + table(ctx, rows, headers, keep=2))
 
 
 def _snippets(report: Report, ctx: Ctx, cands: list[str]) -> list[str]:
@@ -226,6 +250,51 @@ def _snippets(report: Report, ctx: Ctx, cands: list[str]) -> list[str]:
     return (para(ctx, ctx.t("note.snippets")) + [""]
             + table(ctx, rows, [ctx.t("col.snippet"), ctx.t("col.lang"),
                                 ctx.t("col.ref_top1", ref=ctx.n(report.reference))] + [ctx.n(n) for n in cands]))
+
+
+CASES_SHOWN = 3  # losses and gains per candidate in the report (10 each in report.json)
+MISSED_SHOWN = 5  # queries every model misses (20 in report.json)
+
+
+def _rank_move(c: Case) -> str:
+    return f"{c.reference_rank:,} -> {c.candidate_rank:,}"
+
+
+def section_cases(report: Report, ctx: Ctx) -> list[str]:
+    """Where each candidate loses and gains, query by query, and the queries every model misses."""
+    cands = candidates(report)
+    if not cands:
+        return para(ctx, ctx.t("note.no_candidates"))
+    out = para(ctx, ctx.t("note.cases", n=CASES_SHOWN)) + [""]
+    headers = ["", ctx.t("col.rank_move"), ctx.t("col.query"), ctx.t("col.first_instead")]
+    for n in cands:
+        cases = report.models[n].comparison.cases
+        k = cases.counts
+        out += para(ctx, ctx.t("note.cases_counts", name=n, n=k.lost + k.gained + k.same, lost=k.lost,
+                               gained=k.gained, same=k.same)) + [""]
+        shown = ([(BAD, c, c.candidate_first_text) for c in cases.losses[:CASES_SHOWN]]
+                 + [(GOOD, c, c.reference_first_text) for c in cases.gains[:CASES_SHOWN]])
+        out += fitted_table(ctx, lambda w, shown=shown: [  # shown bound now: this candidate's
+            [marker, _rank_move(c), text_cell(ctx, c.query_text, w[0]), text_cell(ctx, first, w[1])]
+            for marker, c, first in shown], headers, (0.5, 0.5))
+    return out + _missed(report, ctx)
+
+
+def _missed(report: Report, ctx: Ctx) -> list[str]:
+    """The queries no model finds, apart: they point at the labels or the corpus."""
+    m = report.missed_by_all
+    if m is None:
+        return []
+    if not m.count:
+        return para(ctx, ctx.t("note.missed_none", queries=m.queries), bullet=True)
+    out = para(ctx, f"{LOOK} " + ctx.t("note.missed", count=m.count, queries=m.queries,
+                                        n=min(MISSED_SHOWN, m.count)), bullet=True) + [""]
+    headers = [ctx.t("col.query"), ctx.t("col.relevant_doc"), ctx.t("col.ref_rank", ref=ctx.n(report.reference)),
+               ctx.t("col.best_rank")]
+    return out + fitted_table(ctx, lambda w: [
+        [text_cell(ctx, q.query_text, w[0]), id_cell(ctx, q.document_id, w[1]),
+         f"{q.reference_rank:,}" if q.reference_rank else "-", f"{q.best_rank:,}" if q.best_rank else "-"]
+        for q in m.first[:MISSED_SHOWN]], headers, (0.6, 0.4))
 
 
 def _status(report: Report, ctx: Ctx, status: Status) -> str:
@@ -290,8 +359,8 @@ def section_recommendations(report: Report, ctx: Ctx) -> list[str]:
     return advice_lines(ctx, recommendations(report))
 
 
-SECTIONS = [("INFO", section_info), ("PERF", section_perf), ("QUALITY", section_quality), ("VERDICT", section_verdict),
-            ("SUMMARY", section_summary), ("RECOMMENDATIONS", section_recommendations)]
+SECTIONS = [("INFO", section_info), ("PERF", section_perf), ("QUALITY", section_quality), ("CASES", section_cases),
+            ("VERDICT", section_verdict), ("SUMMARY", section_summary), ("RECOMMENDATIONS", section_recommendations)]
 
 
 PICTURES = tuple(PLOTS)  # drawn by pictures.render_plots, embedded here
