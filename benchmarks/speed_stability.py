@@ -91,7 +91,7 @@ def summarize(runs: list[dict], committed: dict[str, dict | None]) -> list[str]:
         st = r["states"]
         states = "one state" if st["threshold_ms"] is None else \
             f"two states ({st['state_ms']['fast']:.2f} / {st['state_ms']['slow']:.2f} ms per text; " \
-            f"blocks {st['blocks']})"
+            f"{st['processes'].count('slow')} of the reference's {len(st['processes'])} processes slow)"
         out.append(f"run {i} ({r['seconds']:.0f} s, {states}): {r['ship']}")
     return out
 

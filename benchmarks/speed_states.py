@@ -7,7 +7,7 @@ Run from the repository root after `dvc repro` (the models must exist), on an id
 
 `monitor`: one process holds the reference twice (an A/A twin) and the candidate, and times a pass
 of each over the speedup stage's texts (batch 1), in turn, for --seconds. The reference's pass time
-shows the machine's state; the script splits it at the largest gap (as stages/lib/timing.py does)
+shows the machine's state; the script splits it into two groups as stages/lib/timing.py does
 and prints how often each state occurred, how long its episodes lasted, and the candidate's and
 the A/A twin's ratio in each.
 
@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.lib import params as params_lib
+from stages.lib import timing
 from stages.lib.corpus import sample_texts
 
 CONFIGS = ("ref", "cand", "both", "both-nospin", "cand+ov")
@@ -121,14 +122,12 @@ def monitor(seconds: float, candidate: str) -> None:
     t = np.array([r["t"] for r in rows])
     ref_s = np.array([r["ref"] for r in rows])
     logs = np.sort(np.log(ref_s))
-    gaps = np.diff(logs)
-    i = int(np.argmax(gaps))
-    print(f"{len(rows)} cycles over {seconds:.0f} s; reference pass {ref_s.min():.3f}-{ref_s.max():.3f} s, "
-          f"largest gap {math.expm1(gaps[i]):.0%}")
-    if gaps[i] < math.log1p(0.15):
-        print("one state: no gap over 15% in the reference's pass times")
+    i = timing._two_groups(logs)  # the speedup stage's own split
+    print(f"{len(rows)} cycles over {seconds:.0f} s; reference pass {ref_s.min():.3f}-{ref_s.max():.3f} s")
+    if i is None or np.median(logs[i:]) - np.median(logs[:i]) < math.log1p(timing.STATE_GAP):
+        print(f"one state: no two groups of the reference's pass times {timing.STATE_GAP:.0%} apart")
         return
-    threshold = math.exp((logs[i] + logs[i + 1]) / 2)
+    threshold = math.exp((logs[i - 1] + logs[i]) / 2)
     slow = ref_s > threshold
     episodes, cur, began = [], slow[0], t[0]
     for k in range(1, len(t)):

@@ -110,7 +110,7 @@ def five_candidates() -> Report:
         r.models[LONG].comparison.speed.latency_b1, speedup=1.8, ci_low=1.74, ci_high=1.89,
         by_state={"fast": StateSpeed(blocks=2, speedup=2.07), "slow": StateSpeed(blocks=3, speedup=1.91)})
     r.speed_control.states = replace(r.speed_control.states, threshold_ms=10.9, state_ms={"fast": 8.9, "slow": 12.9},
-                                     blocks=["fast", "fast", "slow", "slow", "slow", "mixed"])
+                                     processes=["fast"] * 5 + ["slow"] * 3)
     r.ranking = advice.ranking(r.models, r.reference)
     return r
 
@@ -174,7 +174,7 @@ def test_speed_states_are_named_with_numbers_and_each_candidate_gets_its_speed_p
     assert re.search(r"1\.80x \[1\.74, 1\.89\] +\+-\d\.\d% +2\.07x +1\.91x", _row(perf, short))
     flat = " ".join(perf.split())
     assert ("[!] The machine ran in two speed states while timing: the reference took about 8.90 ms per text in one "
-            "and 12.90 in the other (split at 10.90 ms; of 6 blocks 2 fast, 3 slow, 1 mixed).") in flat
+            "and 12.90 in the other (split at 10.90 ms; 3 of its 8 processes slow).") in flat
     control = five_candidates().speed_control
     floor = (control.ci_high / control.ci_low) ** 0.5 - 1
     assert f"+-{floor:.1%}" in _row(perf, "int8-pc")  # the A/A noise floor next to every speedup

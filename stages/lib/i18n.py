@@ -144,23 +144,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Latency: batch 1 on real corpus texts after warmup, each model in its own process (run-to-run: "
         "difference of two back-to-back runs' medians; others' CPU: share of all cores other processes used "
         "while timing: benchmark / speedup). Speedup: reference time / candidate time, every model timed in fresh "
-        "processes, one model per process as deployed, in {blocks} blocks interleaved over time (each block: the "
-        "reference, then every candidate and the reference again as the A/A control, shuffled and mirrored, then "
-        "the reference); {conf} t-interval over blocks, so the variation between processes is inside it.",
+        "processes, one model per process as deployed, in {blocks} blocks interleaved over time (each block: every "
+        "candidate and the reference again as the A/A control, shuffled, with a process of the reference before, "
+        "between and after them; each compared with the reference processes beside it); {conf} t-interval over "
+        "blocks, so the variation between processes is inside it.",
         "Задержка: батч 1 на реальных текстах корпуса после прогрева, каждая модель в своем процессе (между "
         "прогонами: разница медиан двух прогонов подряд; чужая загрузка ЦП: доля всех ядер, занятая другими "
         "процессами во время замера: замер / ускорение). Ускорение: время эталона / время кандидата; каждая "
         "модель замеряется в новых процессах, по одной модели на процесс, как в эксплуатации, в {blocks} блоках, "
-        "чередующихся во времени (блок: эталон, затем все кандидаты и снова эталон как A/A-контроль, вперемешку и "
-        "зеркально, затем эталон); {conf} t-интервал по блокам, так что разброс между процессами входит в него."),
+        "чередующихся во времени (блок: все кандидаты и снова эталон как A/A-контроль, вперемешку, с процессом "
+        "эталона до, между и после них; каждый сравнивается с процессами эталона рядом с ним); {conf} t-интервал "
+        "по блокам, так что разброс между процессами входит в него."),
     "note.states": (
         "The machine ran in two speed states while timing: the reference took about {fast:.2f} ms per text in one "
-        "and {slow:.2f} in the other (split at {threshold:.2f} ms; of {n} blocks {fast_n} fast, {slow_n} slow, "
-        "{mixed} mixed). Speedups differ by state (columns above); the interval covers the mix this run saw.",
+        "and {slow:.2f} in the other (split at {threshold:.2f} ms; {slow_n} of its {n} processes slow). Speedups "
+        "differ by state (columns above: blocks where the reference processes beside the candidate were both in "
+        "one state); the interval covers the mix this run saw.",
         "Во время замеров машина была в двух состояниях скорости: эталон тратил около {fast:.2f} мс на текст в "
-        "одном и {slow:.2f} в другом (граница {threshold:.2f} мс; из {n} блоков {fast_n} быстрых, {slow_n} "
-        "медленных, {mixed} смешанных). Ускорение зависит от состояния (столбцы выше); интервал покрывает ту "
-        "смесь, что видел этот прогон."),
+        "одном и {slow:.2f} в другом (граница {threshold:.2f} мс; {slow_n} из {n} его процессов медленные). "
+        "Ускорение зависит от состояния (столбцы выше: блоки, где оба соседних с кандидатом процесса эталона были "
+        "в одном состоянии); интервал покрывает ту смесь, что видел этот прогон."),
     "note.control": ("A/A control (the reference against itself, same protocol): {x:.3f}x [{lo:.3f}, {hi:.3f}]",
                      "A/A-контроль (эталон против самого себя, тот же протокол): {x:.3f}x [{lo:.3f}, {hi:.3f}]"),
     "note.control_bad": ("the method sees a difference where there is none: the machine is too noisy for speed "

@@ -9,13 +9,15 @@ see (the reference ran at 8.9 or 12.9 ms per text, and the INT8-to-FP32 ratio wa
   candidate more than the reference), and at 1.5B parameters two models in one process double
   the memory. Each process loads its model, tokenizes the texts, runs one untimed pass, then
   `passes` timed passes; a text's time is its median over the passes.
-- Processes run one at a time in blocks. A block is the reference, then the control (the
-  reference again, timed as a candidate: the A/A control) and every candidate in a shuffled order,
-  then the same entries mirrored, then the reference: every entry sits symmetrically around the
-  block's centre, so a linear drift of the machine cancels, and all candidates share each block's
-  moment, so a state of the machine moves them together instead of deciding between them.
-- A block gives each candidate one estimate: the geometric mean over texts of (reference time /
-  candidate time), each side the geometric mean of its two processes. The interval is a Student t
+- Processes run one at a time in blocks. A block times the control (the reference again, timed as
+  a candidate: the A/A control) and every candidate once each, in a shuffled order, with a process
+  of the reference before, between and after them: R e1 R e2 ... R en R. Each entry is compared
+  with the reference processes right beside it (a few seconds away), so a linear drift cancels
+  and a speed state of the machine (they last tens of seconds) almost always holds both sides of
+  a comparison. The first version put the reference only at a block's two ends, about 40 s apart:
+  most blocks then straddled a change of state and the A/A control's interval was +-23%.
+- An entry's estimate is the geometric mean over texts of (reference time / its time), the
+  reference side the per-text geometric mean of its two neighbours. The interval is a Student t
   over blocks (rounds nested in processes nested in blocks; the blocks are the independent units,
   Kalibera and Jones, ISMM 2013), so a slow or fast process moves the interval, not the answer.
 """
@@ -57,14 +59,16 @@ class Job:
 
 
 def schedule(reference: str, candidates: list[str], blocks: int, seed: int) -> list[list[tuple[str, str]]]:
-    """Per block, the (role, model) of each process in order: the reference at both ends, the
-    control and the candidates shuffled (seeded) in between, then mirrored."""
+    """Per block, the (role, model) of each process in order: the control and the candidates in a
+    shuffled (seeded) order, with a reference process before, between and after them."""
     rng = np.random.default_rng(seed)
     inner = [(CONTROL, reference)] + [("candidate", c) for c in candidates]
     out = []
     for _ in range(blocks):
-        order = [inner[i] for i in rng.permutation(len(inner))]
-        out.append([("reference", reference)] + order + order[::-1] + [("reference", reference)])
+        block = [("reference", reference)]
+        for i in rng.permutation(len(inner)):
+            block += [inner[i], ("reference", reference)]
+        out.append(block)
     return out
 
 
@@ -143,18 +147,26 @@ def _geomean_texts(rows: list[dict]) -> np.ndarray:
     return np.exp(np.mean(np.log([r["per_text_ms"] for r in rows]), axis=0))
 
 
-def block_estimates(processes: list[dict], role: str, name: str) -> list[dict]:
-    """One estimate per block for `name` in `role`: reference time / its time, per text, geometric
-    mean over texts; each side the per-text geometric mean of its processes in that block."""
+def block_estimates(processes: list[dict], role: str, name: str, states: dict | None = None) -> list[dict]:
+    """One estimate per entry of `name` in `role` (one per block): reference time / its time, per
+    text, geometric mean over texts; the reference side the per-text geometric mean of the
+    reference processes right before and after it in its block. `states` (speed_states) gives
+    each estimate the state of those neighbours: fast or slow when both agree, else mixed."""
+    ref_at = {(p["block"], p["position"]): p for p in processes if p["role"] == "reference"}
+    state_of = dict(zip(states["processes_at"], states["processes"])) if states else {}
     out = []
-    for b in sorted({p["block"] for p in processes}):
-        ref = [p for p in processes if p["block"] == b and p["role"] == "reference"]
-        mine = [p for p in processes if p["block"] == b and p["role"] == role and p["model"] == name]
-        if not ref or not mine:
+    for p in processes:
+        if p["role"] != role or p["model"] != name:
             continue
-        ref_t, my_t = _geomean_texts(ref), _geomean_texts(mine)
+        b, pos = p["block"], p["position"]
+        near = [ref_at[k] for k in ((b, pos - 1), (b, pos + 1)) if k in ref_at]
+        if not near:
+            continue
+        ref_t, my_t = _geomean_texts(near), _geomean_texts([p])
+        seen = {state_of.get((q["block"], q["position"]), "one") for q in near}
         out.append({"block": b, "speedup": float(np.exp(np.mean(np.log(ref_t / my_t)))),
-                    "reference_ms": float(np.median(ref_t)), "model_ms": float(np.median(my_t))})
+                    "reference_ms": float(np.median(ref_t)), "model_ms": float(np.median(my_t)),
+                    "state": seen.pop() if len(seen) == 1 else "mixed"})
     return out
 
 
@@ -186,43 +198,47 @@ def variance_components(groups: list[list[float]]) -> dict:
     return {"between_sd": math.sqrt(between), "within_sd": math.sqrt(within)}
 
 
-STATE_GAP = 0.15  # processes in one state differ by a few %; the dev VM's two states, by 45 %
+STATE_GAP = 0.15  # processes in one state differ by a few %; the dev VM's two states, by 40 %
+
+
+def _two_groups(logs: np.ndarray) -> int | None:
+    """Where sorted log times split best into two groups (least squares within them, as Otsu's
+    threshold): the index of the first slow one; None when the best split leaves a group of one
+    (an outlier, not a state) or there are fewer than 4."""
+    if len(logs) < 4:
+        return None
+    cost = [logs[:i].var() * i + logs[i:].var() * (len(logs) - i) for i in range(1, len(logs))]
+    i = 1 + int(np.argmin(cost))
+    return i if 2 <= i <= len(logs) - 2 else None
 
 
 def speed_states(processes: list[dict], reference: str) -> dict:
-    """The machine's speed states as the reference saw them: each of its processes' median time
-    per text, split at the largest gap in log time when that gap exceeds STATE_GAP and both sides
-    hold at least two processes (one outlier is not a state). Each block is then 'fast', 'slow'
-    or 'mixed' (its reference processes on both sides), listed in block order."""
+    """The machine's speed states as the reference model saw them: each of its processes' median
+    time per text (the reference's and the control's), split where two groups fit best (a process
+    that straddles a change lands between them, so the largest gap would not find it) when their
+    medians differ by more than STATE_GAP and each holds two processes or more (one outlier is not
+    a state). `processes` lists each one's state in run order ('one' when there was one state)."""
     mine = [p for p in processes if p["model"] == reference]
     ms = np.array([float(np.median(p["per_text_ms"])) for p in mine])
     out = {"reference_ms": {"min": float(ms.min()), "median": float(np.median(ms)), "max": float(ms.max())},
-           "gap": STATE_GAP, "threshold_ms": None, "state_ms": None, "blocks": []}
+           "gap": STATE_GAP, "threshold_ms": None, "state_ms": None}
     logs = np.sort(np.log(ms))
-    if len(logs) >= 4:
-        gaps = np.diff(logs)
-        i = int(np.argmax(gaps))
-        if gaps[i] > math.log1p(STATE_GAP) and 2 <= i + 1 <= len(logs) - 2:
-            out["threshold_ms"] = float(np.exp((logs[i] + logs[i + 1]) / 2))
-            out["state_ms"] = {"fast": float(np.median(ms[ms < out["threshold_ms"]])),
-                               "slow": float(np.median(ms[ms > out["threshold_ms"]]))}
-    for b in sorted({p["block"] for p in processes}):
-        times = [t for p, t in zip(mine, ms) if p["block"] == b]
-        if out["threshold_ms"] is None:
-            out["blocks"].append("one")
-        else:
-            slow = [t > out["threshold_ms"] for t in times]
-            out["blocks"].append("slow" if all(slow) else "fast" if not any(slow) else "mixed")
+    i = _two_groups(logs)
+    if i is not None and np.median(logs[i:]) - np.median(logs[:i]) > math.log1p(STATE_GAP):
+        out["threshold_ms"] = float(np.exp((logs[i - 1] + logs[i]) / 2))
+        out["state_ms"] = {"fast": float(np.exp(np.median(logs[:i]))), "slow": float(np.exp(np.median(logs[i:])))}
+    limit = out["threshold_ms"]
+    out["processes"] = ["one" if limit is None else "slow" if t > limit else "fast" for t in ms]
+    out["processes_at"] = [(p["block"], p["position"]) for p in mine]
     return out
 
 
-def by_state(blocks: list[dict], states: dict) -> dict:
-    """A candidate's speedup in each state the machine was seen in (blocks wholly in it)."""
-    if states["threshold_ms"] is None:
-        return {}
+def by_state(estimates: list[dict]) -> dict:
+    """A candidate's speedup in each state the machine was seen in (its estimates whose reference
+    neighbours were both in that state)."""
     out = {}
     for state in ("fast", "slow"):
-        logs = [math.log(b["speedup"]) for b in blocks if states["blocks"][b["block"]] == state]
+        logs = [math.log(e["speedup"]) for e in estimates if e["state"] == state]
         if logs:
             out[state] = {"blocks": len(logs), "speedup": math.exp(float(np.mean(logs)))}
     return out
@@ -238,9 +254,9 @@ def _combined_load(loads: list[dict], tolerance: float) -> Load:
                 other_fraction=frac, tolerance=tolerance, busy=bool(frac is not None and frac > tolerance))
 
 
-METHOD = ("one model per fresh process; blocks of processes (reference, then the control and every candidate "
-          "shuffled, mirrored, reference) run one at a time; per block the geometric mean over texts of reference "
-          "time / model time; Student t interval over blocks")
+METHOD = ("one model per fresh process; blocks of processes run one at a time: the control and every candidate "
+          "once, shuffled, with a reference process before, between and after them; per entry the geometric mean "
+          "over texts of (time of the reference processes beside it / its time); Student t interval over blocks")
 
 
 def speedup_results(processes: list[dict], reference: str, confidence: float, tolerance: float,
@@ -255,7 +271,7 @@ def speedup_results(processes: list[dict], reference: str, confidence: float, to
     for name in dict.fromkeys(p["model"] for p in processes):  # schedule order, each once
         role = CONTROL if name == reference else "candidate"
         mine = [p for p in processes if p["model"] == name and p["role"] == role]
-        blocks = block_estimates(processes, role, name)
+        blocks = block_estimates(processes, role, name, states)
         point, lo, hi = t_interval([math.log(b["speedup"]) for b in blocks], confidence)
         out[name] = Speedup(
             model=name, reference=reference, control=name == reference,
@@ -263,23 +279,28 @@ def speedup_results(processes: list[dict], reference: str, confidence: float, to
             measurable=bool(lo is not None and (lo > 1.0 or hi < 1.0)),
             method=METHOD, texts=len(mine[0]["per_text_ms"]), passes=passes,
             blocks=[BlockEstimate(**b) for b in blocks],
-            by_state={state: StateSpeed(**v) for state, v in by_state(blocks, states).items()},
+            by_state={state: StateSpeed(**v) for state, v in by_state(blocks).items()},
             variance=Variance(**variance_components([np.log(p["pass_ms"]) for p in mine])),
-            processes=[Process(**{k: p[k] for k in PROCESS_KEYS}, other_fraction=p["load"].get("other_fraction"))
-                       for p in mine],
+            processes=_processes(mine),
             load=_combined_load([p["load"] for p in mine], tolerance),
             memory={"peak_rss_bytes": max(p["peak_rss_bytes"] for p in mine)},
             environment=mine[0]["environment"], reference_runtime=ref_env.runtime, machine=machine,
         )
     control = out[reference]
-    control.states = States(**{**states, "reference_ms": Spread(**states["reference_ms"])})
+    control.states = States(**{k: v for k, v in states.items() if k not in ("processes_at", "reference_ms")},
+                            reference_ms=Spread(**states["reference_ms"]))
     control.schedule = [[f"{p['role']}:{p['model']}" for p in processes if p["block"] == b]
                         for b in sorted({p["block"] for p in processes})]
+    control.reference_processes = _processes([p for p in processes if p["role"] == "reference"])
     control.seconds = processes[-1]["started_s"]
     return out
 
 
 PROCESS_KEYS = ("block", "position", "started_s", "pass_ms", "peak_rss_bytes", "session_create_s")
+
+
+def _processes(rows: list[dict]) -> list[Process]:
+    return [Process(**{k: p[k] for k in PROCESS_KEYS}, other_fraction=p["load"].get("other_fraction")) for p in rows]
 
 
 def speed_headline(results: dict[str, Speedup]) -> SpeedHeadlines:

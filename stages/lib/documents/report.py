@@ -50,6 +50,7 @@ class SpeedControl(SpeedupSummary):
     """The A/A control: the reference timed against itself, with the run's speed states."""
 
     states: States
+    blocks: int  # how many blocks the schedule had
     seconds: float
 
 
@@ -153,8 +154,9 @@ class Report(Record):
     """The comparison of every candidate with the reference: ranking, recommendation, machines and
     every model's numbers (docs/report.md)."""
 
-    SCHEMA_VERSION = 6  # 6: task_by_group, cases, randomization_p, missed_by_all; 5: sample (params
-    # corpus_sample); 4: the words inside messages are messages too
+    SCHEMA_VERSION = 7  # 7: speed_control.states.processes (was blocks), speed_control.blocks; 6: task_by_group,
+    # cases, randomization_p, missed_by_all; 5: sample (params corpus_sample); 4: the words inside messages are
+    # messages too
 
     ranking: list[str]  # candidates, best first
     recommended: str | None

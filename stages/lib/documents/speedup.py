@@ -10,17 +10,19 @@ from .record import Record, flat, omitted
 
 @dataclass(kw_only=True)
 class BlockEstimate(Record):
-    """One block's estimate: reference time / this model's time, geometric mean over texts."""
+    """One block's estimate: time of the reference processes beside this model's / its time,
+    geometric mean over texts; `state` that of those reference processes (mixed: they differed)."""
 
     block: int
     speedup: float
     reference_ms: float
     model_ms: float
+    state: Literal["one", "fast", "slow", "mixed"]
 
 
 @dataclass(kw_only=True)
 class StateSpeed(Record):
-    """The speedup in the blocks wholly in one of the machine's speed states."""
+    """The speedup in the blocks whose reference processes beside the model were both in one state."""
 
     blocks: int
     speedup: float
@@ -56,13 +58,13 @@ class Spread(Record):
 
 @dataclass(kw_only=True)
 class States(Record):
-    """The machine's speed states as the reference's processes saw them (timing.speed_states)."""
+    """The machine's speed states as the reference model's processes saw them (timing.speed_states)."""
 
     reference_ms: Spread
     gap: float
     threshold_ms: float | None
     state_ms: dict[str, float] | None  # {fast, slow} when there were two states
-    blocks: list[Literal["one", "fast", "slow", "mixed"]]
+    processes: list[Literal["one", "fast", "slow"]]  # each of the reference model's processes, in run order
 
 
 @dataclass(kw_only=True)
@@ -85,7 +87,8 @@ class Speedup(Record):
     interleaved over time; the reference's own file is the A/A control and holds the run's
     schedule and speed states."""
 
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # 2: reference processes between the entries; BlockEstimate.state, States.processes,
+    # reference_processes
 
     model: str
     reference: str
@@ -108,6 +111,7 @@ class Speedup(Record):
     reference_runtime: Facts
     states: States | None = omitted()
     schedule: list[list[str]] | None = omitted()
+    reference_processes: list[Process] | None = omitted()  # the reference-role processes, in run order
     seconds: float | None = omitted()
     machine: Facts | None = omitted()  # the timing machine's facts (the stage always records them)
 

@@ -60,7 +60,8 @@ def build_report(params, results: Results = RESULTS) -> Report:
             load={**comp.load, "speedup": speed.load}, task=comp.task, activations=ins.activations,
             recipe=made.get("recipe"), calibration=made.get("calibration"), runtime=comp.runtime)
         if comp.is_reference:
-            control = SpeedControl(**vars(speed.summary()), states=speed.states, seconds=speed.seconds)
+            control = SpeedControl(**vars(speed.summary()), states=speed.states, blocks=len(speed.blocks),
+                                   seconds=speed.seconds)
         else:
             entry.comparison = ReportComparison(
                 verdict=comp.verdict, relation=comp.relation, consistency=comp.consistency, agreement=comp.agreement,

@@ -45,10 +45,8 @@ def _states_note(ctx: Ctx, states: States) -> list[str]:
     """When the reference's own speed split into two states during timing, say so with numbers."""
     if states.threshold_ms is None:
         return []
-    n = {k: states.blocks.count(k) for k in ("fast", "slow", "mixed")}
     note = ctx.t("note.states", fast=states.state_ms["fast"], slow=states.state_ms["slow"],
-                 threshold=states.threshold_ms, n=len(states.blocks), fast_n=n["fast"], slow_n=n["slow"],
-                 mixed=n["mixed"])
+                 threshold=states.threshold_ms, n=len(states.processes), slow_n=states.processes.count("slow"))
     return para(ctx, f"{LOOK} {note}", bullet=True)
 
 
@@ -140,7 +138,7 @@ def section_perf(report: Report, ctx: Ctx) -> list[str]:
                                   ctx.t("col.sorted_gain"), ctx.t("col.peak_rss")])
     out += table(ctx, speed_rows, [ctx.t("col.candidate"), ctx.t("col.speedup_pr", conf=ctx.conf),
                                    ctx.t("col.noise_floor"), ctx.t("col.state_fast"), ctx.t("col.state_slow")])
-    blocks = len(control.states.blocks) if control else 0
+    blocks = control.blocks if control else 0
     out += para(ctx, ctx.t("note.latency_method", conf=ctx.conf, blocks=blocks), bullet=True)
     if control:
         line = ctx.t("note.control", x=control.speedup, lo=control.ci_low, hi=control.ci_high)
