@@ -185,8 +185,8 @@ def _dvc(cwd, *args):
 
 def build_repo(repo: Path, a) -> None:
     shutil.copytree(ROOT / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "data/corpus.jsonl", "data/snippets.jsonl",
-                 "data/calibration.jsonl"):
+    for name in ("dvc.yaml", "machine/dvc.yaml", ".gitignore", ".dvcignore", "data/corpus.jsonl",
+                 "data/snippets.jsonl", "data/calibration.jsonl"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     (repo / "params.yaml").write_text(yaml.safe_dump(_params(a), sort_keys=False))
@@ -248,7 +248,11 @@ def recorded_peak(repo: Path, stage: str) -> int | None:
     """The peak RSS a stage recorded of itself: `peak_rss_bytes` at the top of a JSON file it writes,
     or in its `memory` (dvc.lock lists the outputs; the benchmark stage records one). Deeper copies
     (the report's) are other stages' numbers."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"].get(stage, {})
+    where, _, name = stage.rpartition(":")  # machine/dvc.yaml:machine lives in machine/dvc.lock
+    lock_file = repo / (where.replace("dvc.yaml", "dvc.lock") if where else "dvc.lock")
+    if not lock_file.is_file():
+        return None
+    lock = yaml.safe_load(lock_file.read_text())["stages"].get(name, {})
     peaks = []
     for out in lock.get("outs", []):
         path = repo / out["path"]
