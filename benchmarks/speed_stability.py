@@ -60,33 +60,47 @@ def one_run(stages: list[str], names: list[str]) -> dict:
     report = json.loads(RESULTS.report_json.read_text())
     speed = {n: json.loads(RESULTS.speedup(n).read_text()) for n in names}
     return {"seconds": time.monotonic() - start, "ship": _ship(report), "recommended": report["recommended"],
-            "speed": {n: {k: s[k] for k in ("speedup", "ci_low", "ci_high", "by_state")} for n, s in speed.items()},
+            "speed": {n: {k: s.get(k) for k in ("speedup", "ci_low", "ci_high", "rerun_low", "rerun_high", "by_state",
+                                                "control")} for n, s in speed.items()},
             "states": speed[report["reference"]]["states"],
             "load": {n: s["load"]["other_fraction"] for n, s in speed.items()}}
 
 
-def _inside(x: float, s: dict) -> bool:
-    return s["ci_low"] is not None and s["ci_low"] <= x <= s["ci_high"]
+def _inside(x: float, s: dict, low: str = "ci_low", high: str = "ci_high") -> bool:
+    return s.get(low) is not None and s[low] <= x <= s[high]
 
 
 def summarize(runs: list[dict], committed: dict[str, dict | None]) -> list[str]:
+    """Per model: the committed estimate, interval and rerun interval, each rerun's estimate, how
+    many land inside the committed interval / rerun interval, and how often one rerun's interval /
+    rerun interval holds another rerun's estimate. Totals over the candidates (the A/A control apart)."""
     names = list(runs[0]["speed"])
-    out = [f"{'model':<12} {'committed':<22} {'reruns':<40} {'in committed':>12} {'pairwise':>9}"]
-    total_in = total = pair_in = pairs = 0
+    out = [f"{'model':<12} {'committed [rerun]':<36} {'reruns':<32} {'in committed':>14} {'pairwise':>16}"]
+    pairs = [(i, j) for i in range(len(runs)) for j in range(len(runs)) if i != j]
+    totals = dict.fromkeys(("in", "in_rerun", "n", "pw", "pw_rerun", "pn"), 0)
     for n in names:
-        c = committed.get(n)
+        c = committed.get(n) or {}
         points = [r["speed"][n]["speedup"] for r in runs]
-        cell = f"{c['speedup']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" if c and c.get("ci_low") else "-"
-        inside = sum(_inside(x, c) for x in points) if c and c.get("ci_low") else None
-        pw = [(i, j) for i in range(len(runs)) for j in range(len(runs)) if i != j]
-        held = sum(_inside(runs[j]["speed"][n]["speedup"], runs[i]["speed"][n]) for i, j in pw)
-        out.append(f"{n:<12} {cell:<22} {', '.join(f'{x:.2f}' for x in points):<40} "
-                   f"{'-' if inside is None else f'{inside} of {len(runs)}':>12} {held:>4} of {len(pw)}")
-        if inside is not None:
-            total_in, total = total_in + inside, total + len(runs)
-        pair_in, pairs = pair_in + held, pairs + len(pw)
-    out.append(f"all: {total_in} of {total} rerun estimates inside the committed interval; a rerun's interval "
-               f"held another rerun's estimate {pair_in} of {pairs} times")
+        cell = "-"
+        if c.get("ci_low") is not None:
+            cell = f"{c['speedup']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
+            if c.get("rerun_low") is not None:
+                cell += f" [{c['rerun_low']:.2f}, {c['rerun_high']:.2f}]"
+        inside = sum(_inside(x, c) for x in points)
+        inside_rerun = sum(_inside(x, c, "rerun_low", "rerun_high") for x in points)
+        held = sum(_inside(runs[j]["speed"][n]["speedup"], runs[i]["speed"][n]) for i, j in pairs)
+        held_rerun = sum(_inside(runs[j]["speed"][n]["speedup"], runs[i]["speed"][n], "rerun_low", "rerun_high")
+                         for i, j in pairs)
+        out.append(f"{n:<12} {cell:<36} {', '.join(f'{x:.2f}' for x in points):<32} "
+                   f"{f'{inside} [{inside_rerun}] of {len(runs)}':>14} {f'{held} [{held_rerun}] of {len(pairs)}':>16}")
+        if not runs[0]["speed"][n].get("control"):
+            for k, v in (("in", inside), ("in_rerun", inside_rerun), ("n", len(runs)), ("pw", held),
+                         ("pw_rerun", held_rerun), ("pn", len(pairs))):
+                totals[k] += v
+    t = totals
+    out.append(f"candidates: {t['in']} of {t['n']} rerun estimates inside the committed interval, {t['in_rerun']} "
+               f"inside the committed rerun interval; a rerun's interval held another rerun's estimate {t['pw']} of "
+               f"{t['pn']} times, its rerun interval {t['pw_rerun']}")
     for i, r in enumerate(runs, 1):
         st = r["states"]
         states = "one state" if st["threshold_ms"] is None else \

@@ -70,6 +70,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.sorted_gain": ("sorted vs unsorted", "сортировка дает"),
     "col.peak_rss": ("peak RSS MB", "пик RSS, МБ"),
     "col.speedup_pr": ("speedup [{conf}]", "ускорение [{conf}]"),
+    "col.rerun": ("a rerun [{conf}]", "повтор [{conf}]"),
     "col.noise_floor": ("A/A noise floor", "порог шума A/A"),
     "col.state_fast": ("fast state", "быстрое сост."),
     "col.state_slow": ("slow state", "медленное сост."),
@@ -147,14 +148,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "processes, one model per process as deployed, in {blocks} blocks interleaved over time (each block: every "
         "candidate and the reference again as the A/A control, shuffled, with a process of the reference before, "
         "between and after them; each compared with the reference processes beside it); {conf} t-interval over "
-        "blocks, so the variation between processes is inside it.",
+        "blocks, so the variation between processes is inside it. A rerun: where another run's speedup should "
+        "land ({conf}), sqrt(2) wider, since the interval is for the speedup itself and holds another run's "
+        "estimate less often.",
         "Задержка: батч 1 на реальных текстах корпуса после прогрева, каждая модель в своем процессе (между "
         "прогонами: разница медиан двух прогонов подряд; чужая загрузка ЦП: доля всех ядер, занятая другими "
         "процессами во время замера: замер / ускорение). Ускорение: время эталона / время кандидата; каждая "
         "модель замеряется в новых процессах, по одной модели на процесс, как в эксплуатации, в {blocks} блоках, "
         "чередующихся во времени (блок: все кандидаты и снова эталон как A/A-контроль, вперемешку, с процессом "
         "эталона до, между и после них; каждый сравнивается с процессами эталона рядом с ним); {conf} t-интервал "
-        "по блокам, так что разброс между процессами входит в него."),
+        "по блокам, так что разброс между процессами входит в него. Повтор: куда должно попасть ускорение "
+        "другого прогона ({conf}), в sqrt(2) шире, ведь интервал относится к самому ускорению и реже содержит "
+        "оценку другого прогона."),
     "note.states": (
         "The machine ran in two speed states while timing: the reference took about {fast:.2f} ms per text in one "
         "and {slow:.2f} in the other (split at {threshold:.2f} ms; {slow_n} of its {n} processes slow). Speedups "

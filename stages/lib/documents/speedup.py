@@ -74,6 +74,8 @@ class SpeedupSummary(Record):
     speedup: float
     ci_low: float
     ci_high: float
+    rerun_low: float  # where another run's estimate should land (timing.rerun_interval)
+    rerun_high: float
     measurable: bool
     method: str
     texts: int
@@ -87,8 +89,8 @@ class Speedup(Record):
     interleaved over time; the reference's own file is the A/A control and holds the run's
     schedule and speed states."""
 
-    SCHEMA_VERSION = 2  # 2: reference processes between the entries; BlockEstimate.state, States.processes,
-    # reference_processes
+    SCHEMA_VERSION = 3  # 3: rerun_low, rerun_high; 2: reference processes between the entries; BlockEstimate.state,
+    # States.processes, reference_processes
 
     model: str
     reference: str
@@ -96,6 +98,8 @@ class Speedup(Record):
     speedup: float
     ci_low: float
     ci_high: float
+    rerun_low: float  # where another run's estimate should land (timing.rerun_interval)
+    rerun_high: float
     confidence: float
     measurable: bool
     method: str

@@ -142,6 +142,13 @@ def interval(x: SpeedupSummary, digits: int = 2) -> str:
     return f"{x.speedup:.{digits}f}x [{x.ci_low:.{digits}f}, {x.ci_high:.{digits}f}]"
 
 
+def rerun_cell(x: SpeedupSummary) -> str:
+    """Where another run's speedup should land (timing.rerun_interval); '-' with one block."""
+    if x.rerun_low is None:
+        return "-"
+    return f"[{x.rerun_low:.2f}, {x.rerun_high:.2f}]"
+
+
 def delta_cell(ctx: Ctx, d: Delta) -> str:
     if d.relative is None or d.relative_ci_low is None or d.relative_ci_high is None:
         return ctx.t("cell.unmeasurable")
