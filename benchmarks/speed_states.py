@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -121,14 +120,14 @@ def monitor(seconds: float, candidate: str) -> None:
         rows.append({"t": time.monotonic() - start, **{k: f() for k, f in passes.items()}})
     t = np.array([r["t"] for r in rows])
     ref_s = np.array([r["ref"] for r in rows])
-    logs = np.sort(np.log(ref_s))
-    i = timing._two_groups(logs)  # the speedup stage's own split
+    # the speedup stage's own split, each cycle's reference pass standing in for one of its processes
+    states = timing.speed_states([{"model": ref, "per_text_ms": [x], "block": 0, "position": k}
+                                  for k, x in enumerate(ref_s)], ref)
     print(f"{len(rows)} cycles over {seconds:.0f} s; reference pass {ref_s.min():.3f}-{ref_s.max():.3f} s")
-    if i is None or np.median(logs[i:]) - np.median(logs[:i]) < math.log1p(timing.STATE_GAP):
+    if states["threshold_ms"] is None:
         print(f"one state: no two groups of the reference's pass times {timing.STATE_GAP:.0%} apart")
         return
-    threshold = math.exp((logs[i - 1] + logs[i]) / 2)
-    slow = ref_s > threshold
+    slow = np.array(states["processes"]) == "slow"
     episodes, cur, began = [], slow[0], t[0]
     for k in range(1, len(t)):
         if slow[k] != cur:
