@@ -149,7 +149,7 @@ def rerun_cell(x: SpeedupSummary) -> str:
     return f"[{x.rerun_low:.2f}, {x.rerun_high:.2f}]"
 
 
-def delta_cell(ctx: Ctx, d: Delta) -> str:
+def delta_cell(ctx: Ctx, d: Delta | GroupDelta) -> str:
     if d.relative is None or d.relative_ci_low is None or d.relative_ci_high is None:
         return ctx.t("cell.unmeasurable")
     return f"{d.relative:+.2%} [{d.relative_ci_low:+.2%}, {d.relative_ci_high:+.2%}]"
@@ -170,7 +170,7 @@ def group_cell(ctx: Ctx, d: GroupDelta | None) -> str:
     if not d.measurable:
         return ctx.t({"too_few_queries": "cell.too_few_queries", "reference_zero": "cell.reference_zero"}.get(
             d.reason, "cell.unmeasurable"))
-    cell = f"{d.relative:+.2%} [{d.relative_ci_low:+.2%}, {d.relative_ci_high:+.2%}]"
+    cell = delta_cell(ctx, d)
     return f"{BAD} {cell}" if d.relative_ci_high < 0 else cell
 
 
