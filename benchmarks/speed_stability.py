@@ -5,11 +5,12 @@
 Run from the repository root after `dvc repro` (the models and embeddings must exist). Each run is
 `dvc repro -f -s` of the timing stages (the speedup stage; with `benchmark`, every benchmark@M
 stage too), then `dvc repro report`. After each run it keeps the speedup results and the report's
-ship line in --out (default .scratch/speed-stability/), then prints, per candidate: the committed
-estimate and interval (the results at git HEAD), each rerun's estimate, how many reruns land inside
-the committed interval, and how often a rerun's interval holds another rerun's estimate; and the
-ship line of each rerun. At the end the committed results/ and dvc.lock are restored (git checkout)
-unless --keep.
+ship line in --out (default .scratch/speed-stability/: runN.json, and runN/ with the speedup
+documents themselves, every process's pass times, so other estimators can be checked offline).
+Then it prints, per candidate: the committed estimate and interval (the results at git HEAD), each
+rerun's estimate, how many reruns land inside the committed interval, and how often a rerun's
+interval holds another rerun's estimate; and the ship line of each rerun. At the end the committed
+results/ and dvc.lock are restored (git checkout) unless --keep.
 
 A benchmark, not a test: it takes minutes per run (the cost is printed) and needs an idle machine.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -126,6 +128,7 @@ def main() -> None:
         for i in range(args.runs):
             runs.append(one_run(args.stages, names))
             (args.out / f"run{i + 1}.json").write_text(json.dumps(runs[-1], indent=1))
+            shutil.copytree(RESULTS.speedup_dir, args.out / f"run{i + 1}", dirs_exist_ok=True)
             print(f"run {i + 1}/{args.runs}: {runs[-1]['seconds']:.0f} s; {runs[-1]['ship']}", flush=True)
     finally:
         if not args.keep:
