@@ -63,7 +63,7 @@ def one_run(stages: list[str], names: list[str]) -> dict:
     speed = {n: json.loads(RESULTS.speedup(n).read_text()) for n in names}
     return {"seconds": time.monotonic() - start, "ship": _ship(report), "recommended": report["recommended"],
             "speed": {n: {k: s.get(k) for k in ("speedup", "ci_low", "ci_high", "rerun_low", "rerun_high", "by_state",
-                                                "control")} for n, s in speed.items()},
+                                                "mix", "control")} for n, s in speed.items()},
             "states": speed[report["reference"]]["states"],
             "load": {n: s["load"]["other_fraction"] for n, s in speed.items()}}
 

@@ -7,7 +7,7 @@ Run from the repository root after `dvc repro` (the models must exist), on an id
 
 `monitor`: one process holds the reference twice (an A/A twin) and the candidate, and times a pass
 of each over the speedup stage's texts (batch 1), in turn, for --seconds. The reference's pass time
-shows the machine's state; the script splits it into two groups as stages/lib/timing.py does
+shows the machine's state; the script tells fast from slow passes as stages/lib/timing.py tells processes
 and prints how often each state occurred, how long its episodes lasted, and the candidate's and
 the A/A twin's ratio in each.
 
@@ -125,7 +125,8 @@ def monitor(seconds: float, candidate: str) -> None:
                                   for k, x in enumerate(ref_s)], ref)
     print(f"{len(rows)} cycles over {seconds:.0f} s; reference pass {ref_s.min():.3f}-{ref_s.max():.3f} s")
     if states["threshold_ms"] is None:
-        print(f"one state: no two groups of the reference's pass times {timing.STATE_GAP:.0%} apart")
+        print(f"one state: fewer than two of the reference's passes more than {timing.STATE_GAP:.0%} slower than "
+              "its fast level")
         return
     slow = np.array(states["processes"]) == "slow"
     episodes, cur, began = [], slow[0], t[0]

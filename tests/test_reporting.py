@@ -18,7 +18,7 @@ from stages.lib.documents.common import CorpusSample, Load
 from stages.lib.documents.compare import Relation
 from stages.lib.documents.record import read
 from stages.lib.documents.report import Report
-from stages.lib.documents.speedup import StateSpeed
+from stages.lib.documents.speedup import MixSpeed, StateSpeed
 from stages.lib.errors import UserError
 from stages.lib.layout import Results
 from stages.lib.machine_words import label
@@ -109,7 +109,11 @@ def five_candidates() -> Report:
     r.models[LONG].comparison.speed.latency_b1 = replace(
         r.models[LONG].comparison.speed.latency_b1, speedup=1.8, ci_low=1.74, ci_high=1.89, rerun_low=1.66,
         rerun_high=1.96,
-        by_state={"fast": StateSpeed(blocks=2, speedup=2.07), "slow": StateSpeed(blocks=3, speedup=1.91)})
+        by_state={"fast": StateSpeed(entries=4, speedup=1.8, ci_low=1.74, ci_high=1.89, rerun_low=1.66,
+                                     rerun_high=1.96),
+                  "slow": StateSpeed(entries=2, speedup=1.62, ci_low=1.53, ci_high=1.72, rerun_low=1.49,
+                                     rerun_high=1.76)},
+        mix=MixSpeed(speedup=1.71, ci_low=1.55, ci_high=1.89))
     r.speed_control.states = replace(r.speed_control.states, threshold_ms=10.9, state_ms={"fast": 8.9, "slow": 12.9},
                                      processes=["fast"] * 5 + ["slow"] * 3)
     r.ranking = advice.ranking(r.models, r.reference)
@@ -172,10 +176,11 @@ def test_a_different_network_shows_no_cosine():
 def test_speed_states_are_named_with_numbers_and_each_candidate_gets_its_speed_per_state():
     perf = _section(sections.section_perf)
     short = blocks.short_names(list(five_candidates().models))[LONG]
-    assert re.search(r"1\.80x \[1\.74, 1\.89\] +\[1\.66, 1\.96\] +\+-\d\.\d% +2\.07x +1\.91x", _row(perf, short))
+    assert re.search(r"1\.80x \[1\.74, 1\.89\] +\[1\.66, 1\.96\] +\+-\d\.\d% +1\.62x \(2\) +1\.71x", _row(perf, short))
     flat = " ".join(perf.split())
     assert ("[!] The machine ran in two speed states while timing: the reference took about 8.90 ms per text in one "
-            "and 12.90 in the other (split at 10.90 ms; 3 of its 8 processes slow).") in flat
+            "and 12.90 in the other (split at 10.90 ms; 3 of its 8 processes slow). The speedup is the fast "
+            "state's; the slow state's and the run's mix are beside it.") in flat
     control = five_candidates().speed_control
     floor = (control.ci_high / control.ci_low) ** 0.5 - 1
     assert f"+-{floor:.1%}" in _row(perf, "int8-pc")  # the A/A noise floor next to every speedup

@@ -69,11 +69,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col.texts_s": ("texts/s @bs{bs}", "текстов/с @bs{bs}"),
     "col.sorted_gain": ("sorted vs unsorted", "сортировка дает"),
     "col.peak_rss": ("peak RSS MB", "пик RSS, МБ"),
-    "col.speedup_pr": ("speedup [{conf}]", "ускорение [{conf}]"),
+    "col.speedup_pr": ("fast state [{conf}]", "быстрое сост. [{conf}]"),
     "col.rerun": ("a rerun [{conf}]", "повтор [{conf}]"),
-    "col.noise_floor": ("A/A noise floor", "порог шума A/A"),
-    "col.state_fast": ("fast state", "быстрое сост."),
-    "col.state_slow": ("slow state", "медленное сост."),
+    "col.noise_floor": ("A/A floor", "порог A/A"),
+    "col.state_slow": ("slow (n)", "медл. (n)"),
+    "col.mix": ("run's mix", "весь прогон"),
     "col.ndcg": ("nDCG@10", "nDCG@10"),
     "col.mrr": ("MRR@10", "MRR@10"),
     "col.r1": ("R@1", "R@1"),
@@ -147,28 +147,34 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "while timing: benchmark / speedup). Speedup: reference time / candidate time, every model timed in fresh "
         "processes, one model per process as deployed, in {blocks} blocks interleaved over time (each block: every "
         "candidate and the reference again as the A/A control, shuffled, with a process of the reference before, "
-        "between and after them; each compared with the reference processes beside it); {conf} t-interval over "
-        "blocks, so the variation between processes is inside it. A rerun: where another run's speedup should "
-        "land ({conf}), sqrt(2) wider, since the interval is for the speedup itself and holds another run's "
-        "estimate less often.",
+        "between and after them). Each process ran in the machine's fast state or was slowed from outside (more "
+        "than 15% slower than its model's fast level); the speedup compares each model's fast processes with the "
+        "nearest fast reference processes, {conf} t-interval with the spread between processes pooled over all "
+        "models. A rerun: where another run's speedup should land ({conf}), sqrt(2) wider. A/A floor: the "
+        "half-width of the A/A control's interval, the method's noise floor. Slow: the same "
+        "for the slowed processes (how many). Run's mix: every process against the reference processes "
+        "beside it, whatever their state; it moves with the share of slowed processes, which changes from run "
+        "to run.",
         "Задержка: батч 1 на реальных текстах корпуса после прогрева, каждая модель в своем процессе (между "
         "прогонами: разница медиан двух прогонов подряд; чужая загрузка ЦП: доля всех ядер, занятая другими "
         "процессами во время замера: замер / ускорение). Ускорение: время эталона / время кандидата; каждая "
         "модель замеряется в новых процессах, по одной модели на процесс, как в эксплуатации, в {blocks} блоках, "
         "чередующихся во времени (блок: все кандидаты и снова эталон как A/A-контроль, вперемешку, с процессом "
-        "эталона до, между и после них; каждый сравнивается с процессами эталона рядом с ним); {conf} t-интервал "
-        "по блокам, так что разброс между процессами входит в него. Повтор: куда должно попасть ускорение "
-        "другого прогона ({conf}), в sqrt(2) шире, ведь интервал относится к самому ускорению и реже содержит "
-        "оценку другого прогона."),
+        "эталона до, между и после них). Каждый процесс шел либо в быстром состоянии машины, либо был замедлен "
+        "извне (более чем на 15% медленнее быстрого уровня своей модели); ускорение сравнивает быстрые процессы "
+        "каждой модели с ближайшими быстрыми процессами эталона, {conf} t-интервал с разбросом между процессами, "
+        "объединенным по всем моделям. Повтор: куда должно попасть ускорение другого прогона ({conf}), в sqrt(2) "
+        "шире. Порог A/A: полуширина интервала A/A-контроля, порог шума метода. Медл.: то же для замедленных "
+        "процессов (сколько их). Весь прогон: каждый процесс "
+        "против соседних процессов эталона, в каком бы состоянии они ни были; эта оценка меняется вместе с долей "
+        "замедленных процессов, а та - от прогона к прогону."),
     "note.states": (
         "The machine ran in two speed states while timing: the reference took about {fast:.2f} ms per text in one "
-        "and {slow:.2f} in the other (split at {threshold:.2f} ms; {slow_n} of its {n} processes slow). Speedups "
-        "differ by state (columns above: blocks where the reference processes beside the candidate were both in "
-        "one state); the interval covers the mix this run saw.",
+        "and {slow:.2f} in the other (split at {threshold:.2f} ms; {slow_n} of its {n} processes slow). The "
+        "speedup is the fast state's; the slow state's and the run's mix are beside it.",
         "Во время замеров машина была в двух состояниях скорости: эталон тратил около {fast:.2f} мс на текст в "
         "одном и {slow:.2f} в другом (граница {threshold:.2f} мс; {slow_n} из {n} его процессов медленные). "
-        "Ускорение зависит от состояния (столбцы выше: блоки, где оба соседних с кандидатом процесса эталона были "
-        "в одном состоянии); интервал покрывает ту смесь, что видел этот прогон."),
+        "Ускорение дано для быстрого состояния; для медленного и для всего прогона - рядом."),
     "note.control": ("A/A control (the reference against itself, same protocol): {x:.3f}x [{lo:.3f}, {hi:.3f}]",
                      "A/A-контроль (эталон против самого себя, тот же протокол): {x:.3f}x [{lo:.3f}, {hi:.3f}]"),
     "note.control_bad": ("the method sees a difference where there is none: the machine is too noisy for speed "

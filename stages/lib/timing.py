@@ -33,6 +33,7 @@ import numpy as np
 from .documents.common import Load
 from .documents.speedup import (
     BlockEstimate,
+    MixSpeed,
     Process,
     SpeedHeadline,
     SpeedHeadlines,
@@ -147,26 +148,81 @@ def _geomean_texts(rows: list[dict]) -> np.ndarray:
     return np.exp(np.mean(np.log([r["per_text_ms"] for r in rows]), axis=0))
 
 
-def block_estimates(processes: list[dict], role: str, name: str, states: dict | None = None) -> list[dict]:
-    """One estimate per entry of `name` in `role` (one per block): reference time / its time, per
-    text, geometric mean over texts; the reference side the per-text geometric mean of the
-    reference processes right before and after it in its block. `states` (speed_states) gives
-    each estimate the state of those neighbours: fast or slow when both agree, else mixed."""
-    ref_at = {(p["block"], p["position"]): p for p in processes if p["role"] == "reference"}
-    state_of = dict(zip(states["processes_at"], states["processes"])) if states else {}
+def level_ms(process: dict) -> float:
+    """A process's speed as one number: the geometric mean over texts of its time per text."""
+    return float(np.exp(np.mean(np.log(process["per_text_ms"]))))
+
+
+STATE_GAP = 0.15  # processes in one state differ by a few %; the dev VM's slow state is 40-65 % slower
+
+
+def fast_flags(levels) -> np.ndarray:
+    """Which processes of one model ran in the machine's fast state: those within STATE_GAP of the
+    model's fast level, the median of its processes within STATE_GAP of its fastest. Anchored on a
+    median, not on the fastest process, so a model with 54 processes and one with 6 are cut alike
+    (the fastest of 54 lies further out). A slowdown comes from outside the process and only ever
+    adds time, so the fast state is the lower end, whatever share of the run it held."""
+    logs = np.log(np.asarray(levels, dtype=np.float64))
+    gap = math.log1p(STATE_GAP)
+    fast_level = np.median(logs[logs <= logs.min() + gap])
+    return logs <= fast_level + gap
+
+
+def process_states(processes: list[dict]) -> list[str]:
+    """Each process's state ('fast' or 'slow'), in run order, by fast_flags over its own model's
+    processes (the reference's: its reference and control processes together)."""
+    out = [""] * len(processes)
+    for name in dict.fromkeys(p["model"] for p in processes):
+        idx = [i for i, p in enumerate(processes) if p["model"] == name]
+        for i, fast in zip(idx, fast_flags([level_ms(processes[i]) for i in idx])):
+            out[i] = "fast" if fast else "slow"
+    return out
+
+
+def speed_states(processes: list[dict], reference: str) -> dict:
+    """The machine's speed states as the reference model saw them: its processes' levels (ms per
+    text), each process fast or slow by fast_flags (a process that straddles a change is slow when
+    it lost more than STATE_GAP). Two states (threshold_ms, state_ms) when two processes or more
+    were slow; one slow process is an outlier, not a state (it is still left out of the fast
+    figure)."""
+    mine = [p for p in processes if p["model"] == reference]
+    ms = np.array([level_ms(p) for p in mine])
+    fast = fast_flags(ms)
+    out = {"reference_ms": {"min": float(ms.min()), "median": float(np.median(ms)), "max": float(ms.max())},
+           "gap": STATE_GAP, "threshold_ms": None, "state_ms": None,
+           "processes": ["fast" if f else "slow" for f in fast]}
+    if (~fast).sum() >= 2:
+        out["threshold_ms"] = float(ms[fast].max() + (ms[~fast].min() - ms[fast].max()) / 2)
+        out["state_ms"] = {"fast": float(np.median(ms[fast])), "slow": float(np.median(ms[~fast]))}
+    return out
+
+
+def entry_estimates(processes: list[dict], role: str, name: str, states: list[str]) -> list[dict]:
+    """One estimate per entry of `name` in `role` (one per block), each a geometric mean over texts
+    of reference time / its time. `speedup`: against the reference processes right before and
+    after it, whatever their state (this run's mix). `state_speedup`: against the nearest reference
+    processes before and after it that ran in the entry's own state (`states`: process_states), so
+    a fast entry is compared with fast reference processes; None when the run has none."""
+    refs = [i for i, p in enumerate(processes) if p["role"] == "reference"]
     out = []
-    for p in processes:
+    for k, p in enumerate(processes):
         if p["role"] != role or p["model"] != name:
             continue
-        b, pos = p["block"], p["position"]
-        near = [ref_at[k] for k in ((b, pos - 1), (b, pos + 1)) if k in ref_at]
+        near = [processes[i] for i in refs if processes[i]["block"] == p["block"]
+                and abs(processes[i]["position"] - p["position"]) == 1]
         if not near:
             continue
-        ref_t, my_t = _geomean_texts(near), _geomean_texts([p])
-        seen = {state_of.get((q["block"], q["position"]), "one") for q in near}
-        out.append({"block": b, "speedup": float(np.exp(np.mean(np.log(ref_t / my_t)))),
-                    "reference_ms": float(np.median(ref_t)), "model_ms": float(np.median(my_t)),
-                    "state": seen.pop() if len(seen) == 1 else "mixed"})
+        same = [i for i in refs if states[i] == states[k]]
+        before, after = [i for i in same if i < k][-1:], [i for i in same if i > k][:1]
+        my_t = _geomean_texts([p])
+        ref_t = _geomean_texts(near)
+        entry = {"block": p["block"], "speedup": float(np.exp(np.mean(np.log(ref_t / my_t)))),
+                 "reference_ms": float(np.median(ref_t)), "model_ms": float(np.median(my_t)), "state": states[k],
+                 "state_speedup": None}
+        if before or after:
+            same_t = _geomean_texts([processes[i] for i in before + after])
+            entry["state_speedup"] = float(np.exp(np.mean(np.log(same_t / my_t))))
+        out.append(entry)
     return out
 
 
@@ -197,6 +253,31 @@ def rerun_interval(log_estimates, confidence: float) -> tuple[float | None, floa
     return math.exp(logs.mean() - half), math.exp(logs.mean() + half)
 
 
+def pooled_intervals(groups: dict[str, list[float]], confidence: float) -> dict[str, dict]:
+    """Per group of log ratios (one group per model: its entries in one state), the geometric mean
+    with a Student t interval whose spread is pooled over all the groups (one-way ANOVA's residual
+    standard deviation, sum(n - 1) degrees of freedom): every model's processes in a state share
+    the machine's noise, so a model that ran only one or two processes in the fast state still gets
+    an honest interval. `rerun_low/high`: where another run's mean of as many entries should land
+    (sqrt(2) wider). Bounds are None when no group has two entries; empty groups are left out."""
+    from scipy import stats
+
+    logs = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items() if len(v)}
+    df = sum(len(v) - 1 for v in logs.values())
+    sd = math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in logs.values()) / df) if df else None
+    out = {}
+    for k, v in logs.items():
+        m = float(v.mean())
+        row = {"entries": len(v), "speedup": math.exp(m), "ci_low": None, "ci_high": None,
+               "rerun_low": None, "rerun_high": None}
+        if sd is not None:
+            half = stats.t.ppf(0.5 + confidence / 2, df) * sd / math.sqrt(len(v))
+            row.update(ci_low=math.exp(m - half), ci_high=math.exp(m + half),
+                       rerun_low=math.exp(m - half * math.sqrt(2)), rerun_high=math.exp(m + half * math.sqrt(2)))
+        out[k] = row
+    return out
+
+
 def variance_components(groups: list[list[float]]) -> dict:
     """Between- and within-group standard deviations of log values (one-way random effects,
     method of moments). With groups = processes and values = their passes' log times, this says
@@ -212,52 +293,6 @@ def variance_components(groups: list[list[float]]) -> dict:
     return {"between_sd": math.sqrt(between), "within_sd": math.sqrt(within)}
 
 
-STATE_GAP = 0.15  # processes in one state differ by a few %; the dev VM's two states, by 40 %
-
-
-def _two_groups(logs: np.ndarray) -> int | None:
-    """Where sorted log times split best into two groups (least squares within them, as Otsu's
-    threshold): the index of the first slow one; None when the best split leaves a group of one
-    (an outlier, not a state) or there are fewer than 4."""
-    if len(logs) < 4:
-        return None
-    cost = [logs[:i].var() * i + logs[i:].var() * (len(logs) - i) for i in range(1, len(logs))]
-    i = 1 + int(np.argmin(cost))
-    return i if 2 <= i <= len(logs) - 2 else None
-
-
-def speed_states(processes: list[dict], reference: str) -> dict:
-    """The machine's speed states as the reference model saw them: each of its processes' median
-    time per text (the reference's and the control's), split where two groups fit best (a process
-    that straddles a change lands between them, so the largest gap would not find it) when their
-    medians differ by more than STATE_GAP and each holds two processes or more (one outlier is not
-    a state). `processes` lists each one's state in run order ('one' when there was one state)."""
-    mine = [p for p in processes if p["model"] == reference]
-    ms = np.array([float(np.median(p["per_text_ms"])) for p in mine])
-    out = {"reference_ms": {"min": float(ms.min()), "median": float(np.median(ms)), "max": float(ms.max())},
-           "gap": STATE_GAP, "threshold_ms": None, "state_ms": None}
-    logs = np.sort(np.log(ms))
-    i = _two_groups(logs)
-    if i is not None and np.median(logs[i:]) - np.median(logs[:i]) > math.log1p(STATE_GAP):
-        out["threshold_ms"] = float(np.exp((logs[i - 1] + logs[i]) / 2))
-        out["state_ms"] = {"fast": float(np.exp(np.median(logs[:i]))), "slow": float(np.exp(np.median(logs[i:])))}
-    limit = out["threshold_ms"]
-    out["processes"] = ["one" if limit is None else "slow" if t > limit else "fast" for t in ms]
-    out["processes_at"] = [(p["block"], p["position"]) for p in mine]
-    return out
-
-
-def by_state(estimates: list[dict]) -> dict:
-    """A candidate's speedup in each state the machine was seen in (its estimates whose reference
-    neighbours were both in that state)."""
-    out = {}
-    for state in ("fast", "slow"):
-        logs = [math.log(e["speedup"]) for e in estimates if e["state"] == state]
-        if logs:
-            out[state] = {"blocks": len(logs), "speedup": math.exp(float(np.mean(logs)))}
-    return out
-
-
 def _combined_load(loads: list[dict], tolerance: float) -> Load:
     """Other processes' CPU over all timed passes of several processes, as one share of all cores."""
     seconds = sum(x["seconds"] for x in loads)
@@ -269,33 +304,58 @@ def _combined_load(loads: list[dict], tolerance: float) -> Load:
 
 
 METHOD = ("one model per fresh process; blocks of processes run one at a time: the control and every candidate "
-          "once, shuffled, with a reference process before, between and after them; per entry the geometric mean "
-          "over texts of (time of the reference processes beside it / its time); Student t interval over blocks")
+          "once, shuffled, with a reference process before, between and after them; each process fast or slow by "
+          "its time against its own model's fast level; speedup: per fast entry the geometric mean over texts of "
+          "(time of the nearest fast reference processes / its time), Student t interval with the spread pooled "
+          "over all models; mix: per entry against the reference processes beside it, t interval over blocks")
+
+
+def _state_figures(entries: dict[str, list[dict]], state: str, confidence: float) -> dict[str, dict]:
+    """Every model's speedup in one state, from its entries that ran in it (pooled_intervals)."""
+    return pooled_intervals({name: [math.log(e["state_speedup"]) for e in es
+                                    if e["state"] == state and e["state_speedup"] is not None]
+                             for name, es in entries.items()}, confidence)
 
 
 def speedup_results(processes: list[dict], reference: str, confidence: float, tolerance: float,
                     machine: dict | None = None) -> dict[str, Speedup]:
     """Each model's speedup over the reference from the processes of one schedule: the reference's
     entry is the A/A control (its timings as a candidate against its timings as the reference).
+
+    The headline is the speedup in the machine's fast state. On the dev VM each process ran in the
+    fast or the slow state and the share of slow ones went from 9 % to 65 % between runs minutes
+    apart, so a speedup over every process (`mix`, kept) moved with that share; the fast-state
+    one moved by about 2 % (docs/timing.md). The slow state's speedup is in `by_state`. When a
+    model has no fast entry to compare (only in schedules too short to have fast reference
+    processes), the headline is the mix and `figure` says so.
     `machine`: the timing facts of the machine that ran them, recorded in each document."""
     states = speed_states(processes, reference)
+    each = process_states(processes)
     passes = len(processes[0]["pass_ms"])
     ref_env = next(p["environment"] for p in processes if p["role"] == "reference")
+    names = list(dict.fromkeys(p["model"] for p in processes))  # schedule order, each once
+    role = {name: CONTROL if name == reference else "candidate" for name in names}
+    entries = {name: entry_estimates(processes, role[name], name, each) for name in names}
+    per_state = {state: _state_figures(entries, state, confidence) for state in ("fast", "slow")}
     out = {}
-    for name in dict.fromkeys(p["model"] for p in processes):  # schedule order, each once
-        role = CONTROL if name == reference else "candidate"
-        mine = [p for p in processes if p["model"] == name and p["role"] == role]
-        blocks = block_estimates(processes, role, name, states)
-        logs = [math.log(b["speedup"]) for b in blocks]
-        point, lo, hi = t_interval(logs, confidence)
-        rerun_lo, rerun_hi = rerun_interval(logs, confidence)
+    for name in names:
+        mine = [p for p in processes if p["model"] == name and p["role"] == role[name]]
+        logs = [math.log(e["speedup"]) for e in entries[name]]
+        mix_point, mix_lo, mix_hi = t_interval(logs, confidence)
+        mix = {"speedup": mix_point, "ci_low": mix_lo, "ci_high": mix_hi}
+        fast = per_state["fast"].get(name)
+        if fast is not None:
+            head = {k: fast[k] for k in ("speedup", "ci_low", "ci_high", "rerun_low", "rerun_high")}
+        else:
+            head = dict(mix, **dict(zip(("rerun_low", "rerun_high"), rerun_interval(logs, confidence))))
+        lo, hi = head["ci_low"], head["ci_high"]
         out[name] = Speedup(
-            model=name, reference=reference, control=name == reference,
-            speedup=point, ci_low=lo, ci_high=hi, rerun_low=rerun_lo, rerun_high=rerun_hi, confidence=confidence,
-            measurable=bool(lo is not None and (lo > 1.0 or hi < 1.0)),
+            model=name, reference=reference, control=name == reference, **head, confidence=confidence,
+            figure="fast" if fast is not None else "mix", measurable=bool(lo is not None and (lo > 1.0 or hi < 1.0)),
             method=METHOD, texts=len(mine[0]["per_text_ms"]), passes=passes,
-            blocks=[BlockEstimate(**b) for b in blocks],
-            by_state={state: StateSpeed(**v) for state, v in by_state(blocks).items()},
+            blocks=[BlockEstimate(**e) for e in entries[name]],
+            by_state={state: StateSpeed(**per_state[state][name]) for state in per_state if name in per_state[state]},
+            mix=MixSpeed(**mix),
             variance=Variance(**variance_components([np.log(p["pass_ms"]) for p in mine])),
             processes=_processes(mine),
             load=_combined_load([p["load"] for p in mine], tolerance),
@@ -303,7 +363,7 @@ def speedup_results(processes: list[dict], reference: str, confidence: float, to
             environment=mine[0]["environment"], reference_runtime=ref_env.runtime, machine=machine,
         )
     control = out[reference]
-    control.states = States(**{k: v for k, v in states.items() if k not in ("processes_at", "reference_ms")},
+    control.states = States(**{k: v for k, v in states.items() if k != "reference_ms"},
                             reference_ms=Spread(**states["reference_ms"]))
     control.schedule = [[f"{p['role']}:{p['model']}" for p in processes if p["block"] == b]
                         for b in sorted({p["block"] for p in processes})]

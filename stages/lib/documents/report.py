@@ -154,8 +154,9 @@ class Report(Record):
     """The comparison of every candidate with the reference: ranking, recommendation, machines and
     every model's numbers (docs/report.md)."""
 
-    SCHEMA_VERSION = 8  # 8: rerun_low, rerun_high beside every speedup interval; 7: speed_control.states.processes
-    # (was blocks), speed_control.blocks; 6: task_by_group, cases, randomization_p, missed_by_all; 5: sample (params
+    SCHEMA_VERSION = 9  # 9: speedups are the fast state's (figure, mix, by_state intervals); 8: rerun_low,
+    # rerun_high beside every speedup interval; 7: speed_control.states.processes (was blocks),
+    # speed_control.blocks; 6: task_by_group, cases, randomization_p, missed_by_all; 5: sample (params
     # corpus_sample); 4: the words inside messages are messages too
 
     ranking: list[str]  # candidates, best first

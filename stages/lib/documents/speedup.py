@@ -10,22 +10,39 @@ from .record import Record, flat, omitted
 
 @dataclass(kw_only=True)
 class BlockEstimate(Record):
-    """One block's estimate: time of the reference processes beside this model's / its time,
-    geometric mean over texts; `state` that of those reference processes (mixed: they differed)."""
+    """One entry's estimates (one entry per block), each the reference's time / its time, geometric
+    mean over texts. `speedup`: against the reference processes beside it (this run's mix);
+    `state_speedup`: against the nearest reference processes in its own `state` (timing.entry_estimates)."""
 
     block: int
     speedup: float
-    reference_ms: float
+    reference_ms: float  # the reference processes beside it
     model_ms: float
-    state: Literal["one", "fast", "slow", "mixed"]
+    state: Literal["fast", "slow"]
+    state_speedup: float | None
 
 
 @dataclass(kw_only=True)
 class StateSpeed(Record):
-    """The speedup in the blocks whose reference processes beside the model were both in one state."""
+    """The speedup in one state of the machine, from the entries that ran in it; the interval's
+    spread pooled over every model (timing.pooled_intervals; null bounds: too few entries)."""
 
-    blocks: int
+    entries: int
     speedup: float
+    ci_low: float | None
+    ci_high: float | None
+    rerun_low: float | None
+    rerun_high: float | None
+
+
+@dataclass(kw_only=True)
+class MixSpeed(Record):
+    """The speedup over every entry against the reference processes beside it, whatever their state:
+    the mix of states this run met, which changes from run to run (t interval over blocks)."""
+
+    speedup: float
+    ci_low: float | None
+    ci_high: float | None
 
 
 @dataclass(kw_only=True)
@@ -62,9 +79,9 @@ class States(Record):
 
     reference_ms: Spread
     gap: float
-    threshold_ms: float | None
+    threshold_ms: float | None  # between the fast and slow processes, when two or more were slow
     state_ms: dict[str, float] | None  # {fast, slow} when there were two states
-    processes: list[Literal["one", "fast", "slow"]]  # each of the reference model's processes, in run order
+    processes: list[Literal["fast", "slow"]]  # each of the reference model's processes, in run order
 
 
 @dataclass(kw_only=True)
@@ -80,17 +97,19 @@ class SpeedupSummary(Record):
     method: str
     texts: int
     passes: int
+    figure: Literal["fast", "mix"]  # which estimate `speedup` is: the fast state's, or the mix when none
     by_state: dict[str, StateSpeed]
+    mix: MixSpeed
 
 
 @dataclass(kw_only=True)
 class Speedup(Record):
-    """One model's speedup over the reference, every model timed one per fresh process in blocks
-    interleaved over time; the reference's own file is the A/A control and holds the run's
-    schedule and speed states."""
+    """One model's speedup over the reference in the machine's fast state, every model timed one per
+    fresh process in blocks interleaved over time; the slow state's and the whole run's mix beside it.
+    The reference's own file is the A/A control and holds the run's schedule and speed states."""
 
-    SCHEMA_VERSION = 3  # 3: rerun_low, rerun_high; 2: reference processes between the entries; BlockEstimate.state,
-    # States.processes, reference_processes
+    SCHEMA_VERSION = 4  # 4: the headline is the fast state's speedup (figure, mix, StateSpeed intervals,
+    # BlockEstimate.state_speedup); 3: rerun_low, rerun_high; 2: reference processes between the entries
 
     model: str
     reference: str
@@ -105,8 +124,10 @@ class Speedup(Record):
     method: str
     texts: int
     passes: int
+    figure: Literal["fast", "mix"]  # which estimate `speedup` is: the fast state's, or the mix when none
     blocks: list[BlockEstimate]
     by_state: dict[str, StateSpeed]
+    mix: MixSpeed
     variance: Variance
     processes: list[Process]
     load: Load

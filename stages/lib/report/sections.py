@@ -130,16 +130,17 @@ def section_perf(report: Report, ctx: Ctx) -> list[str]:
                           f"{tput[bs].sort_speedup:.2f}x", mb(b.memory.peak_rss_bytes)])
         if n != ref:
             sp = m.comparison.speed.latency_b1
-            speed_rows.append([ctx.n(n), interval(sp), rerun_cell(sp), noise,
-                               *(f"{sp.by_state[k].speedup:.2f}x" if k in sp.by_state else "-"
-                                 for k in ("fast", "slow"))])
+            slow = sp.by_state.get("slow")
+            speed_rows.append([ctx.n(n), interval(sp), rerun_cell(sp),
+                               noise, f"{slow.speedup:.2f}x ({slow.entries})" if slow else "-",
+                               f"{sp.mix.speedup:.2f}x"])
     out += table(ctx, lat_rows, [ctx.t(k) for k in ("col.model", "col.p50", "col.p90", "col.p99", "col.mean_std",
                                                     "col.n", "col.run_to_run", "col.other_load")])
     out += table(ctx, tput_rows, [ctx.t("col.model"), ctx.t("col.session_s"), ctx.t("col.texts_s", bs=bs),
                                   ctx.t("col.sorted_gain"), ctx.t("col.peak_rss")])
     out += table(ctx, speed_rows, [ctx.t("col.candidate"), ctx.t("col.speedup_pr", conf=ctx.conf),
-                                   ctx.t("col.rerun", conf=ctx.conf), ctx.t("col.noise_floor"), ctx.t("col.state_fast"),
-                                   ctx.t("col.state_slow")])
+                                   ctx.t("col.rerun", conf=ctx.conf), ctx.t("col.noise_floor"), ctx.t("col.state_slow"),
+                                   ctx.t("col.mix")])
     blocks = control.blocks if control else 0
     out += para(ctx, ctx.t("note.latency_method", conf=ctx.conf, blocks=blocks), bullet=True)
     if control:
