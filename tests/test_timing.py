@@ -198,6 +198,17 @@ def test_on_a_two_state_machine_the_speedup_is_the_fast_states_whatever_the_mix(
     assert any(abs(x - 2.1) > 0.1 and abs(x - 1.85) > 0.1 for x in mixed)  # entries beside the other state
 
 
+def test_without_a_fast_reference_process_the_headline_is_the_mix_and_says_so():
+    """One block whose reference processes were all slowed (15 ms per text) while the control ran
+    fast (10): nothing fast to compare the fast entries with, so the headline is the mix."""
+    run = _two_model_run(1, 2.0, ref_ms=lambda i: 15.0 if i % 2 == 0 else 10.0)  # R e R e R: R at even i
+    results = {n: r.to_dict() for n, r in timing.speedup_results(run, "ref", 0.95, 0.10).items()}
+    for r in results.values():
+        assert r["figure"] == "mix" and r["speedup"] == r["mix"]["speedup"]
+        assert [b["state_speedup"] for b in r["blocks"]] == [None]
+    assert results["ref"]["speedup"] == pytest.approx(1.5, rel=0.02)  # slowed neighbours / fast control
+
+
 def test_a_process_is_slow_when_it_lost_more_than_the_gap_against_its_own_models_fast_level():
     """The fast level is the median of the processes within STATE_GAP of the fastest, so a lone
     fast outlier does not move the cut; a process that straddled a change (10.2 of 9 and 13) is

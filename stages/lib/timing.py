@@ -1,9 +1,10 @@
 """Speedups that survive a rerun: every model timed in fresh processes, interleaved over time.
 
 Measured on the 2-core dev VM (docs/timing.md): timings vary more between processes than between
-rounds inside one, and the machine has speed states lasting seconds to minutes that a guest cannot
-see (the reference ran at 8.9 or 12.9 ms per text, and the INT8-to-FP32 ratio was 2.07 in one and
-1.90 in the other). An interval from rounds inside one process is silent about both. So:
+rounds inside one, and the machine has speed states lasting from one process to minutes that a
+guest cannot see (the reference ran at about 5.3 or 7.5 ms per text, and int8-pc's speedup was
+about 2.2 in one and 1.85 in the other). An interval from rounds inside one process is silent
+about both. So:
 
 - One model per process, as deployed: two sessions in one process slowed each other (the
   candidate more than the reference), and at 1.5B parameters two models in one process double
@@ -11,15 +12,16 @@ see (the reference ran at 8.9 or 12.9 ms per text, and the INT8-to-FP32 ratio wa
   `passes` timed passes; a text's time is its median over the passes.
 - Processes run one at a time in blocks. A block times the control (the reference again, timed as
   a candidate: the A/A control) and every candidate once each, in a shuffled order, with a process
-  of the reference before, between and after them: R e1 R e2 ... R en R. Each entry is compared
-  with the reference processes right beside it (a few seconds away), so a linear drift cancels
-  and a speed state of the machine (they last tens of seconds) almost always holds both sides of
-  a comparison. The first version put the reference only at a block's two ends, about 40 s apart:
-  most blocks then straddled a change of state and the A/A control's interval was +-23%.
-- An entry's estimate is the geometric mean over texts of (reference time / its time), the
-  reference side the per-text geometric mean of its two neighbours. The interval is a Student t
-  over blocks (rounds nested in processes nested in blocks; the blocks are the independent units,
-  Kalibera and Jones, ISMM 2013), so a slow or fast process moves the interval, not the answer.
+  of the reference before, between and after them: R e1 R e2 ... R en R, so each entry has
+  reference processes a few seconds away and a linear drift cancels. (The first version put the
+  reference only at a block's two ends, about 40 s apart: the A/A control's interval was +-23%.)
+- Each process ran in the machine's fast state or was slowed from outside, and the share of slowed
+  ones changed from run to run (9 % to 65 %). So each process is told fast or slow against its own
+  model's fast level (fast_flags), and the headline compares each model's fast processes with the
+  nearest fast reference processes: the geometric mean over texts of (reference time / its time),
+  a Student t interval whose spread is pooled over every model's fast entries (the processes and
+  blocks are the independent units, Kalibera and Jones, ISMM 2013). The slow state's speedup and
+  the run's mix (every entry against its two neighbours, t over blocks) are kept beside it.
 """
 from __future__ import annotations
 
