@@ -336,7 +336,7 @@ def _models(candidates: dict) -> dict:
     models = {"ref": None}
     for name, (status, ci_high, speed, half, size) in candidates.items():
         sp = SimpleNamespace(speedup=speed, ci_low=speed - half if speed else None,
-                             ci_high=speed + half if speed else None)
+                             ci_high=speed + half if speed else None, by_state={})
         models[name] = SimpleNamespace(comparison=SimpleNamespace(
             verdict=SimpleNamespace(status=status, scope_code=None), size=SimpleNamespace(ratio=size),
             task_delta={"ndcg@10": SimpleNamespace(relative_ci_high=ci_high, relative=0.0)},
@@ -384,6 +384,15 @@ def test_ship_line_names_the_best_pass_or_the_knob_when_none_passes():
     code = codes[0]
     assert marker == "[+]" and code.args["name"] == r.ranking[0] and code.key == "ship.pass_scope"
     assert i18n.render(code, "en").startswith(f"Ship {r.ranking[0]}: PASS")
+    best = r.models[r.ranking[0]].comparison.speed.latency_b1
+    best.by_state = {"fast": StateSpeed(entries=4, speedup=best.speedup, ci_low=None, ci_high=None, rerun_low=None,
+                                        rerun_high=None),
+                     "slow": StateSpeed(entries=2, speedup=1.62, ci_low=None, ci_high=None, rerun_low=None,
+                                        rerun_high=None)}
+    slowed = advice.ship_line(r)[1][1]
+    assert i18n.render(slowed, "en") == ("That speed is the machine's fast state's; in the 2 of its 6 timed "
+                                         "processes that were slowed from outside: 1.62x.")
+    assert "1.62x" in i18n.render(slowed, "ru")
     for n in r.ranking:
         r.models[n].comparison.verdict.status = Status.WARN
     r.models["int8-pt"].recipe = {"method": "dynamic", "per_channel": False}

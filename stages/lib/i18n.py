@@ -362,6 +362,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
                         "this holds on {path}.",
                         "Поставлять {name}: ПРОШЕЛ, nDCG@10 {ndcg:+.2%}, скорость {speedup:.2f}x от эталона, {size}; "
                         "верно для: {path}."),
+    "ship.slowed": ("That speed is the machine's fast state's; in the {n} of its {m} timed processes that were "
+                    "slowed from outside: {slow:.2f}x.",
+                    "Это скорость в быстром состоянии машины; в {n} из {m} его замеренных процессов, замедленных "
+                    "извне: {slow:.2f}x."),
     "ship.none": ("No candidate passes. The closest is {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); the "
                   "evidence points to {knob}.",
                   "Ни один кандидат не прошел. Ближе всех {name} ({status}, nDCG@10 {ndcg:+.2%}, {speedup:.2f}x); "

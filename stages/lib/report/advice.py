@@ -100,6 +100,10 @@ def _ship_line(report: Report) -> Advice:
     scope = c.verdict.scope_code
     if c.verdict.status == Status.PASS:
         sentences = [msg("ship.pass_scope", path=scope.args["path"], **args) if scope else msg("ship.pass", **args)]
+        slow = sp.by_state.get("slow")
+        if slow is not None:  # the answer's speed is the fast state's: say what the slowed processes gave
+            sentences.append(msg("ship.slowed", slow=slow.speedup, n=slow.entries,
+                                 m=sum(x.entries for x in sp.by_state.values())))
         tied = [n for n in _tied_with_best(report) if n != best]
         if tied:
             sentences.append(msg("ship.tied", name=best, others=", ".join(
